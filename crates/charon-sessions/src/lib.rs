@@ -1,0 +1,89 @@
+//! Server-side login sessions in Redis 8 / Valkey 9, a port of the Redis
+//! session store of [Charon](https://hex.pm/packages/charon), the Elixir
+//! auth library.
+//!
+//! Every login creates a [`Session`]; every refresh re-reads it, checks it,
+//! rotates the refresh token and writes it back with optimistic locking, so
+//! that of two racing refreshes exactly one wins. A user's sessions of one
+//! type are kept together, so "show my devices" and "log out everywhere" are
+//! one command each.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use std::time::Duration;
+//! use charon_sessions::{LocalStore, Session, SessionStore};
+//!
+//! let store = LocalStore::new(); // or RedisStore::connect(config).await?
+//! let ttl = Duration::from_secs(30 * 24 * 3600);
+//!
+//! // Login.
+//! let mut session = Session::new_login("alice", ttl);
+//! store.upsert(&mut session).await?;
+//!
+//! // Refresh: read, rotate, write back; a concurrent refresh would conflict.
+//! let mut current = store.get(&session.id, "alice", "full").await?.expect("just stored");
+//! current.rotate_refresh_token(ttl);
+//! store.upsert(&mut current).await?;
+//!
+//! // Devices, then log out everywhere.
+//! assert_eq!(store.get_all("alice", "full").await?.len(), 1);
+//! store.delete_all("alice", "full").await?;
+//! assert!(store.get_all("alice", "full").await?.is_empty());
+//! # Ok::<(), charon_sessions::StoreError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Layout
+//!
+//! * [`Session`] (`session.rs`): the record and the rules of its ids.
+//! * [`SessionStore`] and [`StoreError`] (`store.rs`): the contract.
+//! * [`signing`]: HMAC-SHA256 signed values and key derivation.
+//! * `codec.rs`: session ⇄ bytes.
+//! * [`LocalStore`] (`local.rs`): in memory, same semantics.
+//! * [`RedisStore`] (`redis/`): configuration, key layout, the Lua function
+//!   library, the server check and the connection pool.
+//!
+//! # Redis layout
+//!
+//! One hash per user and session type, `<key prefix>.<user_id>.<session_type>`
+//! (default prefix `charon_`), holding field `<session_id>` (the signed
+//! session) and field `l.<session_id>` (its lock version), both expiring at
+//! the session's `refresh_expires_at` through hash field expiration. Each
+//! operation is one Redis command: `HGET`, `FCALL`, `HDEL`, `HGETALL`, `DEL`.
+
+#![deny(missing_docs, missing_debug_implementations)]
+
+mod codec;
+mod local;
+mod redis;
+mod session;
+pub mod signing;
+mod store;
+
+pub use crate::local::LocalStore;
+pub use crate::redis::RedisStore;
+pub use crate::redis::config::{DEFAULT_KEY_PREFIX, RedisStoreConfig};
+pub use crate::redis::server::{REQUIRED_SERVER, ServerInfo, ServerKind};
+pub use crate::session::{
+    DEFAULT_SESSION_TYPE, MAX_KEY_PREFIX_LEN, MAX_LOCK_VERSION, MAX_SESSION_ID_LEN,
+    MAX_SESSION_TYPE_LEN, MAX_USER_ID_LEN, SESSION_VERSION, Session, random_id, unix_now,
+    validate_key_prefix, validate_session_id, validate_session_type, validate_user_id,
+};
+pub use crate::store::{BoxError, SessionStore, StoreError};
+/// The pool's state type, returned by [`RedisStore::pool_state`].
+pub use bb8::State as PoolState;
+
+#[cfg(test)]
+mod send_sync {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn store_handles_are_send_and_sync() {
+        assert_send_sync::<super::RedisStore>();
+        assert_send_sync::<super::LocalStore>();
+        assert_send_sync::<super::RedisStoreConfig>();
+        assert_send_sync::<super::StoreError>();
+        assert_send_sync::<std::sync::Arc<dyn super::SessionStore>>();
+        assert_send_sync::<Box<dyn super::SessionStore>>();
+    }
+}

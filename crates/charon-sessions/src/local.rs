@@ -1,0 +1,190 @@
+//! [`LocalStore`]: an in-memory store with the same semantics as Redis.
+//!
+//! For tests, demos and single-process services. It keeps the layout of the
+//! Redis store in spirit (one map per user and session type, a lock version
+//! and an absolute expiry per session) and passes the same behavioural test
+//! suite. Values are kept as [`Session`]s: they never leave the process, so
+//! they are not signed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+
+use crate::session::{Session, unix_now, validate_address, validate_owner};
+use crate::store::{SessionStore, StoreError};
+
+type Owner = (String, String);
+
+/// Writes between two sweeps of expired sessions of all users.
+const SWEEP_EVERY: u64 = 4096;
+
+/// An in-memory [`SessionStore`].
+///
+/// Sessions expire at their `refresh_expires_at` exactly as in Redis (they
+/// are never returned from that second on, and are dropped lazily and by a
+/// periodic sweep). Clones are not shared: wrap it in an `Arc` to share one
+/// store.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use std::time::Duration;
+/// use charon_sessions::{LocalStore, Session, SessionStore};
+///
+/// let store = LocalStore::new();
+/// let mut session = Session::new_login("alice", Duration::from_secs(3600));
+/// store.upsert(&mut session).await?;
+/// assert_eq!(session.lock_version, 1);
+///
+/// let mut read = store.get(&session.id, "alice", "full").await?.unwrap();
+/// read.rotate_refresh_token(Duration::from_secs(3600));
+/// store.upsert(&mut read).await?;
+///
+/// // The first copy is stale now: optimistic locking refuses it.
+/// assert!(store.upsert(&mut session).await.unwrap_err().is_conflict());
+/// # Ok::<(), charon_sessions::StoreError>(())
+/// # }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct LocalStore {
+    /// Per (user id, session type): session id → session as stored (its
+    /// `lock_version` is the stored lock version).
+    sessions: Mutex<HashMap<Owner, HashMap<String, Session>>>,
+    /// Counts writes, to sweep expired sessions every [`SWEEP_EVERY`].
+    writes: AtomicU64,
+}
+
+impl LocalStore {
+    /// An empty store.
+    pub fn new() -> LocalStore {
+        LocalStore::default()
+    }
+
+    /// Drops every expired session now. Runs by itself every few thousand
+    /// writes; call it to reclaim memory at a time of your choosing.
+    pub fn purge_expired(&self) {
+        let now = unix_now();
+        let mut all = self.lock();
+        all.retain(|_, sessions| {
+            sessions.retain(|_, s| !s.is_expired_at(now));
+            !sessions.is_empty()
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Owner, HashMap<String, Session>>> {
+        // No code panics while holding the lock, but a poisoned map is still
+        // consistent (every mutation is a single insert or remove).
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn owner(user_id: &str, session_type: &str) -> Owner {
+    (user_id.to_owned(), session_type.to_owned())
+}
+
+#[async_trait]
+impl SessionStore for LocalStore {
+    async fn get(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<Option<Session>, StoreError> {
+        validate_address(session_id, user_id, session_type)?;
+        let now = unix_now();
+        let all = self.lock();
+        Ok(all
+            .get(&owner(user_id, session_type))
+            .and_then(|sessions| sessions.get(session_id))
+            .filter(|s| !s.is_expired_at(now))
+            .cloned())
+    }
+
+    async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
+        session.validate()?;
+        if session.is_dead() {
+            return Ok(());
+        }
+        let now = unix_now();
+        {
+            let mut all = self.lock();
+            let sessions = all
+                .entry(owner(&session.user_id, &session.session_type))
+                .or_default();
+            let stored_lock = sessions
+                .get(&session.id)
+                .filter(|s| !s.is_expired_at(now))
+                .map(|s| s.lock_version);
+            let lock_ok = match stored_lock {
+                None => session.lock_version == 0,
+                Some(stored) => session.lock_version != 0 && stored == session.lock_version,
+            };
+            if !lock_ok {
+                if sessions.is_empty() {
+                    all.remove(&owner(&session.user_id, &session.session_type));
+                }
+                return Err(StoreError::Conflict);
+            }
+            let mut stored = session.clone();
+            stored.lock_version += 1;
+            if stored.is_expired_at(now) {
+                // Like a hash field written with an expiry in the past.
+                sessions.remove(&session.id);
+                if sessions.is_empty() {
+                    all.remove(&owner(&session.user_id, &session.session_type));
+                }
+            } else {
+                sessions.insert(session.id.clone(), stored);
+            }
+        }
+        session.lock_version += 1;
+        if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.purge_expired();
+        }
+        Ok(())
+    }
+
+    async fn delete(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<(), StoreError> {
+        validate_address(session_id, user_id, session_type)?;
+        let key = owner(user_id, session_type);
+        let mut all = self.lock();
+        if let Some(sessions) = all.get_mut(&key) {
+            sessions.remove(session_id);
+            if sessions.is_empty() {
+                all.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_all(&self, user_id: &str, session_type: &str) -> Result<Vec<Session>, StoreError> {
+        validate_owner(user_id, session_type)?;
+        let now = unix_now();
+        let all = self.lock();
+        Ok(all
+            .get(&owner(user_id, session_type))
+            .map(|sessions| {
+                sessions
+                    .values()
+                    .filter(|s| !s.is_expired_at(now))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn delete_all(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
+        validate_owner(user_id, session_type)?;
+        self.lock().remove(&owner(user_id, session_type));
+        Ok(())
+    }
+}

@@ -1,0 +1,264 @@
+//! [`RedisStoreConfig`]: where the server is, how values are signed, and how
+//! the connection pool behaves. Setters follow bb8's builder style; the
+//! cross-field checks run at [`RedisStore::connect`](crate::RedisStore::connect).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::session::validate_key_prefix;
+use crate::signing::SigningKey;
+use crate::store::StoreError;
+
+/// The default key prefix, Charon's.
+pub const DEFAULT_KEY_PREFIX: &str = "charon_";
+
+/// Configuration of a [`RedisStore`](crate::RedisStore).
+///
+/// ```
+/// use std::time::Duration;
+/// use charon_sessions::RedisStoreConfig;
+/// use charon_sessions::signing::SigningKey;
+///
+/// let config = RedisStoreConfig::new("redis://127.0.0.1:6379/0", SigningKey::from_bytes(&[7; 32]))
+///     .key_prefix("myapp")
+///     .pool_size(20)
+///     .checkout_timeout(Duration::from_secs(1));
+/// // Neither the signing key nor a password in the URL is ever shown.
+/// assert!(format!("{config:?}").contains("<redacted>"));
+/// ```
+#[derive(Clone)]
+pub struct RedisStoreConfig {
+    pub(crate) url: String,
+    pub(crate) signing_key: SigningKey,
+    pub(crate) key_prefix: String,
+    pub(crate) pool_size: usize,
+    pub(crate) pool_max_overflow: usize,
+    pub(crate) checkout_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) command_timeout: Duration,
+    pub(crate) max_session_size: usize,
+}
+
+impl RedisStoreConfig {
+    /// A configuration for the server at `url`, signing with `signing_key`.
+    ///
+    /// URL forms: `redis://[user][:password@]host[:port][/db]`,
+    /// `rediss://…` (TLS, verified against the system's root certificates)
+    /// and `redis+unix:///path/to/socket[?db=N&user=U&pass=P]`.
+    pub fn new(url: impl Into<String>, signing_key: SigningKey) -> RedisStoreConfig {
+        RedisStoreConfig {
+            url: url.into(),
+            signing_key,
+            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            pool_size: 10,
+            pool_max_overflow: 5,
+            checkout_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
+            max_session_size: 64 * 1024,
+        }
+    }
+
+    /// Prefix of every key the store uses: keys are
+    /// `<prefix>.<user_id>.<session_type>`. `[A-Za-z0-9_:-]`, 1–64 bytes.
+    ///
+    /// Defaults to `"charon_"`, Charon's own.
+    #[must_use]
+    pub fn key_prefix(mut self, key_prefix: impl Into<String>) -> Self {
+        self.key_prefix = key_prefix.into();
+        self
+    }
+
+    /// Connections the pool keeps open, even when idle. At least 1.
+    ///
+    /// Defaults to 10.
+    #[must_use]
+    pub fn pool_size(mut self, pool_size: usize) -> Self {
+        self.pool_size = pool_size;
+        self
+    }
+
+    /// Extra connections the pool may open under load, above
+    /// [`pool_size`](Self::pool_size); they are closed again after
+    /// [`idle_timeout`](Self::idle_timeout) unused.
+    ///
+    /// Defaults to 5.
+    #[must_use]
+    pub fn pool_max_overflow(mut self, pool_max_overflow: usize) -> Self {
+        self.pool_max_overflow = pool_max_overflow;
+        self
+    }
+
+    /// How long an operation waits for a free pooled connection before it
+    /// fails with [`StoreError::PoolTimeout`].
+    ///
+    /// Defaults to 5 seconds.
+    #[must_use]
+    pub fn checkout_timeout(mut self, checkout_timeout: Duration) -> Self {
+        self.checkout_timeout = checkout_timeout;
+        self
+    }
+
+    /// How long an overflow connection may sit unused before it is closed.
+    /// Connections up to [`pool_size`](Self::pool_size) are kept.
+    ///
+    /// Defaults to 60 seconds. The pool checks every 30 seconds, so a
+    /// connection may live up to that much longer.
+    #[must_use]
+    pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// How long opening one connection (TCP, TLS, AUTH, SELECT) may take.
+    ///
+    /// Defaults to 2 seconds.
+    #[must_use]
+    pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// How long one command may wait for its reply before it fails with
+    /// [`StoreError::Connection`] (and the connection is replaced).
+    ///
+    /// Defaults to 2 seconds.
+    #[must_use]
+    pub fn command_timeout(mut self, command_timeout: Duration) -> Self {
+        self.command_timeout = command_timeout;
+        self
+    }
+
+    /// Largest encoded session, in bytes; a bigger one is refused with
+    /// [`StoreError::InvalidInput`] before anything is sent.
+    ///
+    /// Defaults to 65 536 (64 KiB).
+    #[must_use]
+    pub fn max_session_size(mut self, max_session_size: usize) -> Self {
+        self.max_session_size = max_session_size;
+        self
+    }
+
+    /// The cross-field checks `connect` runs first.
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        validate_key_prefix(&self.key_prefix)?;
+        let invalid = |msg: &str| Err(StoreError::InvalidInput(msg.to_owned()));
+        if self.pool_size == 0 {
+            return invalid("pool_size must be at least 1");
+        }
+        if u32::try_from(self.pool_size + self.pool_max_overflow).is_err() {
+            return invalid("pool_size + pool_max_overflow must fit in 32 bits");
+        }
+        for (name, value) in [
+            ("checkout_timeout", self.checkout_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("command_timeout", self.command_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(&format!("{name} must be greater than zero"));
+            }
+        }
+        if self.max_session_size == 0 {
+            return invalid("max_session_size must be greater than zero");
+        }
+        Ok(())
+    }
+}
+
+/// The URL with any password replaced by `<redacted>`.
+pub(crate) fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("<redacted>"));
+            }
+            let has_secret_query = parsed
+                .query_pairs()
+                .any(|(k, _)| k == "pass" || k == "password");
+            if has_secret_query {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k == "pass" || k == "password" {
+                            "<redacted>".to_owned()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            parsed.to_string()
+        }
+        Err(_) => "<unparsable URL, redacted>".to_owned(),
+    }
+}
+
+impl fmt::Debug for RedisStoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreConfig")
+            .field("url", &redacted_url(&self.url))
+            .field("signing_key", &self.signing_key)
+            .field("key_prefix", &self.key_prefix)
+            .field("pool_size", &self.pool_size)
+            .field("pool_max_overflow", &self.pool_max_overflow)
+            .field("checkout_timeout", &self.checkout_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("max_session_size", &self.max_session_size)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str) -> RedisStoreConfig {
+        RedisStoreConfig::new(url, SigningKey::from_bytes(b"k"))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config("redis://127.0.0.1");
+        assert_eq!(c.key_prefix, "charon_");
+        assert_eq!((c.pool_size, c.pool_max_overflow), (10, 5));
+        assert_eq!(c.checkout_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_session_size, 65_536);
+        c.check().unwrap();
+    }
+
+    #[test]
+    fn debug_redacts_passwords() {
+        for url in [
+            "redis://user:hunter2@127.0.0.1:6379/2",
+            "rediss://:hunter2@example.com",
+            "redis+unix:///tmp/redis.sock?db=1&pass=hunter2",
+        ] {
+            let shown = format!("{:?}", config(url));
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+        let shown = format!("{:?}", config("redis://user:hunter2@127.0.0.1:6379/2"));
+        assert!(
+            shown.contains("user") && shown.contains("6379/2"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn cross_field_checks() {
+        let msg = |c: RedisStoreConfig| c.check().unwrap_err().to_string();
+        assert!(msg(config("redis://x").pool_size(0)).contains("pool_size"));
+        assert!(msg(config("redis://x").key_prefix("a.b")).contains("key_prefix"));
+        assert!(
+            msg(config("redis://x").checkout_timeout(Duration::ZERO)).contains("checkout_timeout")
+        );
+        assert!(msg(config("redis://x").max_session_size(0)).contains("max_session_size"));
+    }
+}

@@ -1,0 +1,105 @@
+//! The Redis function library: its code, its versioned name, loading it,
+//! and calling the upsert function.
+//!
+//! The library name carries a hash of the crate version and the script
+//! text, so that different versions never call each other's code and
+//! several deployments can share one server. This module is the only place
+//! that runs `FUNCTION LOAD` or `FCALL`.
+
+use std::sync::LazyLock;
+
+use redis::aio::ConnectionLike;
+use sha2::{Digest, Sha256};
+
+const TEMPLATE: &str = include_str!("upsert.lua");
+
+/// The library as registered on the server.
+#[derive(Debug)]
+pub(crate) struct Library {
+    /// `charon_sessions_<hash>`: the library name.
+    pub(crate) name: String,
+    /// `charon_sessions_upsert_<hash>`: the function `FCALL` calls.
+    pub(crate) upsert: String,
+    /// The Lua source with the names filled in.
+    pub(crate) code: String,
+}
+
+pub(crate) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
+    let mut hasher = Sha256::new();
+    hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
+    hasher.update([0]);
+    hasher.update(TEMPLATE.as_bytes());
+    let hash = hex::encode(&hasher.finalize()[..8]);
+    let name = format!("charon_sessions_{hash}");
+    let upsert = format!("charon_sessions_upsert_{hash}");
+    let code = TEMPLATE
+        .replace("__LIBRARY__", &name)
+        .replace("__UPSERT__", &upsert);
+    Library { name, upsert, code }
+});
+
+/// `FUNCTION LOAD REPLACE <library>`.
+pub(crate) async fn load(conn: &mut impl ConnectionLike) -> redis::RedisResult<()> {
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(&LIBRARY.code)
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// `FCALL <upsert> 1 key field lock_field new_lock value exat`.
+pub(crate) fn upsert_cmd(
+    key: &str,
+    field: &str,
+    lock_field: &str,
+    new_lock: u64,
+    value: &[u8],
+    exat: i64,
+) -> redis::Cmd {
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg(&LIBRARY.upsert)
+        .arg(1)
+        .arg(key)
+        .arg(field)
+        .arg(lock_field)
+        .arg(new_lock)
+        .arg(value)
+        .arg(exat);
+    cmd
+}
+
+/// Whether the server does not know the function (restart without
+/// persistence, `FUNCTION FLUSH`, failover to a fresh replica).
+pub(crate) fn is_function_not_found(err: &redis::RedisError) -> bool {
+    err.detail()
+        .is_some_and(|d| d.to_ascii_lowercase().contains("function not found"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_versioned_and_filled_in() {
+        assert!(LIBRARY.name.starts_with("charon_sessions_"));
+        assert_eq!(LIBRARY.name.len(), "charon_sessions_".len() + 16);
+        assert!(
+            LIBRARY
+                .upsert
+                .ends_with(&LIBRARY.name["charon_sessions_".len()..])
+        );
+        assert!(
+            LIBRARY
+                .code
+                .starts_with(&format!("#!lua name={}\n", LIBRARY.name))
+        );
+        assert!(
+            LIBRARY
+                .code
+                .contains(&format!("function_name = '{}'", LIBRARY.upsert))
+        );
+        assert!(!LIBRARY.code.contains("__"));
+    }
+}

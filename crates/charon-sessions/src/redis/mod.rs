@@ -1,0 +1,324 @@
+//! [`RedisStore`]: sessions in Redis 8 / Valkey 9, one round trip per
+//! operation.
+//!
+//! Owns everything that talks to Redis: configuration ([`config`]), key
+//! layout ([`keys`]), the function library ([`functions`]), the server check
+//! ([`server`]) and the pool ([`pool`]). Data flows one way: validate →
+//! key/encode/sign → one Redis command → verify/decode → result. It never
+//! retries an operation, except `FCALL` once after re-registering a lost
+//! function library.
+
+pub(crate) mod config;
+pub(crate) mod functions;
+pub(crate) mod keys;
+pub(crate) mod pool;
+pub(crate) mod server;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use redis::AsyncConnectionConfig;
+use tracing::warn;
+
+use self::config::RedisStoreConfig;
+use self::keys::{hash_key, is_lock_field, lock_field};
+use self::pool::{Connection, ConnectionManager};
+use self::server::ServerInfo;
+use crate::codec;
+use crate::session::{Session, unix_now, validate_address, validate_owner};
+use crate::signing::{self, SigningKey};
+use crate::store::{SessionStore, StoreError};
+
+/// A [`SessionStore`] in Redis >= 8.0 or Valkey >= 9.0.
+///
+/// Each user's sessions of one type live in one hash,
+/// `<key prefix>.<user_id>.<session_type>`: field `<session_id>` holds the
+/// HMAC-signed session, field `l.<session_id>` its lock version, both with a
+/// per-field expiry at `refresh_expires_at` (`HSETEX … EXAT`). The key never
+/// has a TTL of its own; it vanishes with its last field. Upserts run in a
+/// Redis function that checks the lock version atomically.
+///
+/// Cheap to clone: clones share the pool.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), charon_sessions::StoreError> {
+/// use std::time::Duration;
+/// use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore};
+/// use charon_sessions::signing::SigningKey;
+///
+/// let key = SigningKey::from_base_secret(b"a long random base secret");
+/// let store = RedisStore::connect(RedisStoreConfig::new("redis://127.0.0.1:6379", key)).await?;
+/// let mut session = Session::new_login("alice", Duration::from_secs(30 * 24 * 3600));
+/// store.upsert(&mut session).await?;
+/// assert!(store.get(&session.id, "alice", "full").await?.is_some());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    pool: bb8::Pool<ConnectionManager>,
+    signing_key: SigningKey,
+    key_prefix: String,
+    max_session_size: usize,
+    checkout_timeout: std::time::Duration,
+    server: ServerInfo,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("server", &self.server)
+            .field("key_prefix", &self.key_prefix)
+            .field("pool", &self.pool.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects, checks the server, registers the function library and
+    /// starts the pool.
+    ///
+    /// In order: the configuration's cross-field checks; one connection
+    /// outside the pool runs `INFO server` (Redis >= 8.0 or Valkey >= 9.0
+    /// required) and `FUNCTION LOAD REPLACE`, then closes; then the pool
+    /// opens its [`pool_size`](RedisStoreConfig::pool_size) connections.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for a bad URL or configuration,
+    /// [`StoreError::UnsupportedServer`] naming the version found and the
+    /// requirement, [`StoreError::Connection`] when the server cannot be
+    /// reached or rejects the credentials, [`StoreError::Server`] when it
+    /// refuses `FUNCTION LOAD`.
+    pub async fn connect(config: RedisStoreConfig) -> Result<RedisStore, StoreError> {
+        config.check()?;
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
+            StoreError::InvalidInput(format!(
+                "url {} is not a valid Redis URL: {e}",
+                config::redacted_url(&config.url)
+            ))
+        })?;
+        let connection_config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout));
+        let manager = ConnectionManager::new(client, connection_config);
+
+        let mut setup = manager.open().await.map_err(StoreError::from)?;
+        let server = server::check(&mut setup).await?;
+        functions::load(&mut setup).await?;
+        drop(setup);
+
+        let max_size = u32::try_from(config.pool_size + config.pool_max_overflow)
+            .expect("checked by RedisStoreConfig::check");
+        let pool = bb8::Pool::builder()
+            .max_size(max_size)
+            .min_idle(u32::try_from(config.pool_size).ok())
+            .idle_timeout(Some(config.idle_timeout))
+            .connection_timeout(config.checkout_timeout)
+            // A PING per checkout would double the round trips; broken
+            // connections are flagged by the commands that find them.
+            .test_on_check_out(false)
+            // Report a refused connection at once instead of retrying it
+            // until the checkout timeout.
+            .retry_connection(false)
+            .build(manager)
+            .await?;
+        Ok(RedisStore {
+            pool,
+            signing_key: config.signing_key,
+            key_prefix: config.key_prefix,
+            max_session_size: config.max_session_size,
+            checkout_timeout: config.checkout_timeout,
+            server,
+        })
+    }
+
+    /// The server this store connected to (kind and version).
+    pub fn server(&self) -> &ServerInfo {
+        &self.server
+    }
+
+    /// The pool's current state: open and idle connections.
+    pub fn pool_state(&self) -> bb8::State {
+        self.pool.state()
+    }
+
+    /// The name of the registered function library
+    /// (`charon_sessions_<hash of crate version and script>`).
+    pub fn function_library_name() -> &'static str {
+        &functions::LIBRARY.name
+    }
+
+    async fn connection(&self) -> Result<bb8::PooledConnection<'_, ConnectionManager>, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            bb8::RunError::User(e) => StoreError::from(e),
+            bb8::RunError::TimedOut => StoreError::PoolTimeout(self.checkout_timeout),
+        })
+    }
+
+    fn key(&self, user_id: &str, session_type: &str) -> String {
+        hash_key(&self.key_prefix, user_id, session_type)
+    }
+
+    /// Verifies and decodes one stored value read from `key`/`field`;
+    /// `None` (and a warning naming the key, never the value) when it is
+    /// not a valid, unexpired session of that address.
+    fn open_value(
+        &self,
+        key: &str,
+        field: &str,
+        user_id: &str,
+        session_type: &str,
+        value: &[u8],
+        now: i64,
+    ) -> Option<Session> {
+        let reject = |reason: &dyn fmt::Display| {
+            warn!(key, reason = %reason, "ignoring invalid stored session");
+            None
+        };
+        let payload = match signing::verify(value, &self.signing_key) {
+            Ok(payload) => payload,
+            Err(e) => return reject(&e),
+        };
+        let session = match codec::decode(payload) {
+            Ok(session) => session,
+            Err(e) => return reject(&e),
+        };
+        if session.id != field || session.user_id != user_id || session.session_type != session_type
+        {
+            return reject(&"session id, user id or type differ from where it is stored");
+        }
+        if session.is_expired_at(now) {
+            // Not an attack: Redis may not have reaped the field yet.
+            return None;
+        }
+        Some(session)
+    }
+}
+
+async fn exec<T: redis::FromRedisValue>(
+    conn: &mut Connection,
+    cmd: &redis::Cmd,
+) -> Result<T, redis::RedisError> {
+    cmd.query_async(conn).await
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn get(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<Option<Session>, StoreError> {
+        validate_address(session_id, user_id, session_type)?;
+        let key = self.key(user_id, session_type);
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(&key).arg(session_id);
+        let value: Option<Vec<u8>> = exec(&mut *self.connection().await?, &cmd).await?;
+        Ok(value
+            .and_then(|v| self.open_value(&key, session_id, user_id, session_type, &v, unix_now())))
+    }
+
+    async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
+        session.validate()?;
+        if session.is_dead() {
+            return Ok(());
+        }
+        let new_lock = session.lock_version + 1;
+        let mut stored = session.clone();
+        stored.lock_version = new_lock;
+        let payload = codec::encode(&stored);
+        if payload.len() > self.max_session_size {
+            return Err(StoreError::InvalidInput(format!(
+                "session encodes to {} bytes, more than max_session_size ({} bytes)",
+                payload.len(),
+                self.max_session_size
+            )));
+        }
+        let value = signing::sign(&payload, &self.signing_key);
+        let key = self.key(&session.user_id, &session.session_type);
+        let cmd = functions::upsert_cmd(
+            &key,
+            &session.id,
+            &lock_field(&session.id),
+            new_lock,
+            &value,
+            session.refresh_expires_at,
+        );
+        let mut conn = self.connection().await?;
+        let written: i64 = match exec(&mut conn, &cmd).await {
+            Err(e) if functions::is_function_not_found(&e) => {
+                warn!(
+                    library = %functions::LIBRARY.name,
+                    "function library missing on the server (restart, FUNCTION FLUSH or failover): registering it again"
+                );
+                functions::load(&mut *conn).await?;
+                exec(&mut conn, &cmd).await?
+            }
+            result => result?,
+        };
+        if written != 1 {
+            return Err(StoreError::Conflict);
+        }
+        session.lock_version = new_lock;
+        Ok(())
+    }
+
+    async fn delete(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<(), StoreError> {
+        validate_address(session_id, user_id, session_type)?;
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(self.key(user_id, session_type))
+            .arg(session_id)
+            .arg(lock_field(session_id));
+        exec::<()>(&mut *self.connection().await?, &cmd).await?;
+        Ok(())
+    }
+
+    async fn get_all(&self, user_id: &str, session_type: &str) -> Result<Vec<Session>, StoreError> {
+        validate_owner(user_id, session_type)?;
+        let key = self.key(user_id, session_type);
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(&key);
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = exec(&mut *self.connection().await?, &cmd).await?;
+        let now = unix_now();
+        Ok(fields
+            .into_iter()
+            .filter(|(field, _)| !is_lock_field(field))
+            .filter_map(|(field, value)| {
+                let Ok(field) = std::str::from_utf8(&field) else {
+                    warn!(key, "ignoring a hash field that is not a session id");
+                    return None;
+                };
+                self.open_value(&key, field, user_id, session_type, &value, now)
+            })
+            .collect())
+    }
+
+    async fn delete_all(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
+        validate_owner(user_id, session_type)?;
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.key(user_id, session_type));
+        exec::<()>(&mut *self.connection().await?, &cmd).await?;
+        Ok(())
+    }
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> StoreError {
+        let connection_failed = e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || matches!(e.kind(), redis::ErrorKind::AuthenticationFailed);
+        if connection_failed {
+            StoreError::Connection(Box::new(e))
+        } else {
+            StoreError::Server(Box::new(e))
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The session record and the rules its identifiers follow.
+//!
+//! This module owns the shape of a [`Session`] and the validation of session
+//! ids, user ids, session types and key prefixes. It knows nothing of
+//! storage: both stores call [`Session::validate`] and the `validate_*`
+//! functions before they touch any data.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreError;
+
+/// The record version this crate writes (Charon's session version 7).
+pub const SESSION_VERSION: u32 = 7;
+
+/// The default [`Session::session_type`].
+pub const DEFAULT_SESSION_TYPE: &str = "full";
+
+/// Longest session id, in bytes.
+pub const MAX_SESSION_ID_LEN: usize = 255;
+/// Longest user id, in bytes.
+pub const MAX_USER_ID_LEN: usize = 512;
+/// Longest session type, in bytes.
+pub const MAX_SESSION_TYPE_LEN: usize = 64;
+/// Longest key prefix, in bytes.
+pub const MAX_KEY_PREFIX_LEN: usize = 64;
+
+/// Largest lock version a store accepts: lock versions are compared inside a
+/// Lua function, whose numbers are exact only up to 2^53.
+pub const MAX_LOCK_VERSION: u64 = (1 << 53) - 2;
+
+/// One server-side login session (Charon's session record, version 7).
+///
+/// All times are **unix seconds**. The store manages
+/// [`lock_version`](Self::lock_version); every other field is the
+/// application's. The caller keeps `refresh_expires_at <= expires_at` when
+/// `expires_at` is finite.
+///
+/// ```
+/// use std::time::Duration;
+/// use charon_sessions::Session;
+///
+/// let session = Session::new_login("user-42", Duration::from_secs(30 * 24 * 3600));
+/// assert_eq!(session.session_type, "full");
+/// assert_eq!(session.lock_version, 0);
+/// assert_eq!(session.refresh_expires_at, session.created_at + 30 * 24 * 3600);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Session {
+    /// Session id: unique, `[A-Za-z0-9_-]`, 1–255 bytes.
+    pub id: String,
+    /// Owner of the session: any non-empty UTF-8 up to 512 bytes (dots allowed).
+    pub user_id: String,
+    /// Kind of session, e.g. `"full"` (default) or `"oauth2"`:
+    /// `[A-Za-z0-9_-]`, 1–64 bytes.
+    pub session_type: String,
+    /// When the session was created, unix seconds.
+    pub created_at: i64,
+    /// Absolute end of the session, unix seconds; `None` means no absolute end.
+    pub expires_at: Option<i64>,
+    /// End of the refresh window, unix seconds. This is the storage TTL: the
+    /// store drops the session at this instant.
+    pub refresh_expires_at: i64,
+    /// When the session was last refreshed (or created), unix seconds.
+    pub refreshed_at: i64,
+    /// Id of the currently valid refresh token.
+    pub refresh_token_id: String,
+    /// Tokens issued before this instant (unix seconds) are stale.
+    pub tokens_fresh_from: i64,
+    /// The previous `tokens_fresh_from`, kept for a grace window after a
+    /// refresh-token rotation (parallel requests of one client).
+    pub prev_tokens_fresh_from: i64,
+    /// Optimistic-locking counter, managed by the store: 0 for a session
+    /// that was never stored; bumped by one on every successful upsert.
+    pub lock_version: u64,
+    /// Application data stored with the session.
+    pub extra_payload: serde_json::Map<String, serde_json::Value>,
+    /// Record version, [`SESSION_VERSION`] (7).
+    pub version: u32,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session {
+            id: String::new(),
+            user_id: String::new(),
+            session_type: DEFAULT_SESSION_TYPE.to_owned(),
+            created_at: 0,
+            expires_at: None,
+            refresh_expires_at: 0,
+            refreshed_at: 0,
+            refresh_token_id: String::new(),
+            tokens_fresh_from: 0,
+            prev_tokens_fresh_from: 0,
+            lock_version: 0,
+            extra_payload: serde_json::Map::new(),
+            version: SESSION_VERSION,
+        }
+    }
+}
+
+impl Session {
+    /// A new session of type `"full"` for a login happening now.
+    ///
+    /// Fills a random session id and refresh token id (128 bits each,
+    /// url-safe base64 without padding), sets `created_at`, `refreshed_at`
+    /// and `tokens_fresh_from` to now and `refresh_expires_at` to now plus
+    /// `refresh_ttl` (whole seconds). `expires_at` stays `None`; set it (and
+    /// `session_type`, `extra_payload`) on the returned value as needed.
+    pub fn new_login(user_id: impl Into<String>, refresh_ttl: Duration) -> Session {
+        Self::new_login_at(user_id, unix_now(), refresh_ttl)
+    }
+
+    /// Like [`new_login`](Self::new_login) with an explicit `now` (unix seconds).
+    pub fn new_login_at(user_id: impl Into<String>, now: i64, refresh_ttl: Duration) -> Session {
+        Session {
+            id: random_id(),
+            user_id: user_id.into(),
+            created_at: now,
+            refresh_expires_at: now.saturating_add(secs(refresh_ttl)),
+            refreshed_at: now,
+            refresh_token_id: random_id(),
+            tokens_fresh_from: now,
+            prev_tokens_fresh_from: now,
+            ..Session::default()
+        }
+    }
+
+    /// Rotates the refresh token as a refresh does, now.
+    ///
+    /// Sets a new random `refresh_token_id`, moves `tokens_fresh_from` to
+    /// `prev_tokens_fresh_from` and sets it and `refreshed_at` to now, and
+    /// extends `refresh_expires_at` to now plus `refresh_ttl`, capped at
+    /// `expires_at`. Store the result with
+    /// [`SessionStore::upsert`](crate::SessionStore::upsert).
+    pub fn rotate_refresh_token(&mut self, refresh_ttl: Duration) {
+        self.rotate_refresh_token_at(unix_now(), refresh_ttl)
+    }
+
+    /// Like [`rotate_refresh_token`](Self::rotate_refresh_token) with an
+    /// explicit `now` (unix seconds).
+    pub fn rotate_refresh_token_at(&mut self, now: i64, refresh_ttl: Duration) {
+        self.refresh_token_id = random_id();
+        self.prev_tokens_fresh_from = self.tokens_fresh_from;
+        self.tokens_fresh_from = now;
+        self.refreshed_at = now;
+        let until = now.saturating_add(secs(refresh_ttl));
+        self.refresh_expires_at = match self.expires_at {
+            Some(end) => until.min(end),
+            None => until,
+        };
+    }
+
+    /// Whether the refresh window ended before the last refresh
+    /// (`refresh_expires_at < refreshed_at`): such a session is dead and an
+    /// upsert stores nothing.
+    pub fn is_dead(&self) -> bool {
+        self.refresh_expires_at < self.refreshed_at
+    }
+
+    /// Whether the session's refresh window is over at `now` (unix seconds):
+    /// `refresh_expires_at <= now`, the instant the store drops it.
+    pub fn is_expired_at(&self, now: i64) -> bool {
+        self.refresh_expires_at <= now
+    }
+
+    /// Checks the fields a store relies on: session id, user id and session
+    /// type (see the `validate_*` functions), a positive
+    /// `refresh_expires_at`, and a `lock_version` of at most
+    /// [`MAX_LOCK_VERSION`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] naming the field and the rule.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        validate_session_id(&self.id)?;
+        validate_user_id(&self.user_id)?;
+        validate_session_type(&self.session_type)?;
+        if self.refresh_expires_at <= 0 {
+            return Err(StoreError::InvalidInput(format!(
+                "refresh_expires_at must be a positive unix time in seconds, got {}",
+                self.refresh_expires_at
+            )));
+        }
+        if self.lock_version > MAX_LOCK_VERSION {
+            return Err(StoreError::InvalidInput(format!(
+                "lock_version must be at most {MAX_LOCK_VERSION}, got {}",
+                self.lock_version
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The current time in unix seconds.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// 128 random bits as url-safe base64 without padding (22 characters).
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+fn validate_token(field: &str, value: &str, max: usize) -> Result<(), StoreError> {
+    if value.is_empty() || value.len() > max {
+        return Err(StoreError::InvalidInput(format!(
+            "{field} must be 1 to {max} bytes long, got {} bytes",
+            value.len()
+        )));
+    }
+    if !value.bytes().all(is_token_char) {
+        return Err(StoreError::InvalidInput(format!(
+            "{field} may contain only A-Z, a-z, 0-9, '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a session id: `[A-Za-z0-9_-]`, 1–255 bytes.
+///
+/// # Errors
+///
+/// [`StoreError::InvalidInput`] naming `session_id` and the rule.
+pub fn validate_session_id(session_id: &str) -> Result<(), StoreError> {
+    validate_token("session_id", session_id, MAX_SESSION_ID_LEN)
+}
+
+/// Checks a session type: `[A-Za-z0-9_-]`, 1–64 bytes.
+///
+/// # Errors
+///
+/// [`StoreError::InvalidInput`] naming `session_type` and the rule.
+pub fn validate_session_type(session_type: &str) -> Result<(), StoreError> {
+    validate_token("session_type", session_type, MAX_SESSION_TYPE_LEN)
+}
+
+/// Checks a key prefix: `[A-Za-z0-9_-]` or `:`, 1–64 bytes. It may not
+/// contain `.` (which separates the parts of a key) nor `{`/`}` (which would
+/// pin every user to one Redis Cluster slot).
+///
+/// # Errors
+///
+/// [`StoreError::InvalidInput`] naming `key_prefix` and the rule.
+pub fn validate_key_prefix(key_prefix: &str) -> Result<(), StoreError> {
+    if key_prefix.is_empty() || key_prefix.len() > MAX_KEY_PREFIX_LEN {
+        return Err(StoreError::InvalidInput(format!(
+            "key_prefix must be 1 to {MAX_KEY_PREFIX_LEN} bytes long, got {} bytes",
+            key_prefix.len()
+        )));
+    }
+    if !key_prefix.bytes().all(|b| is_token_char(b) || b == b':') {
+        return Err(StoreError::InvalidInput(
+            "key_prefix may contain only A-Z, a-z, 0-9, '_', '-' and ':'".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a user id: non-empty UTF-8, at most 512 bytes. Any character is
+/// allowed, dots included: the key stays unambiguous because neither the
+/// key prefix nor the session type may contain a dot.
+///
+/// # Errors
+///
+/// [`StoreError::InvalidInput`] naming `user_id` and the rule.
+pub fn validate_user_id(user_id: &str) -> Result<(), StoreError> {
+    if user_id.is_empty() || user_id.len() > MAX_USER_ID_LEN {
+        return Err(StoreError::InvalidInput(format!(
+            "user_id must be 1 to {MAX_USER_ID_LEN} bytes long, got {} bytes",
+            user_id.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Validates the three parts that address one session.
+pub(crate) fn validate_address(
+    session_id: &str,
+    user_id: &str,
+    session_type: &str,
+) -> Result<(), StoreError> {
+    validate_session_id(session_id)?;
+    validate_user_id(user_id)?;
+    validate_session_type(session_type)
+}
+
+/// Validates the two parts that address one user's sessions of one type.
+pub(crate) fn validate_owner(user_id: &str, session_type: &str) -> Result<(), StoreError> {
+    validate_user_id(user_id)?;
+    validate_session_type(session_type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_version_7_full_unlocked() {
+        let s = Session::default();
+        assert_eq!(s.session_type, "full");
+        assert_eq!(s.version, 7);
+        assert_eq!(s.lock_version, 0);
+        assert_eq!(s.expires_at, None);
+        assert!(s.id.is_empty() && s.user_id.is_empty() && s.extra_payload.is_empty());
+    }
+
+    #[test]
+    fn new_login_fills_ids_and_times() {
+        let s = Session::new_login_at("u", 1_000, Duration::from_secs(60));
+        assert_eq!(s.id.len(), 22);
+        assert_eq!(s.refresh_token_id.len(), 22);
+        assert_ne!(s.id, s.refresh_token_id);
+        validate_session_id(&s.id).unwrap();
+        assert_eq!(
+            (s.created_at, s.refreshed_at, s.refresh_expires_at),
+            (1_000, 1_000, 1_060)
+        );
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn rotation_moves_freshness_and_caps_at_expires_at() {
+        let mut s = Session::new_login_at("u", 1_000, Duration::from_secs(60));
+        s.expires_at = Some(1_100);
+        let old_token = s.refresh_token_id.clone();
+        s.rotate_refresh_token_at(1_050, Duration::from_secs(60));
+        assert_ne!(s.refresh_token_id, old_token);
+        assert_eq!(s.prev_tokens_fresh_from, 1_000);
+        assert_eq!(s.tokens_fresh_from, 1_050);
+        assert_eq!(s.refreshed_at, 1_050);
+        assert_eq!(s.refresh_expires_at, 1_100);
+    }
+
+    #[test]
+    fn validation_names_field_and_rule() {
+        let err = validate_session_id("a.b").unwrap_err().to_string();
+        assert!(err.contains("session_id") && err.contains("A-Z"), "{err}");
+        let err = validate_session_id(&"a".repeat(256))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("session_id") && err.contains("255"), "{err}");
+        assert!(validate_session_id(&"a".repeat(255)).is_ok());
+        let err = validate_user_id("").unwrap_err().to_string();
+        assert!(err.contains("user_id"), "{err}");
+        assert!(validate_user_id("a.b.c l.x {x} * \n é").is_ok());
+        assert!(validate_user_id(&"é".repeat(257)).is_err());
+        let err = validate_session_type("full.x").unwrap_err().to_string();
+        assert!(err.contains("session_type"), "{err}");
+        assert!(validate_session_type(&"t".repeat(65)).is_err());
+        assert!(validate_key_prefix("charon_").is_ok());
+        assert!(validate_key_prefix("app:sessions").is_ok());
+        for bad in ["", "a.b", "{a}", "a b"] {
+            let err = validate_key_prefix(bad).unwrap_err().to_string();
+            assert!(err.contains("key_prefix"), "{err}");
+        }
+    }
+
+    #[test]
+    fn session_validation_checks_times_and_lock() {
+        let mut s = Session::new_login_at("u", 1_000, Duration::from_secs(60));
+        s.refresh_expires_at = 0;
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("refresh_expires_at")
+        );
+        s.refresh_expires_at = 10;
+        s.lock_version = MAX_LOCK_VERSION + 1;
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("lock_version")
+        );
+    }
+
+    #[test]
+    fn dead_and_expired() {
+        let mut s = Session::new_login_at("u", 1_000, Duration::from_secs(60));
+        assert!(!s.is_dead());
+        assert!(!s.is_expired_at(1_059));
+        assert!(s.is_expired_at(1_060));
+        s.refresh_expires_at = 999;
+        assert!(s.is_dead());
+    }
+}

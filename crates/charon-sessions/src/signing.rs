@@ -1,0 +1,260 @@
+//! HMAC-SHA256 signing of stored values, and the signing-key derivation.
+//!
+//! A signed value is `b"signed." ++ HMAC-SHA256(key, payload) ++ b"." ++
+//! payload`, with the 32 raw MAC bytes in the middle: Charon's format, so
+//! the same base secret reads the same values. Charon's url-safe variant
+//! `b"signed_u64." ++ base64url(MAC) ++ b"." ++ payload` (43 characters of
+//! unpadded base64) is accepted by [`verify`] too. Verification runs in
+//! constant time.
+//!
+//! This module only transforms bytes; it never logs and never touches
+//! storage.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Prefix of the raw-MAC format that [`sign`] writes.
+pub const SIGNED_PREFIX: &[u8] = b"signed.";
+/// Prefix of Charon's url-safe base64 format, accepted by [`verify`].
+pub const SIGNED_BASE64_PREFIX: &[u8] = b"signed_u64.";
+/// Length of an HMAC-SHA256 tag, in bytes.
+pub const MAC_LEN: usize = 32;
+const MAC_BASE64_LEN: usize = 43;
+
+/// Salt of the default key derivation (Charon's `RedisStore` salt).
+pub const DEFAULT_SALT: &[u8] = b"RedisStore HMAC";
+/// PBKDF2 iterations of the default key derivation.
+pub const DEFAULT_ITERATIONS: u32 = 250_000;
+/// Length of a derived signing key, in bytes.
+pub const DEFAULT_KEY_LEN: usize = 32;
+
+/// A key for HMAC-SHA256 signing.
+///
+/// Cheap to clone. Its bytes are never shown: `Debug` prints
+/// `SigningKey(<redacted>)`.
+#[derive(Clone)]
+pub struct SigningKey {
+    // The keyed MAC state: cloning it per message skips re-hashing the key.
+    mac: HmacSha256,
+}
+
+impl SigningKey {
+    /// A signing key made of `key` as is. Any length works (HMAC hashes keys
+    /// longer than 64 bytes); use at least 32 random bytes.
+    pub fn from_bytes(key: &[u8]) -> SigningKey {
+        SigningKey {
+            mac: HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length"),
+        }
+    }
+
+    /// The key Charon derives from a base secret: PBKDF2-HMAC-SHA256 with
+    /// salt `"RedisStore HMAC"`, 250 000 iterations, 32 bytes.
+    ///
+    /// This costs tens of milliseconds of CPU on purpose: derive once per
+    /// process and clone the result.
+    pub fn from_base_secret(base_secret: &[u8]) -> SigningKey {
+        SigningKey::from_bytes(&derive_key(
+            base_secret,
+            DEFAULT_SALT,
+            DEFAULT_ITERATIONS,
+            DEFAULT_KEY_LEN,
+        ))
+    }
+
+    fn mac(&self, payload: &[u8]) -> HmacSha256 {
+        let mut mac = self.mac.clone();
+        mac.update(payload);
+        mac
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
+/// Why [`verify`] rejected a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// The value is not in a signed format (wrong prefix, too short, bad
+    /// separator or bad base64).
+    #[error("value is not in the signed format")]
+    Malformed,
+    /// The value is well-formed but its MAC does not match: signed with
+    /// another key, or altered.
+    #[error("signature does not match")]
+    Mismatch,
+}
+
+/// PBKDF2-HMAC-SHA256 of `base_secret` with `salt` and `iterations`,
+/// `length` bytes long.
+///
+/// ```
+/// use charon_sessions::signing::derive_key;
+/// assert_eq!(derive_key(b"secret", b"salt", 1, 5), [56, 223, 66, 139, 48]);
+/// ```
+///
+/// # Panics
+///
+/// When `iterations` is 0.
+pub fn derive_key(base_secret: &[u8], salt: &[u8], iterations: u32, length: usize) -> Vec<u8> {
+    assert!(iterations > 0, "PBKDF2 needs at least one iteration");
+    let mut out = vec![0u8; length];
+    pbkdf2::pbkdf2_hmac::<Sha256>(base_secret, salt, iterations, &mut out);
+    out
+}
+
+/// Signs `payload`: `b"signed." ++ HMAC-SHA256(key, payload) ++ b"." ++ payload`.
+pub fn sign(payload: &[u8], key: &SigningKey) -> Vec<u8> {
+    let tag = key.mac(payload).finalize().into_bytes();
+    let mut out = Vec::with_capacity(SIGNED_PREFIX.len() + MAC_LEN + 1 + payload.len());
+    out.extend_from_slice(SIGNED_PREFIX);
+    out.extend_from_slice(&tag);
+    out.push(b'.');
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Checks a signed value and returns its payload.
+///
+/// Accepts [`sign`]'s raw format and Charon's `signed_u64.` base64 format.
+/// The MAC comparison is constant-time.
+///
+/// # Errors
+///
+/// [`SignatureError::Malformed`] when the value is not in either format,
+/// [`SignatureError::Mismatch`] when the MAC is wrong.
+pub fn verify<'a>(signed: &'a [u8], key: &SigningKey) -> Result<&'a [u8], SignatureError> {
+    let (tag, payload): ([u8; MAC_LEN], &[u8]) =
+        if let Some(rest) = signed.strip_prefix(SIGNED_PREFIX) {
+            let (tag, rest) = rest
+                .split_first_chunk::<MAC_LEN>()
+                .ok_or(SignatureError::Malformed)?;
+            (*tag, rest)
+        } else if let Some(rest) = signed.strip_prefix(SIGNED_BASE64_PREFIX) {
+            let (encoded, rest) = rest
+                .split_first_chunk::<MAC_BASE64_LEN>()
+                .ok_or(SignatureError::Malformed)?;
+            let mut tag = [0u8; MAC_LEN];
+            let n = URL_SAFE_NO_PAD
+                .decode_slice(encoded, &mut tag)
+                .map_err(|_| SignatureError::Malformed)?;
+            if n != MAC_LEN {
+                return Err(SignatureError::Malformed);
+            }
+            (tag, rest)
+        } else {
+            return Err(SignatureError::Malformed);
+        };
+    let payload = payload
+        .strip_prefix(b".")
+        .ok_or(SignatureError::Malformed)?;
+    key.mac(payload)
+        .verify_slice(&tag)
+        .map_err(|_| SignatureError::Mismatch)?;
+    Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(b"secret")
+    }
+
+    #[test]
+    fn pbkdf2_known_value() {
+        assert_eq!(derive_key(b"secret", b"salt", 1, 5), [56, 223, 66, 139, 48]);
+    }
+
+    #[test]
+    fn rfc7914_pbkdf2_sha256_vector() {
+        // RFC 7914 section 11: PBKDF2-HMAC-SHA256("passwd", "salt", 1, 64).
+        let out = derive_key(b"passwd", b"salt", 1, 64);
+        assert_eq!(hex::encode(&out[..16]), "55ac046e56e3089fec1691c22544b605");
+    }
+
+    #[test]
+    fn hmac_known_value() {
+        let signed = sign(b"iodata", &key());
+        assert_eq!(
+            &signed[SIGNED_PREFIX.len()..SIGNED_PREFIX.len() + 8],
+            &[174, 127, 185, 114, 225, 247, 199, 79]
+        );
+    }
+
+    #[test]
+    fn sign_then_verify_round_trips() {
+        let signed = sign(b"hello.world", &key());
+        assert!(signed.starts_with(b"signed."));
+        assert_eq!(signed.len(), 7 + 32 + 1 + 11);
+        assert_eq!(verify(&signed, &key()), Ok(&b"hello.world"[..]));
+        assert_eq!(verify(&sign(b"", &key()), &key()), Ok(&b""[..]));
+    }
+
+    #[test]
+    fn verify_distinguishes_malformed_from_mismatch() {
+        let signed = sign(b"payload", &key());
+        let other = SigningKey::from_bytes(b"other");
+        assert_eq!(verify(&signed, &other), Err(SignatureError::Mismatch));
+        let mut flipped = signed.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(verify(&flipped, &key()), Err(SignatureError::Mismatch));
+        let mut flipped = signed.clone();
+        flipped[10] ^= 0x80;
+        assert_eq!(verify(&flipped, &key()), Err(SignatureError::Mismatch));
+        for bad in [
+            &b""[..],
+            b"payload",
+            b"signed.",
+            &signed[..20],
+            &signed[..SIGNED_PREFIX.len() + MAC_LEN],
+            b"signed_u64.abc.payload",
+        ] {
+            assert_eq!(
+                verify(bad, &key()),
+                Err(SignatureError::Malformed),
+                "{bad:?}"
+            );
+        }
+        let mut no_dot = signed.clone();
+        no_dot[SIGNED_PREFIX.len() + MAC_LEN] = b'x';
+        assert_eq!(verify(&no_dot, &key()), Err(SignatureError::Malformed));
+    }
+
+    #[test]
+    fn verify_accepts_charons_base64_variant() {
+        let tag = key().mac(b"payload").finalize().into_bytes();
+        let mut value = b"signed_u64.".to_vec();
+        value.extend_from_slice(URL_SAFE_NO_PAD.encode(tag).as_bytes());
+        value.extend_from_slice(b".payload");
+        assert_eq!(verify(&value, &key()), Ok(&b"payload"[..]));
+        let other = SigningKey::from_bytes(b"other");
+        assert_eq!(verify(&value, &other), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn debug_hides_key() {
+        let k = SigningKey::from_bytes(b"very-secret-bytes");
+        let shown = format!("{k:?} {k:#?}");
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert_eq!(format!("{k:?}"), "SigningKey(<redacted>)");
+    }
+
+    #[test]
+    fn base_secret_derivation_matches_explicit_pbkdf2() {
+        let from_secret = SigningKey::from_base_secret(b"base");
+        let explicit =
+            SigningKey::from_bytes(&derive_key(b"base", b"RedisStore HMAC", 250_000, 32));
+        assert_eq!(sign(b"x", &from_secret), sign(b"x", &explicit));
+    }
+}

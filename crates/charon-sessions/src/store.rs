@@ -1,0 +1,215 @@
+//! The store contract: the [`SessionStore`] trait and its error type.
+//!
+//! Every implementation ([`LocalStore`](crate::LocalStore),
+//! [`RedisStore`](crate::RedisStore)) follows the per-method contract below;
+//! one behavioural test suite checks each of them against it. Backends
+//! convert their own errors into [`StoreError`] once, at their edge.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::session::Session;
+
+/// A cause kept inside a [`StoreError`]: the backend's own error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything a store operation can fail with.
+///
+/// Match on the predicates ([`is_conflict`](Self::is_conflict), …) rather
+/// than on variants where you can: the enum is `#[non_exhaustive]`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Optimistic locking lost: the stored lock version is not the one the
+    /// caller read (another writer got there first, or the session was
+    /// deleted or expired meanwhile). Nothing was written. Re-read and retry,
+    /// or treat the refresh as lost.
+    #[error(
+        "optimistic locking conflict: the session changed, was deleted or expired since it was read"
+    )]
+    Conflict,
+    /// An argument breaks a rule (session id, user id, session type, key
+    /// prefix, times, size); the message names the field and the rule.
+    /// Nothing was sent to the server.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// No pooled connection became free within the checkout timeout.
+    #[error("no Redis connection available within the checkout timeout of {0:?}")]
+    PoolTimeout(Duration),
+    /// The server could not be reached, the connection broke, or it did not
+    /// answer in time.
+    #[error("Redis connection failed: {0}")]
+    Connection(#[source] BoxError),
+    /// The server answered with an error.
+    #[error("Redis server error: {0}")]
+    Server(#[source] BoxError),
+    /// The server is too old or of an unknown kind.
+    #[error("unsupported server: found {found}, but charon-sessions requires {required}")]
+    UnsupportedServer {
+        /// What the server reported, e.g. `"Redis 7.0.15"`.
+        found: String,
+        /// What is required, e.g. `"Redis >= 8.0 or Valkey >= 9.0"`.
+        required: &'static str,
+    },
+}
+
+impl StoreError {
+    /// Whether this is a lost optimistic-locking race ([`StoreError::Conflict`]).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict)
+    }
+
+    /// Whether the caller passed an invalid argument ([`StoreError::InvalidInput`]).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, StoreError::InvalidInput(_))
+    }
+
+    /// Whether the store was unavailable (pool timeout or connection
+    /// failure): the operation may succeed if retried later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::PoolTimeout(_) | StoreError::Connection(_))
+    }
+}
+
+/// A store of server-side sessions, indexed per user and session type.
+///
+/// The trait is dyn-compatible: `Box<dyn SessionStore>` and
+/// `Arc<dyn SessionStore>` work. All times are unix seconds.
+///
+/// # The contract every implementation keeps
+///
+/// * A session is addressed by `(session_id, user_id, session_type)`; all of a
+///   user's sessions of one type live together.
+/// * Arguments are validated before any I/O (see
+///   [`Session::validate`]); a bad one is [`StoreError::InvalidInput`].
+/// * A session is dropped at its `refresh_expires_at`; from that instant on it
+///   is never returned and cannot be updated.
+/// * Reads never return a value that fails signature verification, cannot be
+///   decoded, has expired, or whose id, user id or type differ from where it
+///   was read; such a value is logged (a warning with the key, never the
+///   value) and treated as absent.
+/// * [`upsert`](Self::upsert) is optimistic locking: exactly one writer wins
+///   per lock version, and a stale update never resurrects a deleted or
+///   expired session.
+///
+/// # Implementing a store
+///
+/// ```
+/// use async_trait::async_trait;
+/// use charon_sessions::{Session, SessionStore, StoreError};
+///
+/// /// A store that forgets everything (for illustration only).
+/// struct NullStore;
+///
+/// #[async_trait]
+/// impl SessionStore for NullStore {
+///     async fn get(&self, _: &str, _: &str, _: &str) -> Result<Option<Session>, StoreError> {
+///         Ok(None)
+///     }
+///     async fn upsert(&self, _: &mut Session) -> Result<(), StoreError> {
+///         Err(StoreError::Conflict)
+///     }
+///     async fn delete(&self, _: &str, _: &str, _: &str) -> Result<(), StoreError> {
+///         Ok(())
+///     }
+///     async fn get_all(&self, _: &str, _: &str) -> Result<Vec<Session>, StoreError> {
+///         Ok(Vec::new())
+///     }
+///     async fn delete_all(&self, _: &str, _: &str) -> Result<(), StoreError> {
+///         Ok(())
+///     }
+/// }
+///
+/// let store: Box<dyn SessionStore> = Box::new(NullStore);
+/// # let _ = store;
+/// ```
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// The session `session_id` of `user_id`'s sessions of `session_type`.
+    ///
+    /// `Ok(None)` when it does not exist, has expired (its
+    /// `refresh_expires_at` is not in the future), or the stored value is
+    /// invalid (bad signature, undecodable, or naming another
+    /// id/user/type). The returned session carries the stored `lock_version`,
+    /// ready to be passed to [`upsert`](Self::upsert).
+    ///
+    /// Redis: one `HGET key session_id`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for a bad id, user id or type; connection,
+    /// pool and server errors.
+    async fn get(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<Option<Session>, StoreError>;
+
+    /// Creates or updates `session`, with optimistic locking.
+    ///
+    /// * `session.lock_version == 0` creates: it succeeds only if no session
+    ///   with this id exists for this user and type.
+    /// * Otherwise it updates: it succeeds only if the stored lock version
+    ///   equals `session.lock_version`. A session that was deleted or has
+    ///   expired is a conflict: a stale update never resurrects it.
+    /// * On success the session is stored with `lock_version + 1`, expiring at
+    ///   `refresh_expires_at`, and `session.lock_version` is incremented in
+    ///   place.
+    /// * A dead session (`refresh_expires_at < refreshed_at`) is not stored:
+    ///   the call returns `Ok(())` and changes nothing, the lock version
+    ///   included.
+    ///
+    /// Redis: one `FCALL` of the store's function, which checks the lock and
+    /// runs `HSETEX key EXAT refresh_expires_at FIELDS 2 session_id value
+    /// l.session_id lock` atomically.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] when the lock check fails (nothing is
+    /// written); [`StoreError::InvalidInput`] for a bad id, user id, type,
+    /// time, lock version or an oversized session; connection, pool and
+    /// server errors.
+    async fn upsert(&self, session: &mut Session) -> Result<(), StoreError>;
+
+    /// Deletes one session. Deleting a session that does not exist succeeds.
+    /// When the last session of a user and type goes, nothing of that user
+    /// and type remains.
+    ///
+    /// Redis: one `HDEL key session_id l.session_id`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for a bad id, user id or type; connection,
+    /// pool and server errors.
+    async fn delete(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<(), StoreError>;
+
+    /// All valid, unexpired sessions of `user_id` of `session_type`, in no
+    /// particular order ("my signed-in devices"). Invalid stored values are
+    /// skipped as in [`get`](Self::get), never failing the whole call.
+    ///
+    /// Redis: one `HGETALL key`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for a bad user id or type; connection,
+    /// pool and server errors.
+    async fn get_all(&self, user_id: &str, session_type: &str) -> Result<Vec<Session>, StoreError>;
+
+    /// Deletes all sessions of `user_id` of `session_type` ("log out
+    /// everywhere"); other users and other types are untouched.
+    ///
+    /// Redis: one `DEL key`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for a bad user id or type; connection,
+    /// pool and server errors.
+    async fn delete_all(&self, user_id: &str, session_type: &str) -> Result<(), StoreError>;
+}

@@ -1,0 +1,427 @@
+//! The behavioural suite every store must pass, and the harness that builds
+//! a store on a fresh real server.
+//!
+//! `store_suite!(factory)` expands one `#[tokio::test]` per behaviour; the
+//! factory is an async fn returning a [`Harness`]. `tests/local.rs`,
+//! `tests/redis8.rs` and `tests/valkey9.rs` each expand it once.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use charon_sessions::signing::SigningKey;
+use charon_sessions::{
+    LocalStore, RedisStore, RedisStoreConfig, Session, SessionStore, StoreError, unix_now,
+};
+use charon_sessions_testkit::{Flavor, TestServer};
+
+/// A store under test, and the server behind it (kept alive as long as the
+/// harness is).
+pub struct Harness {
+    pub store: Arc<dyn SessionStore>,
+    pub server: Option<TestServer>,
+}
+
+pub fn test_key() -> SigningKey {
+    SigningKey::from_bytes(b"0123456789abcdef0123456789abcdef")
+}
+
+pub async fn local() -> Harness {
+    Harness {
+        store: Arc::new(LocalStore::new()),
+        server: None,
+    }
+}
+
+pub async fn redis_store(server: &TestServer) -> RedisStore {
+    RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "connect to {}: {e}\nserver log:\n{}",
+                server.url(),
+                server.log()
+            )
+        })
+}
+
+pub async fn on_server(flavor: Flavor) -> Harness {
+    let server = TestServer::start(flavor);
+    let store = redis_store(&server).await;
+    Harness {
+        store: Arc::new(store),
+        server: Some(server),
+    }
+}
+
+pub async fn redis8() -> Harness {
+    on_server(Flavor::Redis).await
+}
+
+pub async fn valkey9() -> Harness {
+    on_server(Flavor::Valkey).await
+}
+
+pub const HOUR: Duration = Duration::from_secs(3600);
+
+pub fn login(user: &str) -> Session {
+    let mut s = Session::new_login(user, HOUR);
+    s.extra_payload
+        .insert("device".into(), serde_json::json!("laptop"));
+    s
+}
+
+/// Sleeps until the wall clock has passed `unix_time` (a whole second).
+pub async fn sleep_until_past(unix_time: i64) {
+    while unix_now() < unix_time {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn assert_conflict(result: Result<(), StoreError>) {
+    match result {
+        Err(StoreError::Conflict) => {}
+        other => panic!("expected a Conflict, got {other:?}"),
+    }
+}
+
+fn assert_invalid(result: Result<impl std::fmt::Debug, StoreError>, field: &str) {
+    match result {
+        Err(StoreError::InvalidInput(msg)) => {
+            assert!(msg.contains(field), "{msg} should name {field}")
+        }
+        other => panic!("expected InvalidInput naming {field}, got {other:?}"),
+    }
+}
+
+/// A new session (lock 0) is stored with lock 1, read back equal, and the
+/// caller's copy is bumped in place.
+pub async fn create_stores_lock_one(h: Harness) {
+    let s = &h.store;
+    let mut session = login("alice");
+    s.upsert(&mut session).await.unwrap();
+    assert_eq!(session.lock_version, 1);
+    let read = s.get(&session.id, "alice", "full").await.unwrap().unwrap();
+    assert_eq!(read, session);
+}
+
+/// A second upsert of the same stale copy is a conflict and changes nothing.
+pub async fn second_create_conflicts_and_changes_nothing(h: Harness) {
+    let s = &h.store;
+    let mut first = login("alice");
+    let mut stale = first.clone();
+    s.upsert(&mut first).await.unwrap();
+    stale
+        .extra_payload
+        .insert("device".into(), serde_json::json!("evil"));
+    stale.refresh_expires_at += 100;
+    assert_conflict(s.upsert(&mut stale).await);
+    assert_eq!(
+        stale.lock_version, 0,
+        "a failed upsert leaves the caller's lock alone"
+    );
+    let read = s.get(&first.id, "alice", "full").await.unwrap().unwrap();
+    assert_eq!(read, first);
+}
+
+/// get → modify → upsert passes and bumps the lock; the older copy is stale.
+pub async fn get_then_upsert_passes_and_old_copy_conflicts(h: Harness) {
+    let s = &h.store;
+    let mut session = login("alice");
+    s.upsert(&mut session).await.unwrap();
+    let old = session.clone();
+    let mut read = s.get(&session.id, "alice", "full").await.unwrap().unwrap();
+    read.rotate_refresh_token(HOUR);
+    s.upsert(&mut read).await.unwrap();
+    assert_eq!(read.lock_version, 2);
+    let again = s.get(&session.id, "alice", "full").await.unwrap().unwrap();
+    assert_eq!(again, read);
+    let mut stale = old;
+    assert_conflict(s.upsert(&mut stale).await);
+    assert_eq!(
+        s.get(&session.id, "alice", "full").await.unwrap().unwrap(),
+        read
+    );
+}
+
+/// A stale update after delete is a conflict and stores nothing.
+pub async fn stale_update_after_delete_does_not_resurrect(h: Harness) {
+    let s = &h.store;
+    let mut session = login("alice");
+    s.upsert(&mut session).await.unwrap();
+    s.delete(&session.id, "alice", "full").await.unwrap();
+    assert_conflict(s.upsert(&mut session).await);
+    assert_eq!(s.get(&session.id, "alice", "full").await.unwrap(), None);
+    assert!(s.get_all("alice", "full").await.unwrap().is_empty());
+}
+
+/// A stale update after log-out-everywhere is a conflict and stores nothing.
+pub async fn stale_update_after_delete_all_does_not_resurrect(h: Harness) {
+    let s = &h.store;
+    let mut session = login("alice");
+    s.upsert(&mut session).await.unwrap();
+    s.delete_all("alice", "full").await.unwrap();
+    assert_conflict(s.upsert(&mut session).await);
+    assert!(s.get_all("alice", "full").await.unwrap().is_empty());
+}
+
+/// A session is gone at its refresh_expires_at, and a stale update after
+/// that is a conflict that stores nothing.
+pub async fn expiry_removes_and_stale_update_conflicts(h: Harness) {
+    let s = &h.store;
+    let now = unix_now();
+    let mut short = Session::new_login_at("alice", now, Duration::from_secs(2));
+    let mut long = login("alice");
+    s.upsert(&mut short).await.unwrap();
+    s.upsert(&mut long).await.unwrap();
+    assert!(s.get(&short.id, "alice", "full").await.unwrap().is_some());
+    sleep_until_past(short.refresh_expires_at).await;
+    assert_eq!(s.get(&short.id, "alice", "full").await.unwrap(), None);
+    let all = s.get_all("alice", "full").await.unwrap();
+    assert_eq!(all, vec![long.clone()]);
+    short.rotate_refresh_token(HOUR);
+    assert_conflict(s.upsert(&mut short).await);
+    assert_eq!(s.get(&short.id, "alice", "full").await.unwrap(), None);
+}
+
+/// After a delete, the same id can be created again (lock 0).
+pub async fn create_after_delete_starts_over(h: Harness) {
+    let s = &h.store;
+    let mut session = login("alice");
+    s.upsert(&mut session).await.unwrap();
+    s.upsert(&mut session).await.unwrap();
+    s.delete(&session.id, "alice", "full").await.unwrap();
+    session.lock_version = 0;
+    s.upsert(&mut session).await.unwrap();
+    assert_eq!(session.lock_version, 1);
+}
+
+/// Deleting removes one session and leaves the others; deleting an absent
+/// session succeeds.
+pub async fn delete_removes_one_session(h: Harness) {
+    let s = &h.store;
+    let mut a = login("alice");
+    let mut b = login("alice");
+    s.upsert(&mut a).await.unwrap();
+    s.upsert(&mut b).await.unwrap();
+    s.delete(&a.id, "alice", "full").await.unwrap();
+    assert_eq!(s.get(&a.id, "alice", "full").await.unwrap(), None);
+    assert_eq!(s.get_all("alice", "full").await.unwrap(), vec![b.clone()]);
+    s.delete(&a.id, "alice", "full").await.unwrap();
+    s.delete("never-existed", "nobody", "full").await.unwrap();
+}
+
+/// get_all returns exactly the user's sessions of that type.
+pub async fn get_all_lists_one_users_sessions_of_one_type(h: Harness) {
+    let s = &h.store;
+    let mut mine = Vec::new();
+    for _ in 0..3 {
+        let mut x = login("alice");
+        s.upsert(&mut x).await.unwrap();
+        mine.push(x);
+    }
+    let mut oauth = login("alice");
+    oauth.session_type = "oauth2".into();
+    s.upsert(&mut oauth).await.unwrap();
+    let mut other = login("alice.b");
+    s.upsert(&mut other).await.unwrap();
+
+    let mut all = s.get_all("alice", "full").await.unwrap();
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    mine.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(all, mine);
+    assert_eq!(s.get_all("alice", "oauth2").await.unwrap(), vec![oauth]);
+    assert_eq!(s.get_all("alice.b", "full").await.unwrap(), vec![other]);
+    assert!(s.get_all("bob", "full").await.unwrap().is_empty());
+}
+
+/// delete_all removes only that user's sessions of that type.
+pub async fn delete_all_touches_only_that_user_and_type(h: Harness) {
+    let s = &h.store;
+    let mut sessions = Vec::new();
+    for (user, kind) in [
+        ("alice", "full"),
+        ("alice", "full"),
+        ("alice", "oauth2"),
+        ("alice.full", "full"),
+        ("alice.b", "full"),
+        ("bob", "full"),
+    ] {
+        let mut x = login(user);
+        x.session_type = kind.into();
+        s.upsert(&mut x).await.unwrap();
+        sessions.push(x);
+    }
+    s.delete_all("alice", "full").await.unwrap();
+    assert!(s.get_all("alice", "full").await.unwrap().is_empty());
+    for x in &sessions[2..] {
+        let read = s.get(&x.id, &x.user_id, &x.session_type).await.unwrap();
+        assert_eq!(
+            read.as_ref(),
+            Some(x),
+            "{} {} must survive",
+            x.user_id,
+            x.session_type
+        );
+    }
+    s.delete_all("nobody", "full").await.unwrap();
+}
+
+/// A dead session (refresh_expires_at < refreshed_at) is not stored, and
+/// upsert still returns Ok without touching the lock version.
+pub async fn dead_session_is_not_stored(h: Harness) {
+    let s = &h.store;
+    let mut session = login("alice");
+    session.refresh_expires_at = session.refreshed_at - 1;
+    s.upsert(&mut session).await.unwrap();
+    assert_eq!(session.lock_version, 0);
+    assert_eq!(s.get(&session.id, "alice", "full").await.unwrap(), None);
+
+    // An existing session updated into a dead one keeps its stored state.
+    let mut live = login("alice");
+    s.upsert(&mut live).await.unwrap();
+    let stored = live.clone();
+    live.refreshed_at = live.refresh_expires_at + 10;
+    s.upsert(&mut live).await.unwrap();
+    assert_eq!(live.lock_version, 1);
+    assert_eq!(
+        s.get(&live.id, "alice", "full").await.unwrap(),
+        Some(stored)
+    );
+}
+
+/// An upsert whose refresh window already ended (but is not dead) succeeds
+/// and leaves nothing readable behind.
+pub async fn upsert_with_past_expiry_stores_nothing_readable(h: Harness) {
+    let s = &h.store;
+    let mut session = login("alice");
+    session.created_at -= 100;
+    session.refreshed_at -= 100;
+    session.refresh_expires_at = unix_now() - 10;
+    s.upsert(&mut session).await.unwrap();
+    assert_eq!(s.get(&session.id, "alice", "full").await.unwrap(), None);
+    assert!(s.get_all("alice", "full").await.unwrap().is_empty());
+}
+
+/// Every field survives the round trip, with unusual user ids too.
+pub async fn all_fields_round_trip(h: Harness) {
+    let s = &h.store;
+    for user in [
+        "alice",
+        "a.b.c",
+        "l.x",
+        "{tag}",
+        "*",
+        "with space",
+        "new\nline",
+        "Ærøskøbing",
+        "用户",
+    ] {
+        let mut session = login(user);
+        session.session_type = "oauth2".into();
+        session.expires_at = Some(session.refresh_expires_at + 3600);
+        session.prev_tokens_fresh_from = session.tokens_fresh_from - 60;
+        session.extra_payload.insert(
+            "nested".into(),
+            serde_json::json!({"scopes": ["read", "write"], "n": 1.5, "none": null}),
+        );
+        s.upsert(&mut session).await.unwrap();
+        let read = s.get(&session.id, user, "oauth2").await.unwrap();
+        assert_eq!(read.as_ref(), Some(&session), "user id {user:?}");
+        assert_eq!(s.get_all(user, "oauth2").await.unwrap(), vec![session]);
+    }
+}
+
+/// Bad ids, user ids, types and times are refused with InvalidInput naming
+/// the field, by every operation.
+pub async fn invalid_input_is_refused(h: Harness) {
+    let s = &h.store;
+    assert_invalid(s.get("bad.id", "alice", "full").await, "session_id");
+    assert_invalid(s.get("", "alice", "full").await, "session_id");
+    assert_invalid(s.get("id", "", "full").await, "user_id");
+    assert_invalid(s.get("id", "alice", "full.x").await, "session_type");
+    assert_invalid(s.delete("a b", "alice", "full").await, "session_id");
+    assert_invalid(s.delete("id", &"x".repeat(513), "full").await, "user_id");
+    assert_invalid(s.get_all("", "full").await, "user_id");
+    assert_invalid(s.get_all("alice", "").await, "session_type");
+    assert_invalid(s.delete_all("alice", "a.b").await, "session_type");
+
+    let mut bad = login("alice");
+    bad.id = "l.x".into();
+    assert_invalid(s.upsert(&mut bad).await, "session_id");
+    let mut bad = login("alice");
+    bad.session_type = "x".repeat(65);
+    assert_invalid(s.upsert(&mut bad).await, "session_type");
+    let mut bad = login("alice");
+    bad.refresh_expires_at = -5;
+    bad.refreshed_at = -10;
+    assert_invalid(s.upsert(&mut bad).await, "refresh_expires_at");
+    let mut bad = login("alice");
+    bad.lock_version = u64::MAX;
+    assert_invalid(s.upsert(&mut bad).await, "lock_version");
+    assert!(s.get_all("alice", "full").await.unwrap().is_empty());
+}
+
+/// Of many concurrent upserts of the same read copy, exactly one wins.
+pub async fn one_winner_per_lock_version(h: Harness) {
+    let s = &h.store;
+    let mut session = login("alice");
+    s.upsert(&mut session).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = Arc::clone(s);
+        let mut copy = session.clone();
+        copy.extra_payload
+            .insert("writer".into(), serde_json::json!(i));
+        tasks.push(tokio::spawn(async move {
+            let result = store.upsert(&mut copy).await;
+            (result, copy)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (result, copy) = t.await.unwrap();
+        match result {
+            Ok(()) => winners.push(copy),
+            Err(StoreError::Conflict) => assert_eq!(copy.lock_version, 1),
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one concurrent upsert may win");
+    let read = s.get(&session.id, "alice", "full").await.unwrap().unwrap();
+    assert_eq!(read, winners[0]);
+    assert_eq!(read.lock_version, 2);
+}
+
+/// Expands the behavioural suite for one store factory.
+#[macro_export]
+macro_rules! store_suite {
+    ($factory:path) => {
+        $crate::store_suite!(@tests $factory;
+            create_stores_lock_one,
+            second_create_conflicts_and_changes_nothing,
+            get_then_upsert_passes_and_old_copy_conflicts,
+            stale_update_after_delete_does_not_resurrect,
+            stale_update_after_delete_all_does_not_resurrect,
+            expiry_removes_and_stale_update_conflicts,
+            create_after_delete_starts_over,
+            delete_removes_one_session,
+            get_all_lists_one_users_sessions_of_one_type,
+            delete_all_touches_only_that_user_and_type,
+            dead_session_is_not_stored,
+            upsert_with_past_expiry_stores_nothing_readable,
+            all_fields_round_trip,
+            invalid_input_is_refused,
+            one_winner_per_lock_version,
+        );
+    };
+    (@tests $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                common::$name($factory().await).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,5 @@
+//! The behavioural suite on LocalStore.
+
+mod common;
+
+store_suite!(common::local);
