@@ -1,1 +1,55 @@
-fn main() {}
+//! `charon-sessions`: the command-line tool of charon-sessions.
+//!
+//! One subcommand per file: `demo` (a day of a small service against a
+//! store). Options shared by every subcommand that opens a store live in
+//! `store_args.rs`.
+
+mod demo;
+mod store_args;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Server-side login sessions in Redis 8 / Valkey 9.
+#[derive(Debug, Parser)]
+#[command(name = "charon-sessions", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Play a day of a small service (logins, refreshes, a refresh race,
+    /// device listing, logouts, an expiry) against a store and check every
+    /// step; exits non-zero if any step misbehaves.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the Tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

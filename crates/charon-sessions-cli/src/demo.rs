@@ -1,0 +1,429 @@
+//! `charon-sessions demo`: a day of a small service, played against a store.
+//!
+//! A tiny refresh-token service (login, refresh with rotation, logout,
+//! logout everywhere) runs on top of [`SessionStore`]; the demo drives it
+//! through the situations a real service meets and checks each outcome
+//! against what the store documents. Every step prints one table row; any
+//! step that does not behave as documented makes the command exit non-zero.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use charon_sessions::{Session, SessionStore, StoreError, unix_now};
+use clap::Args;
+use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use tokio::sync::Barrier;
+
+use crate::store_args::StoreArgs;
+
+/// Options of `charon-sessions demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+
+    /// Refresh window of the session that is left to expire, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=60))]
+    expiry_seconds: u64,
+}
+
+/// Refresh window of ordinary logins.
+const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// What a client holds after login or refresh: enough to find its session
+/// and prove which refresh token generation it has.
+#[derive(Debug, Clone)]
+struct RefreshToken {
+    session_id: String,
+    user_id: String,
+    token_id: String,
+}
+
+/// Why the service refused a refresh.
+#[derive(Debug)]
+enum Refused {
+    /// The session is gone: logged out, revoked or expired.
+    NoSession,
+    /// The token is not the session's current one (replayed or stolen).
+    StaleToken,
+    /// Another refresh of the same session won the optimistic-locking race.
+    LostRace,
+}
+
+/// The refresh-token service the demo exercises.
+struct Service {
+    store: Arc<dyn SessionStore>,
+}
+
+impl Service {
+    async fn login(
+        &self,
+        user_id: &str,
+        device: &str,
+        ttl: Duration,
+    ) -> Result<(Session, RefreshToken), StoreError> {
+        let mut session = Session::new_login(user_id, ttl);
+        session.extra_payload.insert("device".into(), device.into());
+        self.store.upsert(&mut session).await?;
+        let token = token_of(&session);
+        Ok((session, token))
+    }
+
+    /// Reads the session, checks the token, rotates it and writes back.
+    /// `between` runs after the read and before the write (the demo uses it
+    /// to line up two concurrent refreshes).
+    async fn refresh(
+        &self,
+        token: &RefreshToken,
+        between: Option<Arc<Barrier>>,
+    ) -> Result<Result<(Session, RefreshToken), Refused>, StoreError> {
+        let Some(mut session) = self
+            .store
+            .get(&token.session_id, &token.user_id, "full")
+            .await?
+        else {
+            return Ok(Err(Refused::NoSession));
+        };
+        if let Some(barrier) = between {
+            barrier.wait().await;
+        }
+        if session.refresh_token_id != token.token_id {
+            return Ok(Err(Refused::StaleToken));
+        }
+        session.rotate_refresh_token(REFRESH_TTL);
+        match self.store.upsert(&mut session).await {
+            Ok(()) => {
+                let token = token_of(&session);
+                Ok(Ok((session, token)))
+            }
+            Err(StoreError::Conflict) => Ok(Err(Refused::LostRace)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn token_of(session: &Session) -> RefreshToken {
+    RefreshToken {
+        session_id: session.id.clone(),
+        user_id: session.user_id.clone(),
+        token_id: session.refresh_token_id.clone(),
+    }
+}
+
+fn refused(r: &Refused) -> &'static str {
+    match r {
+        Refused::NoSession => "refused: no such session",
+        Refused::StaleToken => "refused: stale refresh token",
+        Refused::LostRace => "refused: lost the race (Conflict)",
+    }
+}
+
+/// The rows of the report.
+struct Report {
+    table: Table,
+    steps: usize,
+    failed: usize,
+}
+
+impl Report {
+    fn new() -> Report {
+        let mut table = Table::new();
+        table
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(["#", "who", "what happens", "expected", "observed", ""]);
+        Report {
+            table,
+            steps: 0,
+            failed: 0,
+        }
+    }
+
+    fn step(&mut self, who: &str, what: &str, expected: &str, observed: String, ok: bool) {
+        self.steps += 1;
+        if !ok {
+            self.failed += 1;
+        }
+        let mark = if ok {
+            Cell::new("ok").fg(Color::Green)
+        } else {
+            Cell::new("FAIL").fg(Color::Red)
+        };
+        self.table.add_row(vec![
+            Cell::new(self.steps),
+            Cell::new(who),
+            Cell::new(what),
+            Cell::new(expected),
+            Cell::new(observed),
+            mark,
+        ]);
+    }
+}
+
+fn device_of(s: &Session) -> String {
+    s.extra_payload
+        .get("device")
+        .and_then(|d| d.as_str())
+        .unwrap_or("?")
+        .to_owned()
+}
+
+fn devices(sessions: &[Session]) -> String {
+    let mut names: Vec<String> = sessions.iter().map(device_of).collect();
+    names.sort();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Runs the demo; `Ok(FAILURE)` when a step misbehaved.
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let opened = args.store.open().await?;
+    println!("charon-sessions demo on the {}", opened.description);
+    let store = opened.store;
+    let svc = Service {
+        store: Arc::clone(&store),
+    };
+    // User ids unique to this run, so a shared Redis is never disturbed.
+    let run_id = &charon_sessions::random_id()[..6];
+    let uid = |name: &str| format!("{name}@demo-{run_id}");
+    let (alice, bob, carol) = (uid("alice"), uid("bob"), uid("carol"));
+    let mut report = Report::new();
+
+    // Morning: logins on several devices.
+    let mut tokens = Vec::new();
+    for (name, user, device) in [
+        ("alice", &alice, "laptop"),
+        ("alice", &alice, "phone"),
+        ("alice", &alice, "tablet"),
+        ("bob", &bob, "laptop"),
+        ("bob", &bob, "phone"),
+    ] {
+        let (session, token) = svc.login(user, device, REFRESH_TTL).await?;
+        report.step(
+            name,
+            &format!("logs in on the {device}"),
+            "stored, lock version 1",
+            format!("stored, lock version {}", session.lock_version),
+            session.lock_version == 1,
+        );
+        tokens.push(token);
+    }
+    let [
+        alice_laptop,
+        alice_phone,
+        _alice_tablet,
+        _bob_laptop,
+        bob_phone,
+    ] = <[RefreshToken; 5]>::try_from(tokens).expect("five logins");
+    let expiry = Duration::from_secs(args.expiry_seconds);
+    let (carol_session, carol_kiosk) = svc.login(&carol, "kiosk", expiry).await?;
+    let carol_logged_in = Instant::now();
+    report.step(
+        "carol",
+        &format!(
+            "logs in on a kiosk with a {}-second refresh window",
+            expiry.as_secs()
+        ),
+        "stored, lock version 1",
+        format!("stored, lock version {}", carol_session.lock_version),
+        carol_session.lock_version == 1,
+    );
+
+    // A refresh with rotation, then a replay of the old token.
+    let rotated = match svc.refresh(&alice_laptop, None).await? {
+        Ok((session, token)) => {
+            report.step(
+                "alice",
+                "laptop refreshes: new refresh token, write back",
+                "new token, lock version 2",
+                format!(
+                    "{} token, lock version {}",
+                    if token.token_id != alice_laptop.token_id {
+                        "new"
+                    } else {
+                        "same"
+                    },
+                    session.lock_version
+                ),
+                token.token_id != alice_laptop.token_id && session.lock_version == 2,
+            );
+            Some(token)
+        }
+        Err(r) => {
+            report.step(
+                "alice",
+                "laptop refreshes",
+                "new token, lock version 2",
+                refused(&r).into(),
+                false,
+            );
+            None
+        }
+    };
+    let replay = svc.refresh(&alice_laptop, None).await?;
+    report.step(
+        "alice",
+        "laptop replays the old refresh token",
+        "refused: stale refresh token",
+        replay
+            .as_ref()
+            .map_or_else(|r| refused(r).to_owned(), |_| "accepted".to_owned()),
+        matches!(replay, Err(Refused::StaleToken)),
+    );
+    if let Some(token) = &rotated {
+        let again = svc.refresh(token, None).await?;
+        report.step(
+            "alice",
+            "laptop refreshes with the rotated token",
+            "accepted, lock version 3",
+            match &again {
+                Ok((s, _)) => format!("accepted, lock version {}", s.lock_version),
+                Err(r) => refused(r).to_owned(),
+            },
+            matches!(&again, Ok((s, _)) if s.lock_version == 3),
+        );
+    }
+
+    // Two tabs refresh the same session at the same moment: both read the
+    // same lock version before either writes.
+    let barrier = Arc::new(Barrier::new(2));
+    let race = |token: RefreshToken| {
+        let svc = Service {
+            store: Arc::clone(&store),
+        };
+        let barrier = Arc::clone(&barrier);
+        tokio::spawn(async move { svc.refresh(&token, Some(barrier)).await })
+    };
+    let (first, second) = (race(bob_phone.clone()), race(bob_phone.clone()));
+    let outcomes = [first.await??, second.await??];
+    let wins = outcomes.iter().filter(|o| o.is_ok()).count();
+    let conflicts = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(Refused::LostRace)))
+        .count();
+    report.step(
+        "bob",
+        "two phone tabs refresh the same session concurrently",
+        "exactly one wins, one Conflict",
+        format!("{wins} won, {conflicts} Conflict"),
+        wins == 1 && conflicts == 1,
+    );
+
+    // "My devices", then logging out one device.
+    let listed = store.get_all(&alice, "full").await?;
+    report.step(
+        "alice",
+        "lists her signed-in devices",
+        "laptop, phone, tablet",
+        devices(&listed),
+        devices(&listed) == "laptop, phone, tablet",
+    );
+    let phone_copy = store.get(&alice_phone.session_id, &alice, "full").await?;
+    store
+        .delete(&alice_phone.session_id, &alice, "full")
+        .await?;
+    let listed = store.get_all(&alice, "full").await?;
+    report.step(
+        "alice",
+        "logs out on the phone",
+        "laptop, tablet",
+        devices(&listed),
+        devices(&listed) == "laptop, tablet",
+    );
+    let after_logout = svc.refresh(&alice_phone, None).await?;
+    report.step(
+        "alice",
+        "logged-out phone tries to refresh",
+        "refused: no such session",
+        after_logout
+            .as_ref()
+            .map_or_else(|r| refused(r).to_owned(), |_| "accepted".to_owned()),
+        matches!(after_logout, Err(Refused::NoSession)),
+    );
+    let resurrect = match phone_copy {
+        Some(mut stale) => {
+            stale.rotate_refresh_token(REFRESH_TTL);
+            match store.upsert(&mut stale).await {
+                Err(StoreError::Conflict) => "Conflict".to_owned(),
+                Ok(()) => "written".to_owned(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        None => "phone session was not readable before logout".to_owned(),
+    };
+    let gone = store
+        .get(&alice_phone.session_id, &alice, "full")
+        .await?
+        .is_none();
+    report.step(
+        "alice",
+        "a request in flight writes the phone's old copy back",
+        "Conflict; session stays deleted",
+        format!(
+            "{resurrect}; session {}",
+            if gone { "stays deleted" } else { "is back" }
+        ),
+        resurrect == "Conflict" && gone,
+    );
+
+    // Log out everywhere.
+    store.delete_all(&bob, "full").await?;
+    let bob_left = store.get_all(&bob, "full").await?;
+    let alice_left = store.get_all(&alice, "full").await?;
+    report.step(
+        "bob",
+        "logs out everywhere",
+        "bob: none; alice: laptop, tablet",
+        format!(
+            "bob: {}; alice: {}",
+            devices(&bob_left),
+            devices(&alice_left)
+        ),
+        bob_left.is_empty() && devices(&alice_left) == "laptop, tablet",
+    );
+
+    // A session that expires.
+    while unix_now() < carol_session.refresh_expires_at {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let expired = svc.refresh(&carol_kiosk, None).await?;
+    let left = store.get_all(&carol, "full").await?;
+    report.step(
+        "carol",
+        &format!(
+            "kiosk refreshes after {:.1} s of inactivity",
+            carol_logged_in.elapsed().as_secs_f64()
+        ),
+        "refused: no such session; none left",
+        format!(
+            "{}; {} left",
+            expired
+                .as_ref()
+                .map_or_else(|r| refused(r).to_owned(), |_| "accepted".to_owned()),
+            devices(&left)
+        ),
+        matches!(expired, Err(Refused::NoSession)) && left.is_empty(),
+    );
+
+    // Leave nothing behind in a shared Redis.
+    for user in [&alice, &bob, &carol] {
+        store.delete_all(user, "full").await?;
+    }
+
+    println!("{}", report.table);
+    if report.failed == 0 {
+        println!("all {} steps behaved as documented", report.steps);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "{} of {} steps did NOT behave as documented",
+            report.failed, report.steps
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,82 @@
+//! `charon-sessions demo` end to end: the built binary against the embedded
+//! store, a real Redis 8 and a real Valkey 9.
+
+use std::process::Command;
+
+use charon_sessions_testkit::{Flavor, TestServer};
+
+fn demo(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_charon-sessions"))
+        .arg("demo")
+        .args(args)
+        .env_remove("CHARON_REDIS_URL")
+        .env_remove("CHARON_BASE_SECRET")
+        .output()
+        .expect("run charon-sessions demo");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn assert_demo_passes(args: &[&str], store: &str) -> String {
+    let (ok, text) = demo(args);
+    assert!(ok, "demo failed:\n{text}");
+    assert!(text.contains(store), "{text}");
+    assert!(
+        text.contains("all 16 steps behaved as documented"),
+        "{text}"
+    );
+    assert!(!text.contains("FAIL"), "{text}");
+    text
+}
+
+/// The default demo runs on the in-memory store and every step passes.
+#[test]
+fn demo_passes_on_local_store() {
+    assert_demo_passes(&[], "LocalStore");
+}
+
+/// The demo passes on Redis 8, leaves no key behind, and warns that a
+/// random base secret was used.
+#[test]
+fn demo_passes_on_redis8_and_cleans_up() {
+    let server = TestServer::start(Flavor::Redis);
+    let text = assert_demo_passes(&["--redis", &server.url()], "RedisStore on Redis 8");
+    assert!(text.contains("random one"), "{text}");
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(keys, 0, "the demo must delete its sessions");
+}
+
+/// The demo passes on Valkey 9 with a base secret and a custom key prefix.
+#[test]
+fn demo_passes_on_valkey9() {
+    let server = TestServer::start(Flavor::Valkey);
+    let text = assert_demo_passes(
+        &[
+            "--redis",
+            &server.url(),
+            "--base-secret",
+            "demo secret",
+            "--key-prefix",
+            "demo_app",
+        ],
+        "RedisStore on Valkey 9",
+    );
+    assert!(!text.contains("random one"), "{text}");
+}
+
+/// A server that cannot be reached is a clear error and a non-zero exit.
+#[test]
+fn demo_reports_unreachable_server() {
+    let port = charon_sessions_testkit::free_port();
+    let (ok, text) = demo(&["--redis", &format!("redis://127.0.0.1:{port}")]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("cannot open the Redis store"), "{text}");
+}
