@@ -396,7 +396,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     report.step(
         "carol",
         &format!(
-            "kiosk refreshes after {:.1} s of inactivity",
+            "kiosk refreshes once its refresh window is over ({:.1} s after login)",
             carol_logged_in.elapsed().as_secs_f64()
         ),
         "refused: no such session; none left",
