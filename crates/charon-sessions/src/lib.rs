@@ -87,3 +87,8 @@ mod send_sync {
         assert_send_sync::<Box<dyn super::SessionStore>>();
     }
 }
+
+/// The README's code examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
