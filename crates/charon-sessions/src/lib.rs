@@ -41,7 +41,7 @@
 //! * `codec.rs`: session ⇄ bytes.
 //! * [`LocalStore`] (`local.rs`): in memory, same semantics.
 //! * [`RedisStore`] (`redis/`): configuration, key layout, the Lua function
-//!   library, the server check and the connection pool.
+//!   library, the server check and the connection pool (deadpool).
 //!
 //! # Redis layout
 //!
@@ -63,6 +63,7 @@ mod store;
 pub use crate::local::LocalStore;
 pub use crate::redis::RedisStore;
 pub use crate::redis::config::{DEFAULT_KEY_PREFIX, RedisStoreConfig};
+pub use crate::redis::pool::PoolState;
 pub use crate::redis::server::{REQUIRED_SERVER, ServerInfo, ServerKind};
 pub use crate::session::{
     DEFAULT_SESSION_TYPE, MAX_KEY_PREFIX_LEN, MAX_LOCK_VERSION, MAX_SESSION_ID_LEN,
@@ -70,8 +71,6 @@ pub use crate::session::{
     validate_key_prefix, validate_session_id, validate_session_type, validate_user_id,
 };
 pub use crate::store::{BoxError, SessionStore, StoreError};
-/// The pool's state type, returned by [`RedisStore::pool_state`].
-pub use bb8::State as PoolState;
 
 #[cfg(test)]
 mod send_sync {

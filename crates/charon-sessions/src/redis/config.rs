@@ -71,7 +71,8 @@ impl RedisStoreConfig {
         self
     }
 
-    /// Connections the pool keeps open, even when idle. At least 1.
+    /// Connections the pool opens at connect and keeps open, even when idle.
+    /// At least 1.
     ///
     /// Defaults to 10.
     #[must_use]
@@ -80,9 +81,10 @@ impl RedisStoreConfig {
         self
     }
 
-    /// Extra connections the pool may open under load, above
-    /// [`pool_size`](Self::pool_size); they are closed again after
-    /// [`idle_timeout`](Self::idle_timeout) unused.
+    /// Extra connections the pool may open when all
+    /// [`pool_size`](Self::pool_size) connections are busy; each is closed
+    /// again after [`idle_timeout`](Self::idle_timeout) unused. The pool
+    /// never holds more than `pool_size + pool_max_overflow` connections.
     ///
     /// Defaults to 5.
     #[must_use]
@@ -104,8 +106,8 @@ impl RedisStoreConfig {
     /// How long an overflow connection may sit unused before it is closed.
     /// Connections up to [`pool_size`](Self::pool_size) are kept.
     ///
-    /// Defaults to 60 seconds. The pool checks every 30 seconds, so a
-    /// connection may live up to that much longer.
+    /// Defaults to 60 seconds. The pool checks four times per idle timeout
+    /// (at most every 15 s), so a connection may live up to that much longer.
     #[must_use]
     pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
         self.idle_timeout = idle_timeout;

@@ -22,7 +22,7 @@ use tracing::warn;
 
 use self::config::RedisStoreConfig;
 use self::keys::{hash_key, is_lock_field, lock_field};
-use self::pool::{Connection, ConnectionManager};
+use self::pool::{ConnectionManager, Pool, PoolSettings, PoolState};
 use self::server::ServerInfo;
 use crate::codec;
 use crate::session::{Session, unix_now, validate_address, validate_owner};
@@ -55,11 +55,10 @@ use crate::store::{SessionStore, StoreError};
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    pool: bb8::Pool<ConnectionManager>,
+    pool: Pool,
     signing_key: SigningKey,
     key_prefix: String,
     max_session_size: usize,
-    checkout_timeout: std::time::Duration,
     server: ServerInfo,
 }
 
@@ -107,27 +106,21 @@ impl RedisStore {
         functions::load(&mut setup).await?;
         drop(setup);
 
-        let max_size = u32::try_from(config.pool_size + config.pool_max_overflow)
-            .expect("checked by RedisStoreConfig::check");
-        let pool = bb8::Pool::builder()
-            .max_size(max_size)
-            .min_idle(u32::try_from(config.pool_size).ok())
-            .idle_timeout(Some(config.idle_timeout))
-            .connection_timeout(config.checkout_timeout)
-            // A PING per checkout would double the round trips; broken
-            // connections are flagged by the commands that find them.
-            .test_on_check_out(false)
-            // Report a refused connection at once instead of retrying it
-            // until the checkout timeout.
-            .retry_connection(false)
-            .build(manager)
-            .await?;
+        let pool = Pool::start(
+            manager,
+            PoolSettings {
+                size: config.pool_size,
+                max_overflow: config.pool_max_overflow,
+                checkout_timeout: config.checkout_timeout,
+                idle_timeout: config.idle_timeout,
+            },
+        )
+        .await?;
         Ok(RedisStore {
             pool,
             signing_key: config.signing_key,
             key_prefix: config.key_prefix,
             max_session_size: config.max_session_size,
-            checkout_timeout: config.checkout_timeout,
             server,
         })
     }
@@ -137,8 +130,8 @@ impl RedisStore {
         &self.server
     }
 
-    /// The pool's current state: open and idle connections.
-    pub fn pool_state(&self) -> bb8::State {
+    /// The pool's current state: open, idle and awaited connections.
+    pub fn pool_state(&self) -> PoolState {
         self.pool.state()
     }
 
@@ -146,13 +139,6 @@ impl RedisStore {
     /// (`charon_sessions_<hash of crate version and script>`).
     pub fn function_library_name() -> &'static str {
         &functions::LIBRARY.name
-    }
-
-    async fn connection(&self) -> Result<bb8::PooledConnection<'_, ConnectionManager>, StoreError> {
-        self.pool.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => StoreError::from(e),
-            bb8::RunError::TimedOut => StoreError::PoolTimeout(self.checkout_timeout),
-        })
     }
 
     fn key(&self, user_id: &str, session_type: &str) -> String {
@@ -195,13 +181,6 @@ impl RedisStore {
     }
 }
 
-async fn exec<T: redis::FromRedisValue>(
-    conn: &mut Connection,
-    cmd: &redis::Cmd,
-) -> Result<T, redis::RedisError> {
-    cmd.query_async(conn).await
-}
-
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn get(
@@ -214,7 +193,7 @@ impl SessionStore for RedisStore {
         let key = self.key(user_id, session_type);
         let mut cmd = redis::cmd("HGET");
         cmd.arg(&key).arg(session_id);
-        let value: Option<Vec<u8>> = exec(&mut *self.connection().await?, &cmd).await?;
+        let value: Option<Vec<u8>> = cmd.query_async(&mut *self.pool.get().await?).await?;
         Ok(value
             .and_then(|v| self.open_value(&key, session_id, user_id, session_type, &v, unix_now())))
     }
@@ -245,15 +224,15 @@ impl SessionStore for RedisStore {
             &value,
             session.refresh_expires_at,
         );
-        let mut conn = self.connection().await?;
-        let written: i64 = match exec(&mut conn, &cmd).await {
+        let mut conn = self.pool.get().await?;
+        let written: i64 = match cmd.query_async(&mut *conn).await {
             Err(e) if functions::is_function_not_found(&e) => {
                 warn!(
                     library = %functions::LIBRARY.name,
                     "function library missing on the server (restart, FUNCTION FLUSH or failover): registering it again"
                 );
                 functions::load(&mut *conn).await?;
-                exec(&mut conn, &cmd).await?
+                cmd.query_async(&mut *conn).await?
             }
             result => result?,
         };
@@ -275,7 +254,7 @@ impl SessionStore for RedisStore {
         cmd.arg(self.key(user_id, session_type))
             .arg(session_id)
             .arg(lock_field(session_id));
-        exec::<()>(&mut *self.connection().await?, &cmd).await?;
+        cmd.query_async::<()>(&mut *self.pool.get().await?).await?;
         Ok(())
     }
 
@@ -284,7 +263,7 @@ impl SessionStore for RedisStore {
         let key = self.key(user_id, session_type);
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(&key);
-        let fields: Vec<(Vec<u8>, Vec<u8>)> = exec(&mut *self.connection().await?, &cmd).await?;
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = cmd.query_async(&mut *self.pool.get().await?).await?;
         let now = unix_now();
         Ok(fields
             .into_iter()
@@ -303,7 +282,7 @@ impl SessionStore for RedisStore {
         validate_owner(user_id, session_type)?;
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.key(user_id, session_type));
-        exec::<()>(&mut *self.connection().await?, &cmd).await?;
+        cmd.query_async::<()>(&mut *self.pool.get().await?).await?;
         Ok(())
     }
 }

@@ -1,18 +1,28 @@
-//! The connection pool: bb8 over redis-rs multiplexed connections.
+//! The connection pool: deadpool over redis-rs multiplexed connections, with
+//! a fixed core and an overflow that shrinks again when idle.
 //!
-//! The pool keeps `pool_size` connections and opens up to
-//! `pool_max_overflow` more under load, closing those after the idle
-//! timeout. Connections are not pinged on checkout (that would be a second
-//! round trip per operation); instead a connection whose command failed in a
-//! way that leaves it unusable (I/O error, dropped, timed out) is flagged
-//! broken and bb8 replaces it.
+//! Semantics (those of Elixir's poolboy, which Charon uses): `pool_size`
+//! connections are opened at start and kept; when all are busy, up to
+//! `pool_max_overflow` more are opened on demand; an overflow connection
+//! unused for `idle_timeout` is closed by a background task, which never
+//! closes the core. deadpool gives on-demand creation, the wait timeout and
+//! LIFO reuse (so the least recently used connections are the idle ones);
+//! this module adds the warm core and the overflow reaping.
+//!
+//! Connections are not pinged on checkout (that would be a second round
+//! trip per operation); instead a connection whose command failed in a way
+//! that leaves it unusable (I/O error, dropped, timed out) is flagged broken
+//! and replaced at its next checkout.
 
-use std::ops::{Deref, DerefMut};
+use std::time::Duration;
 
+use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Cmd, RedisError, RedisFuture, Value};
 
-/// Opens connections for bb8.
+use crate::store::StoreError;
+
+/// Opens connections for the pool.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionManager {
     /// The parsed server address and credentials.
@@ -77,35 +87,142 @@ impl ConnectionLike for Connection {
     }
 }
 
-impl Deref for Connection {
-    type Target = MultiplexedConnection;
-    fn deref(&self) -> &MultiplexedConnection {
-        &self.inner
-    }
-}
-
-impl DerefMut for Connection {
-    fn deref_mut(&mut self) -> &mut MultiplexedConnection {
-        &mut self.inner
-    }
-}
-
-impl bb8::ManageConnection for ConnectionManager {
-    type Connection = Connection;
+impl managed::Manager for ConnectionManager {
+    type Type = Connection;
     type Error = RedisError;
 
-    async fn connect(&self) -> Result<Connection, RedisError> {
+    async fn create(&self) -> Result<Connection, RedisError> {
         Ok(Connection {
             inner: self.open().await?,
             broken: false,
         })
     }
 
-    async fn is_valid(&self, conn: &mut Connection) -> Result<(), RedisError> {
-        redis::cmd("PING").query_async::<()>(conn).await
+    async fn recycle(&self, conn: &mut Connection, _: &Metrics) -> RecycleResult<RedisError> {
+        if conn.broken {
+            Err(RecycleError::message("the connection broke"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A connection checked out of the pool; returns to it when dropped.
+pub(crate) type PooledConnection = managed::Object<ConnectionManager>;
+
+/// The size settings of a [`Pool`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolSettings {
+    /// Connections opened at start and always kept.
+    pub(crate) size: usize,
+    /// Extra connections allowed under load.
+    pub(crate) max_overflow: usize,
+    /// Longest wait for a free connection.
+    pub(crate) checkout_timeout: Duration,
+    /// Idle time after which an overflow connection is closed.
+    pub(crate) idle_timeout: Duration,
+}
+
+/// The state of a [`RedisStore`](crate::RedisStore)'s connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolState {
+    /// Connections open now (checked out or idle).
+    pub connections: usize,
+    /// Connections open and not checked out.
+    pub idle: usize,
+    /// Operations waiting for a connection.
+    pub waiting: usize,
+    /// Most connections the pool may open: `pool_size + pool_max_overflow`.
+    pub max_connections: usize,
+}
+
+/// The store's pool of connections.
+#[derive(Clone)]
+pub(crate) struct Pool {
+    inner: managed::Pool<ConnectionManager>,
+    checkout_timeout: Duration,
+}
+
+impl Pool {
+    /// Builds the pool, opens the `size` core connections (concurrently)
+    /// and starts the task that closes idle overflow connections.
+    ///
+    /// # Errors
+    ///
+    /// The first error opening a core connection.
+    pub(crate) async fn start(
+        manager: ConnectionManager,
+        settings: PoolSettings,
+    ) -> Result<Pool, StoreError> {
+        let inner = managed::Pool::builder(manager)
+            .max_size(settings.size + settings.max_overflow)
+            .wait_timeout(Some(settings.checkout_timeout))
+            .queue_mode(QueueMode::Lifo)
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::InvalidInput(format!("connection pool: {e}")))?;
+        let pool = Pool {
+            inner,
+            checkout_timeout: settings.checkout_timeout,
+        };
+        // Check out `size` connections at once so that `size` distinct ones
+        // are opened; they return to the pool when dropped.
+        let core = (0..settings.size).map(|_| pool.get());
+        let opened: Result<Vec<PooledConnection>, StoreError> =
+            futures_util::future::join_all(core)
+                .await
+                .into_iter()
+                .collect();
+        drop(opened?);
+        tokio::spawn(reap_idle_overflow(pool.inner.weak(), settings));
+        Ok(pool)
     }
 
-    fn has_broken(&self, conn: &mut Connection) -> bool {
-        conn.broken
+    /// Checks a connection out, waiting at most the checkout timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::PoolTimeout`] when none became free in time; the
+    /// connection error when a new connection could not be opened.
+    pub(crate) async fn get(&self) -> Result<PooledConnection, StoreError> {
+        self.inner.get().await.map_err(|e| match e {
+            managed::PoolError::Timeout(_) => StoreError::PoolTimeout(self.checkout_timeout),
+            managed::PoolError::Backend(e) => StoreError::from(e),
+            other => StoreError::Connection(Box::new(other)),
+        })
+    }
+
+    /// Open, idle and waiting connections now.
+    pub(crate) fn state(&self) -> PoolState {
+        let status = self.inner.status();
+        PoolState {
+            connections: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+            max_connections: status.max_size,
+        }
+    }
+}
+
+/// Closes overflow connections idle for `idle_timeout`, never going below
+/// `size` connections. Ends when the pool is dropped.
+async fn reap_idle_overflow(pool: managed::WeakPool<ConnectionManager>, settings: PoolSettings) {
+    let period =
+        (settings.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(15));
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let mut excess = pool.status().size.saturating_sub(settings.size);
+        if excess == 0 {
+            continue;
+        }
+        pool.retain(|_, metrics| {
+            let close = excess > 0 && metrics.last_used() >= settings.idle_timeout;
+            if close {
+                excess -= 1;
+            }
+            !close
+        });
     }
 }
