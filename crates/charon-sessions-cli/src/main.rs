@@ -1,10 +1,12 @@
 //! `charon-sessions`: the command-line tool of charon-sessions.
 //!
 //! One subcommand per file: `demo` (a day of a small service against a
-//! store). Options shared by every subcommand that opens a store live in
+//! store), `functions` (the Redis function library and the least-privilege
+//! ACL rule). Options shared by every subcommand that opens a store live in
 //! `store_args.rs`.
 
 mod demo;
+mod functions;
 mod store_args;
 
 use std::process::ExitCode;
@@ -25,6 +27,9 @@ enum Command {
     /// device listing, logouts, an expiry) against a store and check every
     /// step; exits non-zero if any step misbehaves.
     Demo(demo::DemoArgs),
+    /// Manage the store's Redis function library: load it with an admin
+    /// account, print the ACL rule for a least-privilege application user.
+    Functions(functions::FunctionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
+            Command::Functions(args) => functions::run(args).await,
         }
     });
     match result {

@@ -25,6 +25,9 @@ pub enum Flavor {
     Redis,
     /// Valkey >= 9 (`VALKEY_SERVER_BIN`, or `valkey-server` on `PATH`).
     Valkey,
+    /// Debian 12's Redis 7.0 (`REDIS7_SERVER_BIN`, or a `redis-server` 7 on
+    /// `PATH`): too old for the store, which must refuse it.
+    Redis7,
 }
 
 impl Flavor {
@@ -32,21 +35,35 @@ impl Flavor {
         match self {
             Flavor::Redis => "REDIS_SERVER_BIN",
             Flavor::Valkey => "VALKEY_SERVER_BIN",
+            Flavor::Redis7 => "REDIS7_SERVER_BIN",
         }
     }
 
     fn binary_name(self) -> &'static str {
         match self {
-            Flavor::Redis => "redis-server",
+            Flavor::Redis | Flavor::Redis7 => "redis-server",
             Flavor::Valkey => "valkey-server",
         }
     }
 
-    fn min_major(self) -> u32 {
+    /// The major versions this flavour stands for.
+    fn majors(self) -> std::ops::RangeInclusive<u32> {
         match self {
-            Flavor::Redis => 8,
-            Flavor::Valkey => 9,
+            Flavor::Redis => 8..=u32::MAX,
+            Flavor::Valkey => 9..=u32::MAX,
+            Flavor::Redis7 => 7..=7,
         }
+    }
+
+    fn wanted(self) -> String {
+        match self {
+            Flavor::Redis7 => "redis-server 7".to_owned(),
+            _ => format!("{} >= {}", self.binary_name(), self.majors().start()),
+        }
+    }
+
+    fn fits(self, binary: &Path) -> bool {
+        major_version(binary).is_some_and(|m| self.majors().contains(&m))
     }
 
     /// The server binary to run.
@@ -59,26 +76,24 @@ impl Flavor {
         if let Some(path) = std::env::var_os(self.env_var()) {
             let path = PathBuf::from(path);
             assert!(
-                major_version(&path).is_some_and(|m| m >= self.min_major()),
-                "{}={} is not a {} >= {}",
+                self.fits(&path),
+                "{}={} is not a {}",
                 self.env_var(),
                 path.display(),
-                self.binary_name(),
-                self.min_major()
+                self.wanted()
             );
             return path;
         }
         let on_path = std::env::var_os("PATH").and_then(|paths| {
             std::env::split_paths(&paths)
                 .map(|dir| dir.join(self.binary_name()))
-                .find(|p| major_version(p).is_some_and(|m| m >= self.min_major()))
+                .find(|p| self.fits(p))
         });
         on_path.unwrap_or_else(|| {
             panic!(
-                "no {} >= {} found: run the tests with scripts/test (it builds one), \
+                "no {} found: run the tests with scripts/test (it provides one), \
                  or set {} to a suitable binary",
-                self.binary_name(),
-                self.min_major(),
+                self.wanted(),
                 self.env_var()
             )
         })

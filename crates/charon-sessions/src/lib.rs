@@ -62,6 +62,7 @@ mod store;
 
 pub use crate::local::LocalStore;
 pub use crate::redis::RedisStore;
+pub use crate::redis::acl::{REQUIRED_COMMANDS, acl_rule};
 pub use crate::redis::config::{DEFAULT_KEY_PREFIX, RedisStoreConfig};
 pub use crate::redis::pool::PoolState;
 pub use crate::redis::server::{REQUIRED_SERVER, ServerInfo, ServerKind};

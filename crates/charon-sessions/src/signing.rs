@@ -133,34 +133,58 @@ pub fn sign(payload: &[u8], key: &SigningKey) -> Vec<u8> {
 /// [`SignatureError::Malformed`] when the value is not in either format,
 /// [`SignatureError::Mismatch`] when the MAC is wrong.
 pub fn verify<'a>(signed: &'a [u8], key: &SigningKey) -> Result<&'a [u8], SignatureError> {
-    let (tag, payload): ([u8; MAC_LEN], &[u8]) =
-        if let Some(rest) = signed.strip_prefix(SIGNED_PREFIX) {
-            let (tag, rest) = rest
-                .split_first_chunk::<MAC_LEN>()
-                .ok_or(SignatureError::Malformed)?;
-            (*tag, rest)
-        } else if let Some(rest) = signed.strip_prefix(SIGNED_BASE64_PREFIX) {
-            let (encoded, rest) = rest
-                .split_first_chunk::<MAC_BASE64_LEN>()
-                .ok_or(SignatureError::Malformed)?;
-            let mut tag = [0u8; MAC_LEN];
-            let n = URL_SAFE_NO_PAD
-                .decode_slice(encoded, &mut tag)
-                .map_err(|_| SignatureError::Malformed)?;
-            if n != MAC_LEN {
-                return Err(SignatureError::Malformed);
-            }
-            (tag, rest)
-        } else {
+    verify_with_any(signed, std::slice::from_ref(key))
+}
+
+/// Like [`verify`], accepting a value signed with any of `keys` (tried in
+/// order, each in constant time): for key rotation, pass the current key
+/// first and then the older ones still accepted.
+///
+/// # Errors
+///
+/// [`SignatureError::Malformed`] when the value is not in a signed format,
+/// [`SignatureError::Mismatch`] when no key's MAC matches (also when `keys`
+/// is empty).
+pub fn verify_with_any<'a>(
+    signed: &'a [u8],
+    keys: &[SigningKey],
+) -> Result<&'a [u8], SignatureError> {
+    let (tag, payload) = split(signed)?;
+    if keys
+        .iter()
+        .any(|key| key.mac(payload).verify_slice(&tag).is_ok())
+    {
+        Ok(payload)
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+/// Splits a signed value into its MAC and payload.
+fn split(signed: &[u8]) -> Result<([u8; MAC_LEN], &[u8]), SignatureError> {
+    let (tag, rest): ([u8; MAC_LEN], &[u8]) = if let Some(rest) = signed.strip_prefix(SIGNED_PREFIX)
+    {
+        let (tag, rest) = rest
+            .split_first_chunk::<MAC_LEN>()
+            .ok_or(SignatureError::Malformed)?;
+        (*tag, rest)
+    } else if let Some(rest) = signed.strip_prefix(SIGNED_BASE64_PREFIX) {
+        let (encoded, rest) = rest
+            .split_first_chunk::<MAC_BASE64_LEN>()
+            .ok_or(SignatureError::Malformed)?;
+        let mut tag = [0u8; MAC_LEN];
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(encoded, &mut tag)
+            .map_err(|_| SignatureError::Malformed)?;
+        if n != MAC_LEN {
             return Err(SignatureError::Malformed);
-        };
-    let payload = payload
-        .strip_prefix(b".")
-        .ok_or(SignatureError::Malformed)?;
-    key.mac(payload)
-        .verify_slice(&tag)
-        .map_err(|_| SignatureError::Mismatch)?;
-    Ok(payload)
+        }
+        (tag, rest)
+    } else {
+        return Err(SignatureError::Malformed);
+    };
+    let payload = rest.strip_prefix(b".").ok_or(SignatureError::Malformed)?;
+    Ok((tag, payload))
 }
 
 #[cfg(test)]
@@ -240,6 +264,30 @@ mod tests {
         assert_eq!(verify(&value, &key()), Ok(&b"payload"[..]));
         let other = SigningKey::from_bytes(b"other");
         assert_eq!(verify(&value, &other), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn rotation_accepts_any_listed_key() {
+        let (old, new, other) = (
+            SigningKey::from_bytes(b"old"),
+            SigningKey::from_bytes(b"new"),
+            SigningKey::from_bytes(b"other"),
+        );
+        let keys = [new.clone(), old.clone()];
+        assert_eq!(verify_with_any(&sign(b"a", &old), &keys), Ok(&b"a"[..]));
+        assert_eq!(verify_with_any(&sign(b"b", &new), &keys), Ok(&b"b"[..]));
+        assert_eq!(
+            verify_with_any(&sign(b"c", &other), &keys),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_with_any(&sign(b"d", &new), &[]),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_with_any(b"junk", &keys),
+            Err(SignatureError::Malformed)
+        );
     }
 
     #[test]

@@ -44,6 +44,13 @@ pub enum StoreError {
     /// The server answered with an error.
     #[error("Redis server error: {0}")]
     Server(#[source] BoxError),
+    /// The store's function library is not loaded on the server and the
+    /// store may not load it ([`register_functions(false)`](crate::RedisStoreConfig::register_functions)).
+    /// Load it with an admin account (`charon-sessions functions load`).
+    #[error(
+        "the function library {0} is not loaded on the server; load it with `charon-sessions functions load` (register_functions is off)"
+    )]
+    FunctionLibraryMissing(String),
     /// The server is too old or of an unknown kind.
     #[error("unsupported server: found {found}, but charon-sessions requires {required}")]
     UnsupportedServer {

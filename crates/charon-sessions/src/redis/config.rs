@@ -38,6 +38,10 @@ pub struct RedisStoreConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) command_timeout: Duration,
     pub(crate) max_session_size: usize,
+    pub(crate) verification_keys: Vec<SigningKey>,
+    pub(crate) register_functions: bool,
+    pub(crate) tls_root_certificate: Option<Vec<u8>>,
+    pub(crate) tls_client_certificate: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl RedisStoreConfig {
@@ -58,6 +62,10 @@ impl RedisStoreConfig {
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
             max_session_size: 64 * 1024,
+            verification_keys: Vec::new(),
+            register_functions: true,
+            tls_root_certificate: None,
+            tls_client_certificate: None,
         }
     }
 
@@ -143,6 +151,84 @@ impl RedisStoreConfig {
         self
     }
 
+    /// Older signing keys still accepted when reading, for key rotation.
+    ///
+    /// Every write signs with the signing key given to [`new`](Self::new);
+    /// a stored value is accepted when it verifies under that key or any of
+    /// these (tried in order). Sessions thus migrate to the new key as they
+    /// refresh; drop an old key once its longest refresh window has passed.
+    ///
+    /// Defaults to none.
+    #[must_use]
+    pub fn verification_keys(mut self, verification_keys: Vec<SigningKey>) -> Self {
+        self.verification_keys = verification_keys;
+        self
+    }
+
+    /// Whether [`connect`](crate::RedisStore::connect) registers the function
+    /// library (`FUNCTION LOAD REPLACE`) and re-registers it when the server
+    /// has lost it.
+    ///
+    /// Turn it off to run with an ACL user that may not load functions; load
+    /// the library beforehand with an admin account, with
+    /// [`RedisStore::load_function_library`](crate::RedisStore::load_function_library)
+    /// or `charon-sessions functions load`. An upsert that then finds the
+    /// library missing fails with [`StoreError::FunctionLibraryMissing`].
+    ///
+    /// Defaults to `true`.
+    #[must_use]
+    pub fn register_functions(mut self, register_functions: bool) -> Self {
+        self.register_functions = register_functions;
+        self
+    }
+
+    /// A CA certificate (PEM) to verify the server's TLS certificate against,
+    /// instead of the system's root certificates. Used with `rediss://` URLs.
+    ///
+    /// Defaults to none (the system's roots).
+    #[must_use]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_certificate = Some(pem.into());
+        self
+    }
+
+    /// A client certificate and its private key (both PEM) for mutual TLS.
+    /// The key is never shown in `Debug` output.
+    ///
+    /// Defaults to none.
+    #[must_use]
+    pub fn tls_client_certificate(
+        mut self,
+        certificate_pem: impl Into<Vec<u8>>,
+        private_key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls_client_certificate = Some((certificate_pem.into(), private_key_pem.into()));
+        self
+    }
+
+    /// The redis-rs client for this configuration.
+    pub(crate) fn client(&self) -> Result<redis::Client, StoreError> {
+        let invalid = |e: redis::RedisError| {
+            StoreError::InvalidInput(format!(
+                "url {} is not a valid Redis URL: {e}",
+                redacted_url(&self.url)
+            ))
+        };
+        if self.tls_root_certificate.is_none() && self.tls_client_certificate.is_none() {
+            return redis::Client::open(self.url.as_str()).map_err(invalid);
+        }
+        let certificates = redis::TlsCertificates {
+            client_tls: self.tls_client_certificate.as_ref().map(|(cert, key)| {
+                redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }
+            }),
+            root_cert: self.tls_root_certificate.clone(),
+        };
+        redis::Client::build_with_tls(self.url.as_str(), certificates).map_err(invalid)
+    }
+
     /// The cross-field checks `connect` runs first.
     pub(crate) fn check(&self) -> Result<(), StoreError> {
         validate_key_prefix(&self.key_prefix)?;
@@ -213,6 +299,19 @@ impl fmt::Debug for RedisStoreConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("max_session_size", &self.max_session_size)
+            .field("verification_keys", &self.verification_keys)
+            .field("register_functions", &self.register_functions)
+            .field(
+                "tls_root_certificate",
+                &self.tls_root_certificate.as_ref().map(|_| "<PEM>"),
+            )
+            .field(
+                "tls_client_certificate",
+                &self
+                    .tls_client_certificate
+                    .as_ref()
+                    .map(|_| "<PEM, key redacted>"),
+            )
             .finish()
     }
 }

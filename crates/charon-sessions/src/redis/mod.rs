@@ -8,6 +8,7 @@
 //! retries an operation, except `FCALL` once after re-registering a lost
 //! function library.
 
+pub(crate) mod acl;
 pub(crate) mod config;
 pub(crate) mod functions;
 pub(crate) mod keys;
@@ -15,6 +16,7 @@ pub(crate) mod pool;
 pub(crate) mod server;
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use redis::AsyncConnectionConfig;
@@ -56,7 +58,9 @@ use crate::store::{SessionStore, StoreError};
 #[derive(Clone)]
 pub struct RedisStore {
     pool: Pool,
-    signing_key: SigningKey,
+    /// The signing key first, then the older keys still accepted on read.
+    keys: Arc<[SigningKey]>,
+    register_functions: bool,
     key_prefix: String,
     max_session_size: usize,
     server: ServerInfo,
@@ -78,8 +82,10 @@ impl RedisStore {
     ///
     /// In order: the configuration's cross-field checks; one connection
     /// outside the pool runs `INFO server` (Redis >= 8.0 or Valkey >= 9.0
-    /// required) and `FUNCTION LOAD REPLACE`, then closes; then the pool
-    /// opens its [`pool_size`](RedisStoreConfig::pool_size) connections.
+    /// required) and, unless
+    /// [`register_functions(false)`](RedisStoreConfig::register_functions),
+    /// `FUNCTION LOAD REPLACE`, then closes; then the pool opens its
+    /// [`pool_size`](RedisStoreConfig::pool_size) connections.
     ///
     /// # Errors
     ///
@@ -90,20 +96,12 @@ impl RedisStore {
     /// refuses `FUNCTION LOAD`.
     pub async fn connect(config: RedisStoreConfig) -> Result<RedisStore, StoreError> {
         config.check()?;
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            StoreError::InvalidInput(format!(
-                "url {} is not a valid Redis URL: {e}",
-                config::redacted_url(&config.url)
-            ))
-        })?;
-        let connection_config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.command_timeout));
-        let manager = ConnectionManager::new(client, connection_config);
-
-        let mut setup = manager.open().await.map_err(StoreError::from)?;
+        let manager = connection_manager(&config)?;
+        let mut setup = manager.open().await?;
         let server = server::check(&mut setup).await?;
-        functions::load(&mut setup).await?;
+        if config.register_functions {
+            functions::load(&mut setup).await?;
+        }
         drop(setup);
 
         let pool = Pool::start(
@@ -116,13 +114,40 @@ impl RedisStore {
             },
         )
         .await?;
+        let keys = std::iter::once(config.signing_key)
+            .chain(config.verification_keys)
+            .collect();
         Ok(RedisStore {
             pool,
-            signing_key: config.signing_key,
+            keys,
+            register_functions: config.register_functions,
             key_prefix: config.key_prefix,
             max_session_size: config.max_session_size,
             server,
         })
+    }
+
+    /// Registers the function library on the server of `config`
+    /// (`INFO server` for the version check, then `FUNCTION LOAD REPLACE`),
+    /// without starting a store: for deployments whose application user may
+    /// not load functions. Run it with an admin account's URL.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn load_function_library(
+        config: &RedisStoreConfig,
+    ) -> Result<ServerInfo, StoreError> {
+        config.check()?;
+        let mut conn = connection_manager(config)?.open().await?;
+        let server = server::check(&mut conn).await?;
+        functions::load(&mut conn).await?;
+        Ok(server)
+    }
+
+    /// The Lua source of the function library, as `FUNCTION LOAD` receives it.
+    pub fn function_library_code() -> &'static str {
+        &functions::LIBRARY.code
     }
 
     /// The server this store connected to (kind and version).
@@ -161,7 +186,7 @@ impl RedisStore {
             warn!(key, reason = %reason, "ignoring invalid stored session");
             None
         };
-        let payload = match signing::verify(value, &self.signing_key) {
+        let payload = match signing::verify_with_any(value, &self.keys) {
             Ok(payload) => payload,
             Err(e) => return reject(&e),
         };
@@ -179,6 +204,14 @@ impl RedisStore {
         }
         Some(session)
     }
+}
+
+/// The connection factory for `config`: URL, TLS certificates, timeouts.
+fn connection_manager(config: &RedisStoreConfig) -> Result<ConnectionManager, StoreError> {
+    let connection_config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.command_timeout));
+    Ok(ConnectionManager::new(config.client()?, connection_config))
 }
 
 #[async_trait]
@@ -214,7 +247,7 @@ impl SessionStore for RedisStore {
                 self.max_session_size
             )));
         }
-        let value = signing::sign(&payload, &self.signing_key);
+        let value = signing::sign(&payload, &self.keys[0]);
         let key = self.key(&session.user_id, &session.session_type);
         let cmd = functions::upsert_cmd(
             &key,
@@ -226,6 +259,11 @@ impl SessionStore for RedisStore {
         );
         let mut conn = self.pool.get().await?;
         let written: i64 = match cmd.query_async(&mut *conn).await {
+            Err(e) if functions::is_function_not_found(&e) && !self.register_functions => {
+                return Err(StoreError::FunctionLibraryMissing(
+                    functions::LIBRARY.name.clone(),
+                ));
+            }
             Err(e) if functions::is_function_not_found(&e) => {
                 warn!(
                     library = %functions::LIBRARY.name,

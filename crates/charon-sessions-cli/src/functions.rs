@@ -1,0 +1,78 @@
+//! `charon-sessions functions`: the store's Redis function library, for
+//! deployments where the application's Redis user may not load functions.
+//!
+//! `load` registers the library with an admin account; `acl` prints the ACL
+//! rule for a least-privilege application user; `show` prints the Lua code.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use charon_sessions::signing::SigningKey;
+use charon_sessions::{RedisStore, RedisStoreConfig};
+use clap::{Args, Subcommand};
+
+/// Options of `charon-sessions functions`.
+#[derive(Debug, Args)]
+pub struct FunctionsArgs {
+    #[command(subcommand)]
+    command: FunctionsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum FunctionsCommand {
+    /// Load (or replace) the function library on a server, with an account
+    /// allowed to run FUNCTION LOAD.
+    Load {
+        /// Redis URL of an admin account, e.g. redis://admin:pw@host:6379
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "CHARON_REDIS_URL",
+            hide_env_values = true
+        )]
+        redis: String,
+    },
+    /// Print the ACL rule for an application user that can run the store
+    /// (its keys and commands only, no FUNCTION LOAD).
+    Acl {
+        /// Key prefix the application's store uses.
+        #[arg(long, value_name = "PREFIX", default_value = charon_sessions::DEFAULT_KEY_PREFIX)]
+        key_prefix: String,
+        /// User name to put in the printed ACL SETUSER command.
+        #[arg(long, value_name = "NAME", default_value = "charon_app")]
+        user: String,
+    },
+    /// Print the library's name and Lua source.
+    Show,
+}
+
+/// Runs `charon-sessions functions …`.
+pub async fn run(args: FunctionsArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        FunctionsCommand::Load { redis } => {
+            // The signing key plays no part in loading functions.
+            let config = RedisStoreConfig::new(redis, SigningKey::from_bytes(&[0; 32]));
+            let server = RedisStore::load_function_library(&config)
+                .await
+                .context("cannot load the function library")?;
+            println!(
+                "loaded function library {} on {server}",
+                RedisStore::function_library_name()
+            );
+        }
+        FunctionsCommand::Acl { key_prefix, user } => {
+            let rule = charon_sessions::acl_rule(&key_prefix)?;
+            println!("{rule}");
+            eprintln!(
+                "\nUse it as:  ACL SETUSER {user} on >PASSWORD {rule}\n\
+                 and start the store with RedisStoreConfig::register_functions(false), after\n\
+                 `charon-sessions functions load --redis <admin URL>` on every deploy of a new version."
+            );
+        }
+        FunctionsCommand::Show => {
+            println!("-- library {}", RedisStore::function_library_name());
+            print!("{}", RedisStore::function_library_code());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
