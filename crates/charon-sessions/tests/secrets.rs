@@ -1,0 +1,466 @@
+//! Secrets and rights, on real Redis 8 / Valkey 9 servers: signing-key
+//! rotation, a least-privilege ACL user, TLS with a throw-away CA plus AUTH,
+//! and secrets kept out of `Debug` output, errors and logs.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use charon_sessions::signing::{self, SigningKey};
+use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore, StoreError, acl_rule};
+use charon_sessions_testkit::{Flavor, TestServer, free_port};
+use redis::aio::MultiplexedConnection;
+
+use common::{HOUR, login};
+
+async fn raw(url: &str) -> MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn connect(config: RedisStoreConfig) -> RedisStore {
+    RedisStore::connect(config)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"))
+}
+
+async fn raw_value(conn: &mut MultiplexedConnection, session: &Session) -> Vec<u8> {
+    let key = format!("charon_.{}.{}", session.user_id, session.session_type);
+    redis::cmd("HGET")
+        .arg(key)
+        .arg(&session.id)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+macro_rules! on_both_servers {
+    ($($name:ident),* $(,)?) => {
+        mod redis8 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(charon_sessions_testkit::Flavor::Redis).await;
+                }
+            )*
+        }
+        mod valkey9 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(charon_sessions_testkit::Flavor::Valkey).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_servers!(
+    key_rotation_reads_old_values_and_writes_with_the_new_key,
+    least_privilege_user_runs_the_store_and_nothing_else,
+    tls_with_custom_ca_and_password,
+);
+
+/// A full signing-key rotation: sessions written under the old key stay
+/// readable while the old key is a verification key; each refresh re-signs
+/// with the new key; once all have refreshed the old key can go.
+async fn key_rotation_reads_old_values_and_writes_with_the_new_key(flavor: Flavor) {
+    let server = TestServer::start(flavor);
+    let mut conn = raw(&server.url()).await;
+    let old = SigningKey::from_bytes(b"old key old key old key old key!");
+    let new = SigningKey::from_bytes(b"new key new key new key new key!");
+
+    let before = connect(RedisStoreConfig::new(server.url(), old.clone())).await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let mut s = login("alice");
+        before.upsert(&mut s).await.unwrap();
+        sessions.push(s);
+    }
+
+    // Deploy with the new key, the old one still accepted.
+    let during = connect(
+        RedisStoreConfig::new(server.url(), new.clone()).verification_keys(vec![old.clone()]),
+    )
+    .await;
+    let new_only = connect(RedisStoreConfig::new(server.url(), new.clone())).await;
+    assert_eq!(during.get_all("alice", "full").await.unwrap().len(), 3);
+    assert!(new_only.get_all("alice", "full").await.unwrap().is_empty());
+
+    // Refreshing migrates a session to the new key.
+    for (i, s) in sessions.iter_mut().enumerate() {
+        let mut read = during.get(&s.id, "alice", "full").await.unwrap().unwrap();
+        read.rotate_refresh_token(HOUR);
+        during.upsert(&mut read).await.unwrap();
+        *s = read;
+        let value = raw_value(&mut conn, s).await;
+        assert!(
+            signing::verify(&value, &new).is_ok(),
+            "signed with the new key"
+        );
+        assert_eq!(
+            signing::verify(&value, &old),
+            Err(signing::SignatureError::Mismatch),
+            "no longer valid under the old key"
+        );
+        assert_eq!(
+            new_only.get_all("alice", "full").await.unwrap().len(),
+            i + 1
+        );
+    }
+
+    // All migrated: the old key can be dropped; the old-key store sees nothing.
+    let mut all = new_only.get_all("alice", "full").await.unwrap();
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    sessions.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(all, sessions);
+    assert!(before.get_all("alice", "full").await.unwrap().is_empty());
+}
+
+async fn acl(conn: &mut MultiplexedConnection, args: &[&str]) -> redis::RedisResult<redis::Value> {
+    redis::cmd("ACL").arg(args).query_async(conn).await
+}
+
+fn is_noperm(result: redis::RedisResult<redis::Value>) -> bool {
+    matches!(result, Err(e) if e.code() == Some("NOPERM"))
+}
+
+/// The ACL rule from `acl_rule` is enough to run every store operation with
+/// `register_functions(false)` after an admin loaded the library, and the
+/// user can neither touch keys outside the prefix nor load functions.
+async fn least_privilege_user_runs_the_store_and_nothing_else(flavor: Flavor) {
+    let server = TestServer::start(flavor);
+    let mut admin = raw(&server.url()).await;
+    let rule = acl_rule("myapp").unwrap();
+    let mut args = vec!["SETUSER", "app", "on", ">app-pw"];
+    args.extend(rule.split(' '));
+    acl(&mut admin, &args).await.unwrap();
+    let app_url = format!("redis://app:app-pw@127.0.0.1:{}", server.port());
+
+    // Without the library loaded and without the right to load it, connect
+    // with register_functions(true) is refused by the server.
+    let refused = RedisStore::connect(
+        RedisStoreConfig::new(app_url.clone(), common::test_key()).key_prefix("myapp"),
+    )
+    .await
+    .expect_err("the app user may not FUNCTION LOAD");
+    assert!(matches!(refused, StoreError::Server(_)), "{refused:?}");
+
+    let admin_config = RedisStoreConfig::new(server.url(), common::test_key());
+    RedisStore::load_function_library(&admin_config)
+        .await
+        .unwrap();
+    let store = connect(
+        RedisStoreConfig::new(app_url.clone(), common::test_key())
+            .key_prefix("myapp")
+            .register_functions(false),
+    )
+    .await;
+    let mut a = login("alice");
+    let mut b = login("alice");
+    store.upsert(&mut a).await.unwrap();
+    store.upsert(&mut b).await.unwrap();
+    let mut read = store.get(&a.id, "alice", "full").await.unwrap().unwrap();
+    read.rotate_refresh_token(HOUR);
+    store.upsert(&mut read).await.unwrap();
+    assert_eq!(store.get_all("alice", "full").await.unwrap().len(), 2);
+    store.delete(&b.id, "alice", "full").await.unwrap();
+    store.delete_all("alice", "full").await.unwrap();
+    assert!(store.get_all("alice", "full").await.unwrap().is_empty());
+
+    // What the app user may not do.
+    redis::cmd("SET")
+        .arg("other.key")
+        .arg("x")
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    let mut app = raw(&app_url).await;
+    let attempts: Vec<(&str, redis::Cmd)> = vec![
+        (
+            "GET outside the prefix",
+            redis::cmd("GET").arg("other.key").clone(),
+        ),
+        (
+            "SET outside the prefix",
+            redis::cmd("SET").arg("other.key").arg("y").clone(),
+        ),
+        (
+            "HGETALL outside the prefix",
+            redis::cmd("HGETALL").arg("charon_.alice.full").clone(),
+        ),
+        (
+            "DEL outside the prefix",
+            redis::cmd("DEL").arg("other.key").clone(),
+        ),
+        ("KEYS", redis::cmd("KEYS").arg("*").clone()),
+        (
+            "FUNCTION LOAD",
+            redis::cmd("FUNCTION")
+                .arg("LOAD")
+                .arg("REPLACE")
+                .arg(RedisStore::function_library_code())
+                .clone(),
+        ),
+        (
+            "FUNCTION FLUSH",
+            redis::cmd("FUNCTION").arg("FLUSH").clone(),
+        ),
+        ("FLUSHALL", redis::cmd("FLUSHALL").clone()),
+        (
+            "CONFIG SET",
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory")
+                .arg("1")
+                .clone(),
+        ),
+    ];
+    for (what, cmd) in attempts {
+        let result = cmd.query_async::<redis::Value>(&mut app).await;
+        assert!(
+            is_noperm(result.clone()),
+            "{what} must be refused, got {result:?}"
+        );
+    }
+    let untouched: String = redis::cmd("GET")
+        .arg("other.key")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(untouched, "x");
+
+    // If the library goes missing, the restricted store says so clearly
+    // instead of trying to load it.
+    redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    let mut c = login("alice");
+    match store.upsert(&mut c).await {
+        Err(StoreError::FunctionLibraryMissing(name)) => {
+            assert_eq!(name, RedisStore::function_library_name())
+        }
+        other => panic!("expected FunctionLibraryMissing, got {other:?}"),
+    }
+    assert_eq!(c.lock_version, 0);
+}
+
+/// A throw-away CA and a server certificate for 127.0.0.1 / localhost.
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn throwaway_pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// `rediss://` with a password against a TLS-enabled server whose
+/// certificate comes from a throw-away CA: works with that CA configured,
+/// fails without it, and fails with a wrong password.
+async fn tls_with_custom_ca_and_password(flavor: Flavor) {
+    let pki = throwaway_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (ca, cert, key) = (
+        write("ca.pem", &pki.ca_pem),
+        write("server.pem", &pki.cert_pem),
+        write("server.key", &pki.key_pem),
+    );
+    let tls_port = free_port().to_string();
+    let server = TestServer::start_with(
+        flavor,
+        &[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            "tls-pw",
+        ],
+    );
+    let url = format!("rediss://:tls-pw@127.0.0.1:{tls_port}");
+
+    let store = connect(
+        RedisStoreConfig::new(url.clone(), common::test_key())
+            .tls_root_certificate(pki.ca_pem.as_bytes()),
+    )
+    .await;
+    let mut s = login("alice");
+    store.upsert(&mut s).await.unwrap();
+    assert_eq!(store.get(&s.id, "alice", "full").await.unwrap(), Some(s));
+    // The connection really is TLS: the plain port shows the data too, and
+    // the TLS port refuses plain text.
+    let mut plain = raw(&format!("redis://:tls-pw@127.0.0.1:{}", server.port())).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut plain)
+        .await
+        .unwrap();
+    assert_eq!(keys, vec!["charon_.alice.full".to_owned()]);
+    let plain_on_tls = redis::Client::open(format!("redis://:tls-pw@127.0.0.1:{tls_port}"))
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(std::time::Duration::from_secs(1)))
+                .set_response_timeout(Some(std::time::Duration::from_secs(1))),
+        )
+        .await;
+    assert!(plain_on_tls.is_err());
+
+    // Without the CA the server's certificate is not trusted.
+    let untrusted = RedisStore::connect(RedisStoreConfig::new(url.clone(), common::test_key()))
+        .await
+        .expect_err("certificate from an unknown CA");
+    assert!(
+        matches!(untrusted, StoreError::Connection(_)),
+        "{untrusted:?}"
+    );
+
+    // A wrong password is refused, and never shown.
+    let wrong = RedisStore::connect(
+        RedisStoreConfig::new(
+            format!("rediss://:not-the-pw@127.0.0.1:{tls_port}"),
+            common::test_key(),
+        )
+        .tls_root_certificate(pki.ca_pem.as_bytes()),
+    )
+    .await
+    .expect_err("wrong password");
+    let shown = format!("{wrong} {wrong:?}");
+    assert!(!shown.contains("not-the-pw"), "{shown}");
+}
+
+/// `Debug` of keys, configurations, stores and errors shows no key bytes,
+/// no password and no client private key.
+#[tokio::test]
+async fn debug_output_never_shows_secrets() {
+    let key = SigningKey::from_bytes(b"KEYBYTES-KEYBYTES-KEYBYTES-KEYBY");
+    let config = RedisStoreConfig::new("redis://user:PASSWORD-123@127.0.0.1:1/0", key.clone())
+        .verification_keys(vec![SigningKey::from_bytes(b"OLDKEY-OLDKEY-OLDKEY")])
+        .tls_client_certificate("CERT", "PRIVATE-KEY-PEM");
+    let port = free_port();
+    let err = RedisStore::connect(RedisStoreConfig::new(
+        format!("redis://user:PASSWORD-123@127.0.0.1:{port}"),
+        key.clone(),
+    ))
+    .await
+    .unwrap_err();
+    let shown = format!("{key:?} {key:#?} {config:?} {config:#?} {err} {err:?}");
+    for secret in ["KEYBYTES", "OLDKEY", "PASSWORD-123", "PRIVATE-KEY-PEM"] {
+        assert!(!shown.contains(secret), "{secret} shown in: {shown}");
+    }
+    assert!(shown.contains("<redacted>"));
+}
+
+/// A writer that keeps everything logged, for inspection.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// With the store's logging at TRACE, a run of all
+/// operations, a conflict, a function reload and rejected values logs
+/// neither session values, refresh token ids nor the signing key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_contain_session_values_or_keys() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = TestServer::start(Flavor::Redis);
+    let mut conn = raw(&server.url()).await;
+    let store = connect(RedisStoreConfig::new(server.url(), common::test_key())).await;
+    let mut s = login("alice");
+    s.extra_payload
+        .insert("secret".into(), serde_json::json!("PAYLOAD-MARKER-0042"));
+    store.upsert(&mut s).await.unwrap();
+    let mut stale = s.clone();
+    let mut read = store.get(&s.id, "alice", "full").await.unwrap().unwrap();
+    read.rotate_refresh_token(HOUR);
+    store.upsert(&mut read).await.unwrap();
+    assert!(store.upsert(&mut stale).await.unwrap_err().is_conflict());
+    redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    store.upsert(&mut read).await.unwrap();
+    // A value signed with another key and one naming another session id.
+    let forged = signing::sign(
+        &serde_json::to_vec(&read).unwrap(),
+        &SigningKey::from_bytes(b"forger"),
+    );
+    redis::cmd("HSET")
+        .arg("charon_.alice.full")
+        .arg("forged")
+        .arg(forged)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.get("forged", "alice", "full").await.unwrap(), None);
+    assert_eq!(store.get_all("alice", "full").await.unwrap().len(), 1);
+    store.delete_all("alice", "full").await.unwrap();
+
+    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(
+        log.contains("registering it again"),
+        "the reload is logged: {log}"
+    );
+    assert!(log.contains("ignoring invalid stored session"), "{log}");
+    for secret in [
+        "PAYLOAD-MARKER-0042",
+        s.refresh_token_id.as_str(),
+        read.refresh_token_id.as_str(),
+        "signed.",
+        "0123456789abcdef",
+    ] {
+        assert!(!log.contains(secret), "log shows {secret:?}:\n{log}");
+    }
+}
