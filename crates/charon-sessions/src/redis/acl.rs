@@ -18,6 +18,7 @@ pub const REQUIRED_COMMANDS: &[&str] = &[
     "fcall",
     "hsetex",
     "info",
+    "hello",
     "ping",
     "select",
     "client|setinfo",

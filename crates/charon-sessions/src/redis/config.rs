@@ -207,15 +207,25 @@ impl RedisStoreConfig {
     }
 
     /// The redis-rs client for this configuration.
+    ///
+    /// Connections speak RESP3, whatever the URL says: it is what lets
+    /// redis-rs tell the pool that an idle connection's socket closed.
     pub(crate) fn client(&self) -> Result<redis::Client, StoreError> {
+        use redis::IntoConnectionInfo as _;
         let invalid = |e: redis::RedisError| {
             StoreError::InvalidInput(format!(
                 "url {} is not a valid Redis URL: {e}",
                 redacted_url(&self.url)
             ))
         };
+        let info = self.url.as_str().into_connection_info().map_err(invalid)?;
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let info = info.set_redis_settings(resp3);
         if self.tls_root_certificate.is_none() && self.tls_client_certificate.is_none() {
-            return redis::Client::open(self.url.as_str()).map_err(invalid);
+            return redis::Client::open(info).map_err(invalid);
         }
         let certificates = redis::TlsCertificates {
             client_tls: self.tls_client_certificate.as_ref().map(|(cert, key)| {
@@ -226,7 +236,7 @@ impl RedisStoreConfig {
             }),
             root_cert: self.tls_root_certificate.clone(),
         };
-        redis::Client::build_with_tls(self.url.as_str(), certificates).map_err(invalid)
+        redis::Client::build_with_tls(info, certificates).map_err(invalid)
     }
 
     /// The cross-field checks `connect` runs first.

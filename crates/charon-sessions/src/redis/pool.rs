@@ -10,15 +10,21 @@
 //! this module adds the warm core and the overflow reaping.
 //!
 //! Connections are not pinged on checkout (that would be a second round
-//! trip per operation); instead a connection whose command failed in a way
-//! that leaves it unusable (I/O error, dropped, timed out) is flagged broken
-//! and replaced at its next checkout.
+//! trip per operation). Instead a connection is flagged broken, and replaced
+//! at its next checkout, when redis-rs reports that its socket closed (a
+//! RESP3 disconnection notice, delivered even while the connection sits
+//! idle, e.g. after a server restart) or when a command on it failed in a
+//! way that leaves it unusable (I/O error, dropped, timed out).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, Cmd, RedisError, RedisFuture, Value};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, PushInfo, PushKind, RedisError, RedisFuture, Value,
+};
 
 use crate::store::StoreError;
 
@@ -47,7 +53,8 @@ impl ConnectionManager {
 /// A pooled connection that remembers whether it broke.
 pub(crate) struct Connection {
     inner: MultiplexedConnection,
-    broken: bool,
+    /// Set by redis-rs's disconnection notice or by a failed command.
+    broken: Arc<AtomicBool>,
 }
 
 impl Connection {
@@ -55,7 +62,7 @@ impl Connection {
         if let Err(e) = result
             && (e.is_unrecoverable_error() || e.is_timeout() || e.is_connection_dropped())
         {
-            self.broken = true;
+            self.broken.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -92,14 +99,23 @@ impl managed::Manager for ConnectionManager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<Connection, RedisError> {
-        Ok(Connection {
-            inner: self.open().await?,
-            broken: false,
-        })
+        let broken = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&broken);
+        let config = self.config.clone().set_push_sender(move |info: PushInfo| {
+            if info.kind == PushKind::Disconnection {
+                flag.store(true, Ordering::Relaxed);
+            }
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let inner = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok(Connection { inner, broken })
     }
 
     async fn recycle(&self, conn: &mut Connection, _: &Metrics) -> RecycleResult<RedisError> {
-        if conn.broken {
+        if conn.broken.load(Ordering::Relaxed) {
             Err(RecycleError::message("the connection broke"))
         } else {
             Ok(())
