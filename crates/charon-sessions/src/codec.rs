@@ -9,23 +9,59 @@
 //!
 //! This module neither signs nor logs; it is pure data transformation.
 
-use crate::session::Session;
+use std::fmt;
 
-/// Why a payload could not be decoded.
-#[derive(Debug, thiserror::Error)]
+use crate::session::Session;
+use crate::store::StoreError;
+
+/// Why a payload could not be decoded. Its `Display` never quotes the
+/// payload (serde_json's messages do), because it ends up in logs.
+#[derive(Debug)]
 pub enum DecodeError {
     /// The payload does not start with `{`.
-    #[error("session payload is not a JSON object")]
     NotAnObject,
     /// The payload is not valid JSON of session fields.
-    #[error("session payload does not decode: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
 }
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::NotAnObject => f.write_str("session payload is not a JSON object"),
+            DecodeError::Json(e) => write!(
+                f,
+                "session payload does not decode ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
 
 /// Encodes a session for storage.
 pub fn encode(session: &Session) -> Vec<u8> {
     // A Session is strings, integers and a JSON map: serialisation cannot fail.
     serde_json::to_vec(session).expect("a Session always serialises to JSON")
+}
+
+/// Encodes a session, refusing it when the encoding is longer than
+/// `max_size` bytes.
+///
+/// # Errors
+///
+/// [`StoreError::InvalidInput`] naming the size and the limit.
+pub fn encode_at_most(session: &Session, max_size: usize) -> Result<Vec<u8>, StoreError> {
+    let payload = encode(session);
+    if payload.len() > max_size {
+        return Err(StoreError::InvalidInput(format!(
+            "session encodes to {} bytes, more than max_session_size ({max_size} bytes)",
+            payload.len()
+        )));
+    }
+    Ok(payload)
 }
 
 /// Decodes a stored payload.
@@ -39,7 +75,7 @@ pub fn decode(payload: &[u8]) -> Result<Session, DecodeError> {
     if payload.first() != Some(&b'{') {
         return Err(DecodeError::NotAnObject);
     }
-    Ok(serde_json::from_slice(payload)?)
+    serde_json::from_slice(payload).map_err(DecodeError::Json)
 }
 
 #[cfg(test)]
@@ -74,6 +110,23 @@ mod tests {
         let s = decode(&serde_json::to_vec(&v).unwrap()).unwrap();
         assert_eq!(s.prev_tokens_fresh_from, 0);
         assert_eq!(s.user_id, "user.with.dots");
+    }
+
+    #[test]
+    fn decode_errors_never_quote_the_payload() {
+        let bad = br#"{"id":"x","lock_version":"SECRET-MARKER","extra_payload":"SECRET-2"}"#;
+        let shown = decode(bad).unwrap_err().to_string();
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("line 1"), "{shown}");
+    }
+
+    #[test]
+    fn size_limit() {
+        let s = sample();
+        let len = encode(&s).len();
+        assert_eq!(encode_at_most(&s, len).unwrap().len(), len);
+        let err = encode_at_most(&s, len - 1).unwrap_err().to_string();
+        assert!(err.contains("max_session_size"), "{err}");
     }
 
     #[test]

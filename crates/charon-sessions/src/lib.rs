@@ -68,10 +68,10 @@ pub use crate::redis::pool::PoolState;
 pub use crate::redis::server::{REQUIRED_SERVER, ServerInfo, ServerKind};
 pub use crate::session::{
     DEFAULT_SESSION_TYPE, MAX_KEY_PREFIX_LEN, MAX_LOCK_VERSION, MAX_SESSION_ID_LEN,
-    MAX_SESSION_TYPE_LEN, MAX_USER_ID_LEN, SESSION_VERSION, Session, random_id, unix_now,
-    validate_key_prefix, validate_session_id, validate_session_type, validate_user_id,
+    MAX_SESSION_TYPE_LEN, MAX_UNIX_TIME, MAX_USER_ID_LEN, SESSION_VERSION, Session, random_id,
+    unix_now, validate_key_prefix, validate_session_id, validate_session_type, validate_user_id,
 };
-pub use crate::store::{BoxError, SessionStore, StoreError};
+pub use crate::store::{BoxError, DEFAULT_MAX_SESSION_SIZE, SessionStore, StoreError};
 
 #[cfg(test)]
 mod send_sync {

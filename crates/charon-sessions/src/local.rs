@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
+use crate::codec;
 use crate::session::{Session, unix_now, validate_address, validate_owner};
-use crate::store::{SessionStore, StoreError};
+use crate::store::{DEFAULT_MAX_SESSION_SIZE, SessionStore, StoreError};
 
 type Owner = (String, String);
 
@@ -24,8 +25,9 @@ const SWEEP_EVERY: u64 = 4096;
 ///
 /// Sessions expire at their `refresh_expires_at` exactly as in Redis (they
 /// are never returned from that second on, and are dropped lazily and by a
-/// periodic sweep). Clones are not shared: wrap it in an `Arc` to share one
-/// store.
+/// periodic sweep). Sessions larger than the size limit are refused as by
+/// [`RedisStore`](crate::RedisStore), measured in the same encoding. Wrap it
+/// in an `Arc` to share one store.
 ///
 /// ```
 /// # tokio_test_block_on(async {
@@ -49,19 +51,39 @@ const SWEEP_EVERY: u64 = 4096;
 /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 /// # }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LocalStore {
     /// Per (user id, session type): session id → session as stored (its
     /// `lock_version` is the stored lock version).
     sessions: Mutex<HashMap<Owner, HashMap<String, Session>>>,
     /// Counts writes, to sweep expired sessions every [`SWEEP_EVERY`].
     writes: AtomicU64,
+    /// Largest encoded session accepted, in bytes.
+    max_session_size: usize,
+}
+
+impl Default for LocalStore {
+    fn default() -> Self {
+        LocalStore::new()
+    }
 }
 
 impl LocalStore {
-    /// An empty store.
+    /// An empty store refusing sessions that encode to more than
+    /// [`DEFAULT_MAX_SESSION_SIZE`] bytes.
     pub fn new() -> LocalStore {
-        LocalStore::default()
+        LocalStore::with_max_session_size(DEFAULT_MAX_SESSION_SIZE)
+    }
+
+    /// An empty store refusing sessions that encode to more than
+    /// `max_session_size` bytes (as
+    /// [`RedisStoreConfig::max_session_size`](crate::RedisStoreConfig::max_session_size)).
+    pub fn with_max_session_size(max_session_size: usize) -> LocalStore {
+        LocalStore {
+            sessions: Mutex::default(),
+            writes: AtomicU64::new(0),
+            max_session_size,
+        }
     }
 
     /// Drops every expired session now. Runs by itself every few thousand
@@ -109,6 +131,11 @@ impl SessionStore for LocalStore {
         if session.is_dead() {
             return Ok(());
         }
+        // Measured the way RedisStore measures it: the stored encoding, with
+        // the lock version it would get.
+        let mut stored = session.clone();
+        stored.lock_version += 1;
+        codec::encode_at_most(&stored, self.max_session_size)?;
         let now = unix_now();
         {
             let mut all = self.lock();
@@ -129,8 +156,6 @@ impl SessionStore for LocalStore {
                 }
                 return Err(StoreError::Conflict);
             }
-            let mut stored = session.clone();
-            stored.lock_version += 1;
             if stored.is_expired_at(now) {
                 // Like a hash field written with an expiry in the past.
                 sessions.remove(&session.id);

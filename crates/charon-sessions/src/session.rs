@@ -5,6 +5,7 @@
 //! storage: both stores call [`Session::validate`] and the `validate_*`
 //! functions before they touch any data.
 
+use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -28,6 +29,12 @@ pub const MAX_SESSION_TYPE_LEN: usize = 64;
 /// Longest key prefix, in bytes.
 pub const MAX_KEY_PREFIX_LEN: usize = 64;
 
+/// Latest `refresh_expires_at` a store accepts, in unix seconds (year
+/// 4199): Redis keeps expiry times in milliseconds below 2^46 and refuses
+/// later ones, so every store refuses them too. New sessions and rotations
+/// cap their refresh window here.
+pub const MAX_UNIX_TIME: i64 = (1 << 46) / 1000;
+
 /// Largest lock version a store accepts: lock versions are compared inside a
 /// Lua function, whose numbers are exact only up to 2^53.
 pub const MAX_LOCK_VERSION: u64 = (1 << 53) - 2;
@@ -48,7 +55,11 @@ pub const MAX_LOCK_VERSION: u64 = (1 << 53) - 2;
 /// assert_eq!(session.lock_version, 0);
 /// assert_eq!(session.refresh_expires_at, session.created_at + 30 * 24 * 3600);
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// `Debug` output leaves out the refresh token id and the contents of
+/// `extra_payload` (it shows their field names only), so a session can be
+/// logged with `?session` without leaking a credential.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Session {
     /// Session id: unique, `[A-Za-z0-9_-]`, 1–255 bytes.
@@ -83,6 +94,29 @@ pub struct Session {
     pub version: u32,
 }
 
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("session_type", &self.session_type)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("refresh_expires_at", &self.refresh_expires_at)
+            .field("refreshed_at", &self.refreshed_at)
+            .field("refresh_token_id", &"<redacted>")
+            .field("tokens_fresh_from", &self.tokens_fresh_from)
+            .field("prev_tokens_fresh_from", &self.prev_tokens_fresh_from)
+            .field("lock_version", &self.lock_version)
+            .field(
+                "extra_payload",
+                &self.extra_payload.keys().collect::<Vec<_>>(),
+            )
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
 impl Default for Session {
     fn default() -> Self {
         Session {
@@ -109,7 +143,8 @@ impl Session {
     /// Fills a random session id and refresh token id (128 bits each,
     /// url-safe base64 without padding), sets `created_at`, `refreshed_at`
     /// and `tokens_fresh_from` to now and `refresh_expires_at` to now plus
-    /// `refresh_ttl` (whole seconds). `expires_at` stays `None`; set it (and
+    /// `refresh_ttl` (whole seconds, capped at [`MAX_UNIX_TIME`]).
+    /// `expires_at` stays `None`; set it (and
     /// `session_type`, `extra_payload`) on the returned value as needed.
     pub fn new_login(user_id: impl Into<String>, refresh_ttl: Duration) -> Session {
         Self::new_login_at(user_id, unix_now(), refresh_ttl)
@@ -121,7 +156,7 @@ impl Session {
             id: random_id(),
             user_id: user_id.into(),
             created_at: now,
-            refresh_expires_at: now.saturating_add(secs(refresh_ttl)),
+            refresh_expires_at: until(now, refresh_ttl),
             refreshed_at: now,
             refresh_token_id: random_id(),
             tokens_fresh_from: now,
@@ -135,7 +170,7 @@ impl Session {
     /// Sets a new random `refresh_token_id`, moves `tokens_fresh_from` to
     /// `prev_tokens_fresh_from` and sets it and `refreshed_at` to now, and
     /// extends `refresh_expires_at` to now plus `refresh_ttl`, capped at
-    /// `expires_at`. Store the result with
+    /// `expires_at` (and [`MAX_UNIX_TIME`]). Store the result with
     /// [`SessionStore::upsert`](crate::SessionStore::upsert).
     pub fn rotate_refresh_token(&mut self, refresh_ttl: Duration) {
         self.rotate_refresh_token_at(unix_now(), refresh_ttl)
@@ -148,7 +183,7 @@ impl Session {
         self.prev_tokens_fresh_from = self.tokens_fresh_from;
         self.tokens_fresh_from = now;
         self.refreshed_at = now;
-        let until = now.saturating_add(secs(refresh_ttl));
+        let until = until(now, refresh_ttl);
         self.refresh_expires_at = match self.expires_at {
             Some(end) => until.min(end),
             None => until,
@@ -169,8 +204,8 @@ impl Session {
     }
 
     /// Checks the fields a store relies on: session id, user id and session
-    /// type (see the `validate_*` functions), a positive
-    /// `refresh_expires_at`, and a `lock_version` of at most
+    /// type (see the `validate_*` functions), a `refresh_expires_at` between
+    /// 1 and [`MAX_UNIX_TIME`], and a `lock_version` of at most
     /// [`MAX_LOCK_VERSION`].
     ///
     /// # Errors
@@ -180,9 +215,9 @@ impl Session {
         validate_session_id(&self.id)?;
         validate_user_id(&self.user_id)?;
         validate_session_type(&self.session_type)?;
-        if self.refresh_expires_at <= 0 {
+        if !(1..=MAX_UNIX_TIME).contains(&self.refresh_expires_at) {
             return Err(StoreError::InvalidInput(format!(
-                "refresh_expires_at must be a positive unix time in seconds, got {}",
+                "refresh_expires_at must be a unix time in seconds from 1 to {MAX_UNIX_TIME}, got {}",
                 self.refresh_expires_at
             )));
         }
@@ -203,8 +238,10 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+/// `now` plus `ttl` in whole seconds, capped at [`MAX_UNIX_TIME`].
+fn until(now: i64, ttl: Duration) -> i64 {
+    let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+    now.saturating_add(ttl).min(MAX_UNIX_TIME)
 }
 
 /// 128 random bits as url-safe base64 without padding (22 characters).
@@ -382,7 +419,15 @@ mod tests {
                 .to_string()
                 .contains("refresh_expires_at")
         );
-        s.refresh_expires_at = 10;
+        s.refresh_expires_at = MAX_UNIX_TIME + 1;
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("refresh_expires_at")
+        );
+        s.refresh_expires_at = MAX_UNIX_TIME;
+        s.validate().unwrap();
         s.lock_version = MAX_LOCK_VERSION + 1;
         assert!(
             s.validate()
@@ -390,6 +435,26 @@ mod tests {
                 .to_string()
                 .contains("lock_version")
         );
+    }
+
+    #[test]
+    fn huge_ttls_are_capped() {
+        let mut s = Session::new_login_at("u", 1_000, Duration::MAX);
+        assert_eq!(s.refresh_expires_at, MAX_UNIX_TIME);
+        s.validate().unwrap();
+        s.rotate_refresh_token_at(2_000, Duration::MAX);
+        assert_eq!(s.refresh_expires_at, MAX_UNIX_TIME);
+    }
+
+    #[test]
+    fn debug_hides_refresh_token_and_payload_values() {
+        let mut s = Session::new_login_at("u", 1_000, Duration::from_secs(60));
+        s.extra_payload
+            .insert("ip".into(), serde_json::json!("SECRET-VALUE"));
+        let shown = format!("{s:?} {s:#?}");
+        assert!(!shown.contains(&s.refresh_token_id), "{shown}");
+        assert!(!shown.contains("SECRET-VALUE"), "{shown}");
+        assert!(shown.contains(&s.id) && shown.contains("\"ip\""), "{shown}");
     }
 
     #[test]

@@ -11,6 +11,9 @@ use async_trait::async_trait;
 
 use crate::session::Session;
 
+/// Largest encoded session both stores accept by default, in bytes (64 KiB).
+pub const DEFAULT_MAX_SESSION_SIZE: usize = 64 * 1024;
+
 /// A cause kept inside a [`StoreError`]: the backend's own error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -35,14 +38,23 @@ pub enum StoreError {
     #[error("invalid input: {0}")]
     InvalidInput(String),
     /// No pooled connection became free within the checkout timeout.
-    #[error("no Redis connection available within the checkout timeout of {0:?}")]
+    #[error("no Redis connection became free within the checkout timeout of {0:?}")]
     PoolTimeout(Duration),
-    /// The server could not be reached, the connection broke, or it did not
-    /// answer in time.
-    #[error("Redis connection failed: {0}")]
+    /// The server could not be reached, the connection broke, it did not
+    /// answer in time, or it is temporarily unable to serve (loading its
+    /// data, read-only replica after a failover, primary down). Worth
+    /// retrying later. For an upsert the outcome is unknown: the write may
+    /// have happened, so re-read before retrying (a blind retry of the same
+    /// copy gets [`StoreError::Conflict`] if it did).
+    #[error("Redis unavailable")]
     Connection(#[source] BoxError),
-    /// The server answered with an error.
-    #[error("Redis server error: {0}")]
+    /// The server refused the credentials (`WRONGPASS`, `NOAUTH`) or the
+    /// user lacks a right the store needs (`NOPERM`). Not worth retrying
+    /// until the configuration or the ACL changes.
+    #[error("Redis refused the credentials or the user's rights")]
+    Auth(#[source] BoxError),
+    /// The server answered with another error.
+    #[error("Redis server error")]
     Server(#[source] BoxError),
     /// The store's function library is not loaded on the server and the
     /// store may not load it ([`register_functions(false)`](crate::RedisStoreConfig::register_functions)).
@@ -72,8 +84,9 @@ impl StoreError {
         matches!(self, StoreError::InvalidInput(_))
     }
 
-    /// Whether the store was unavailable (pool timeout or connection
-    /// failure): the operation may succeed if retried later.
+    /// Whether the store was unavailable ([`StoreError::PoolTimeout`] or
+    /// [`StoreError::Connection`]): the operation may succeed if retried
+    /// later.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::PoolTimeout(_) | StoreError::Connection(_))
     }
@@ -176,8 +189,11 @@ pub trait SessionStore: Send + Sync {
     ///
     /// [`StoreError::Conflict`] when the lock check fails (nothing is
     /// written); [`StoreError::InvalidInput`] for a bad id, user id, type,
-    /// time, lock version or an oversized session; connection, pool and
-    /// server errors.
+    /// time, lock version or an oversized session (nothing is sent);
+    /// connection, pool and server errors. After a
+    /// [`StoreError::Connection`] the outcome is unknown (the write may have
+    /// happened, the caller's lock version was not bumped): re-read the
+    /// session before retrying.
     async fn upsert(&self, session: &mut Session) -> Result<(), StoreError>;
 
     /// Deletes one session. Deleting a session that does not exist succeeds.

@@ -148,7 +148,7 @@ async fn least_privilege_user_runs_the_store_and_nothing_else(flavor: Flavor) {
     )
     .await
     .expect_err("the app user may not FUNCTION LOAD");
-    assert!(matches!(refused, StoreError::Server(_)), "{refused:?}");
+    assert!(matches!(refused, StoreError::Auth(_)), "{refused:?}");
 
     let admin_config = RedisStoreConfig::new(server.url(), common::test_key());
     RedisStore::load_function_library(&admin_config)

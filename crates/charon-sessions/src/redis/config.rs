@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::session::validate_key_prefix;
 use crate::signing::SigningKey;
-use crate::store::StoreError;
+use crate::store::{DEFAULT_MAX_SESSION_SIZE, StoreError};
 
 /// The default key prefix, Charon's.
 pub const DEFAULT_KEY_PREFIX: &str = "charon_";
@@ -61,7 +61,7 @@ impl RedisStoreConfig {
             idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
-            max_session_size: 64 * 1024,
+            max_session_size: DEFAULT_MAX_SESSION_SIZE,
             verification_keys: Vec::new(),
             register_functions: true,
             tls_root_certificate: None,
@@ -224,6 +224,13 @@ impl RedisStoreConfig {
             .clone()
             .set_protocol(redis::ProtocolVersion::RESP3);
         let info = info.set_redis_settings(resp3);
+        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            // redis-rs builds its TLS configuration from rustls's process-wide
+            // crypto provider, which rustls cannot pick by itself when an
+            // application enables more than one: make it ring unless the
+            // application installed one already.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         if self.tls_root_certificate.is_none() && self.tls_client_certificate.is_none() {
             return redis::Client::open(info).map_err(invalid);
         }
@@ -246,8 +253,8 @@ impl RedisStoreConfig {
         if self.pool_size == 0 {
             return invalid("pool_size must be at least 1");
         }
-        if u32::try_from(self.pool_size + self.pool_max_overflow).is_err() {
-            return invalid("pool_size + pool_max_overflow must fit in 32 bits");
+        if self.pool_size.checked_add(self.pool_max_overflow).is_none() {
+            return invalid("pool_size + pool_max_overflow is too large");
         }
         for (name, value) in [
             ("checkout_timeout", self.checkout_timeout),
@@ -366,6 +373,9 @@ mod tests {
     fn cross_field_checks() {
         let msg = |c: RedisStoreConfig| c.check().unwrap_err().to_string();
         assert!(msg(config("redis://x").pool_size(0)).contains("pool_size"));
+        assert!(
+            msg(config("redis://x").pool_max_overflow(usize::MAX)).contains("pool_max_overflow")
+        );
         assert!(msg(config("redis://x").key_prefix("a.b")).contains("key_prefix"));
         assert!(
             msg(config("redis://x").checkout_timeout(Duration::ZERO)).contains("checkout_timeout")

@@ -11,6 +11,9 @@ use std::sync::LazyLock;
 use redis::aio::ConnectionLike;
 use sha2::{Digest, Sha256};
 
+use super::store_error;
+use crate::store::StoreError;
+
 const TEMPLATE: &str = include_str!("upsert.lua");
 
 /// The library as registered on the server.
@@ -39,13 +42,14 @@ pub(crate) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
 });
 
 /// `FUNCTION LOAD REPLACE <library>`.
-pub(crate) async fn load(conn: &mut impl ConnectionLike) -> redis::RedisResult<()> {
+pub(crate) async fn load(conn: &mut impl ConnectionLike) -> Result<(), StoreError> {
     let _: String = redis::cmd("FUNCTION")
         .arg("LOAD")
         .arg("REPLACE")
         .arg(&LIBRARY.code)
         .query_async(conn)
-        .await?;
+        .await
+        .map_err(store_error)?;
     Ok(())
 }
 

@@ -97,7 +97,7 @@ impl RedisStore {
     pub async fn connect(config: RedisStoreConfig) -> Result<RedisStore, StoreError> {
         config.check()?;
         let manager = connection_manager(&config)?;
-        let mut setup = manager.open().await?;
+        let mut setup = manager.open().await.map_err(store_error)?;
         let server = server::check(&mut setup).await?;
         if config.register_functions {
             functions::load(&mut setup).await?;
@@ -139,7 +139,10 @@ impl RedisStore {
         config: &RedisStoreConfig,
     ) -> Result<ServerInfo, StoreError> {
         config.check()?;
-        let mut conn = connection_manager(config)?.open().await?;
+        let mut conn = connection_manager(config)?
+            .open()
+            .await
+            .map_err(store_error)?;
         let server = server::check(&mut conn).await?;
         functions::load(&mut conn).await?;
         Ok(server)
@@ -164,6 +167,12 @@ impl RedisStore {
     /// (`charon_sessions_<hash of crate version and script>`).
     pub fn function_library_name() -> &'static str {
         &functions::LIBRARY.name
+    }
+
+    /// Runs one command on a pooled connection.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.pool.get().await?;
+        cmd.query_async(&mut *conn).await.map_err(store_error)
     }
 
     fn key(&self, user_id: &str, session_type: &str) -> String {
@@ -226,7 +235,7 @@ impl SessionStore for RedisStore {
         let key = self.key(user_id, session_type);
         let mut cmd = redis::cmd("HGET");
         cmd.arg(&key).arg(session_id);
-        let value: Option<Vec<u8>> = cmd.query_async(&mut *self.pool.get().await?).await?;
+        let value: Option<Vec<u8>> = self.query(&cmd).await?;
         Ok(value
             .and_then(|v| self.open_value(&key, session_id, user_id, session_type, &v, unix_now())))
     }
@@ -239,14 +248,7 @@ impl SessionStore for RedisStore {
         let new_lock = session.lock_version + 1;
         let mut stored = session.clone();
         stored.lock_version = new_lock;
-        let payload = codec::encode(&stored);
-        if payload.len() > self.max_session_size {
-            return Err(StoreError::InvalidInput(format!(
-                "session encodes to {} bytes, more than max_session_size ({} bytes)",
-                payload.len(),
-                self.max_session_size
-            )));
-        }
+        let payload = codec::encode_at_most(&stored, self.max_session_size)?;
         let value = signing::sign(&payload, &self.keys[0]);
         let key = self.key(&session.user_id, &session.session_type);
         let cmd = functions::upsert_cmd(
@@ -270,9 +272,9 @@ impl SessionStore for RedisStore {
                     "function library missing on the server (restart, FUNCTION FLUSH or failover): registering it again"
                 );
                 functions::load(&mut *conn).await?;
-                cmd.query_async(&mut *conn).await?
+                cmd.query_async(&mut *conn).await.map_err(store_error)?
             }
-            result => result?,
+            result => result.map_err(store_error)?,
         };
         if written != 1 {
             return Err(StoreError::Conflict);
@@ -292,7 +294,7 @@ impl SessionStore for RedisStore {
         cmd.arg(self.key(user_id, session_type))
             .arg(session_id)
             .arg(lock_field(session_id));
-        cmd.query_async::<()>(&mut *self.pool.get().await?).await?;
+        self.query::<()>(&cmd).await?;
         Ok(())
     }
 
@@ -301,7 +303,7 @@ impl SessionStore for RedisStore {
         let key = self.key(user_id, session_type);
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(&key);
-        let fields: Vec<(Vec<u8>, Vec<u8>)> = cmd.query_async(&mut *self.pool.get().await?).await?;
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = self.query(&cmd).await?;
         let now = unix_now();
         Ok(fields
             .into_iter()
@@ -320,22 +322,36 @@ impl SessionStore for RedisStore {
         validate_owner(user_id, session_type)?;
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.key(user_id, session_type));
-        cmd.query_async::<()>(&mut *self.pool.get().await?).await?;
+        self.query::<()>(&cmd).await?;
         Ok(())
     }
 }
 
-impl From<redis::RedisError> for StoreError {
-    fn from(e: redis::RedisError) -> StoreError {
-        let connection_failed = e.is_io_error()
-            || e.is_timeout()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || matches!(e.kind(), redis::ErrorKind::AuthenticationFailed);
-        if connection_failed {
-            StoreError::Connection(Box::new(e))
-        } else {
-            StoreError::Server(Box::new(e))
-        }
+/// Sorts a redis-rs error into the store's error kinds; the one place where
+/// that happens.
+pub(crate) fn store_error(e: redis::RedisError) -> StoreError {
+    use redis::{ErrorKind, RetryMethod, ServerErrorKind};
+    let auth = matches!(
+        e.kind(),
+        ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm)
+    ) || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"));
+    if auth {
+        return StoreError::Auth(Box::new(e));
+    }
+    let unavailable = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.retry_method(),
+            RetryMethod::Reconnect
+                | RetryMethod::ReconnectFromInitialConnections
+                | RetryMethod::WaitAndRetry
+                | RetryMethod::RefreshSlotsAndRetry
+        );
+    if unavailable {
+        StoreError::Connection(Box::new(e))
+    } else {
+        StoreError::Server(Box::new(e))
     }
 }

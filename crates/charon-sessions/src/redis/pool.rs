@@ -5,9 +5,10 @@
 //! connections are opened at start and kept; when all are busy, up to
 //! `pool_max_overflow` more are opened on demand; an overflow connection
 //! unused for `idle_timeout` is closed by a background task, which never
-//! closes the core. deadpool gives on-demand creation, the wait timeout and
-//! LIFO reuse (so the least recently used connections are the idle ones);
-//! this module adds the warm core and the overflow reaping.
+//! closes the core and reopens it when connections were lost. deadpool
+//! gives on-demand creation, the wait timeout and LIFO reuse (so the least
+//! recently used connections are the idle ones); this module adds the warm
+//! core, its upkeep and the overflow reaping.
 //!
 //! Connections are not pinged on checkout (that would be a second round
 //! trip per operation). Instead a connection is flagged broken, and replaced
@@ -59,8 +60,14 @@ pub(crate) struct Connection {
 
 impl Connection {
     fn observe<T>(&mut self, result: &Result<T, RedisError>) {
+        // A demoted primary (READONLY) or a primary without its replicas
+        // (MASTERDOWN) answers every write that way: reconnect, which after a
+        // failover reaches the new primary.
         if let Err(e) = result
-            && (e.is_unrecoverable_error() || e.is_timeout() || e.is_connection_dropped())
+            && (e.is_unrecoverable_error()
+                || e.is_timeout()
+                || e.is_connection_dropped()
+                || matches!(e.code(), Some("READONLY" | "MASTERDOWN")))
         {
             self.broken.store(true, Ordering::Relaxed);
         }
@@ -191,7 +198,7 @@ impl Pool {
                 .into_iter()
                 .collect();
         drop(opened?);
-        tokio::spawn(reap_idle_overflow(pool.inner.weak(), settings));
+        tokio::spawn(maintain(pool.inner.weak(), settings));
         Ok(pool)
     }
 
@@ -204,7 +211,7 @@ impl Pool {
     pub(crate) async fn get(&self) -> Result<PooledConnection, StoreError> {
         self.inner.get().await.map_err(|e| match e {
             managed::PoolError::Timeout(_) => StoreError::PoolTimeout(self.checkout_timeout),
-            managed::PoolError::Backend(e) => StoreError::from(e),
+            managed::PoolError::Backend(e) => super::store_error(e),
             other => StoreError::Connection(Box::new(other)),
         })
     }
@@ -221,24 +228,34 @@ impl Pool {
     }
 }
 
-/// Closes overflow connections idle for `idle_timeout`, never going below
-/// `size` connections. Ends when the pool is dropped.
-async fn reap_idle_overflow(pool: managed::WeakPool<ConnectionManager>, settings: PoolSettings) {
+/// Keeps the pool in shape, a few times per idle timeout, until the pool is
+/// dropped: drops idle connections known to be broken, closes overflow
+/// connections idle for `idle_timeout` (never going below `size`), and opens
+/// connections again when fewer than `size` are open (after a restart or a
+/// network failure), so that the next burst finds a warm core.
+async fn maintain(pool: managed::WeakPool<ConnectionManager>, settings: PoolSettings) {
     let period =
         (settings.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(15));
     loop {
         tokio::time::sleep(period).await;
         let Some(pool) = pool.upgrade() else { return };
+        pool.retain(|conn, _| !conn.broken.load(Ordering::Relaxed));
         let mut excess = pool.status().size.saturating_sub(settings.size);
-        if excess == 0 {
-            continue;
+        if excess > 0 {
+            pool.retain(|_, metrics| {
+                let close = excess > 0 && metrics.last_used() >= settings.idle_timeout;
+                if close {
+                    excess -= 1;
+                }
+                !close
+            });
         }
-        pool.retain(|_, metrics| {
-            let close = excess > 0 && metrics.last_used() >= settings.idle_timeout;
-            if close {
-                excess -= 1;
-            }
-            !close
-        });
+        if pool.status().size < settings.size {
+            // Checking out `size` connections at once reuses the idle ones
+            // and opens the missing ones; a failure (server still down) is
+            // retried at the next period.
+            let checkouts = (0..settings.size).map(|_| pool.get());
+            drop(futures_util::future::join_all(checkouts).await);
+        }
     }
 }

@@ -60,7 +60,12 @@ impl ServerInfo {
             });
         }
         if field("server_name").as_deref() == Some("valkey") {
-            return None;
+            // A Valkey too old to report its own version (before 8.0).
+            let compat = field("redis_version").unwrap_or_default();
+            return Some(ServerInfo {
+                kind: ServerKind::Valkey,
+                version: format!("older than 8.0 (reports redis_version {compat})"),
+            });
         }
         field("redis_version").map(|version| ServerInfo {
             kind: ServerKind::Redis,
@@ -90,7 +95,11 @@ impl ServerInfo {
 /// [`StoreError::UnsupportedServer`] naming the found version and the
 /// requirement; connection and server errors of `INFO`.
 pub(crate) async fn check(conn: &mut impl ConnectionLike) -> Result<ServerInfo, StoreError> {
-    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(conn)
+        .await
+        .map_err(super::store_error)?;
     let server = ServerInfo::from_info(&info).ok_or_else(|| StoreError::UnsupportedServer {
         found: "a server that reports no Redis or Valkey version".to_owned(),
         required: REQUIRED_SERVER,
@@ -129,5 +138,9 @@ mod tests {
         .unwrap();
         assert!(!valkey8.is_supported());
         assert_eq!(ServerInfo::from_info("nothing here"), None);
+        let old_valkey =
+            ServerInfo::from_info("redis_version:7.2.4\r\nserver_name:valkey\r\n").unwrap();
+        assert!(!old_valkey.is_supported());
+        assert!(old_valkey.to_string().contains("7.2.4"), "{old_valkey}");
     }
 }

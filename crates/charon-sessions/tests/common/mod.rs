@@ -292,7 +292,7 @@ pub async fn dead_session_is_not_stored(h: Harness) {
 }
 
 /// An upsert whose refresh window already ended (but is not dead) succeeds
-/// and leaves nothing readable behind.
+/// and leaves nothing behind, not even a lock version.
 pub async fn upsert_with_past_expiry_stores_nothing_readable(h: Harness) {
     let s = &h.store;
     let mut session = login("alice");
@@ -302,6 +302,65 @@ pub async fn upsert_with_past_expiry_stores_nothing_readable(h: Harness) {
     s.upsert(&mut session).await.unwrap();
     assert_eq!(s.get(&session.id, "alice", "full").await.unwrap(), None);
     assert!(s.get_all("alice", "full").await.unwrap().is_empty());
+    // No lock version was left behind: the id can be created afresh.
+    let mut again = session.clone();
+    again.lock_version = 0;
+    again.refreshed_at = unix_now();
+    again.refresh_expires_at = unix_now() + 3600;
+    s.upsert(&mut again).await.unwrap();
+    assert_eq!(again.lock_version, 1);
+
+    // Updating a live session into the past removes it, lock included.
+    let mut live = login("alice");
+    s.upsert(&mut live).await.unwrap();
+    live.refreshed_at -= 7200;
+    live.refresh_expires_at = unix_now() - 5;
+    s.upsert(&mut live).await.unwrap();
+    assert_eq!(s.get(&live.id, "alice", "full").await.unwrap(), None);
+    assert_conflict(s.upsert(&mut live).await);
+    live.lock_version = 0;
+    live.refreshed_at = unix_now();
+    live.refresh_expires_at = unix_now() + 3600;
+    s.upsert(&mut live).await.unwrap();
+}
+
+/// Expiry times up to MAX_UNIX_TIME (year 4199) are stored; later ones are
+/// refused before any I/O, identically by every store.
+pub async fn far_future_expiry_limit(h: Harness) {
+    let s = &h.store;
+    let mut latest = login("alice");
+    latest.refresh_expires_at = charon_sessions::MAX_UNIX_TIME;
+    s.upsert(&mut latest).await.unwrap();
+    assert_eq!(
+        s.get(&latest.id, "alice", "full").await.unwrap(),
+        Some(latest)
+    );
+    let mut too_late = login("alice");
+    too_late.refresh_expires_at = charon_sessions::MAX_UNIX_TIME + 1;
+    assert_invalid(s.upsert(&mut too_late).await, "refresh_expires_at");
+    let mut forever = Session::new_login("alice", Duration::MAX);
+    s.upsert(&mut forever).await.unwrap();
+    assert_eq!(forever.refresh_expires_at, charon_sessions::MAX_UNIX_TIME);
+}
+
+/// A session that encodes to more than the default 64 KiB is refused with
+/// InvalidInput, identically by every store; one just under is stored.
+pub async fn oversized_session_is_refused(h: Harness) {
+    let s = &h.store;
+    let mut big = login("alice");
+    big.extra_payload
+        .insert("blob".into(), serde_json::json!("x".repeat(64 * 1024)));
+    match s.upsert(&mut big).await {
+        Err(StoreError::InvalidInput(msg)) => assert!(msg.contains("max_session_size"), "{msg}"),
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+    assert_eq!(big.lock_version, 0);
+    assert_eq!(s.get(&big.id, "alice", "full").await.unwrap(), None);
+    let mut fits = login("alice");
+    fits.extra_payload
+        .insert("blob".into(), serde_json::json!("x".repeat(60 * 1024)));
+    s.upsert(&mut fits).await.unwrap();
+    assert_eq!(s.get(&fits.id, "alice", "full").await.unwrap(), Some(fits));
 }
 
 /// Every field survives the round trip, with unusual user ids too.
@@ -414,6 +473,8 @@ macro_rules! store_suite {
             all_fields_round_trip,
             invalid_input_is_refused,
             one_winner_per_lock_version,
+            far_future_expiry_limit,
+            oversized_session_is_refused,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
