@@ -8,8 +8,9 @@ use charon_sessions::signing::SigningKey;
 use charon_sessions::{LocalStore, RedisStore, RedisStoreConfig, SessionStore};
 use clap::Args;
 
-/// Where sessions are stored.
-#[derive(Debug, Args)]
+/// Where sessions are stored. `Debug` hides the URL's password and the
+/// base secret.
+#[derive(Args)]
 pub struct StoreArgs {
     /// Redis 8 / Valkey 9 URL (redis://, rediss://, redis+unix://); without
     /// it, the embedded in-memory store is used.
@@ -26,8 +27,9 @@ pub struct StoreArgs {
     pub key_prefix: String,
 
     /// Base secret the signing key is derived from (PBKDF2, as Charon does).
-    /// Without it, a random one is used and the sessions cannot be read by
-    /// any other process.
+    /// Prefer the environment variable: a command-line argument is visible
+    /// to other users in the process list. Without it, a random one is used
+    /// and the sessions cannot be read by any other process.
     #[arg(
         long,
         value_name = "SECRET",
@@ -35,6 +37,19 @@ pub struct StoreArgs {
         hide_env_values = true
     )]
     pub base_secret: Option<String>,
+}
+
+impl std::fmt::Debug for StoreArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreArgs")
+            .field("redis", &self.redis.as_ref().map(|_| "<set>"))
+            .field("key_prefix", &self.key_prefix)
+            .field(
+                "base_secret",
+                &self.base_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// An open store and a line describing it.
