@@ -74,6 +74,7 @@ fault_tests!(
         function_library_lost_by_restart_is_registered_once,
         killed_connections_under_load,
         pool_exhaustion_fails_fast_with_pool_timeout,
+        idle_pool_reopens_its_core_after_a_restart,
     ],
     redis_only: [restart_under_load],
 );
@@ -1299,4 +1300,55 @@ async fn redis7_is_refused_and_left_untouched() {
         n = other_clients(&mut conn).await;
     }
     assert_eq!(n, 0, "the refused store left no connection open");
+}
+
+// ---------------------------------------------------------------------------
+// Pool upkeep after a restart while idle
+// ---------------------------------------------------------------------------
+
+/// A store left idle across a server restart (SIGKILL, restart on the same
+/// port) notices its connections closed, opens its pool_size core again by
+/// itself, and its first calls after the restart all succeed.
+async fn idle_pool_reopens_its_core_after_a_restart(flavor: Flavor) {
+    let mut server = TestServer::start(flavor);
+    let store = RedisStore::connect(
+        RedisStoreConfig::new(server.url(), test_key())
+            .pool_size(3)
+            .idle_timeout(Duration::from_millis(400)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.pool_state().connections, 3);
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.restart();
+    let back = Instant::now();
+    let mut conn = raw(&server).await;
+    while other_clients(&mut conn).await < 3 && back.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reopened = back.elapsed();
+    assert_eq!(
+        other_clients(&mut conn).await,
+        3,
+        "the core is open again on the server"
+    );
+    assert_eq!(
+        store.pool_state().connections,
+        3,
+        "{:?}",
+        store.pool_state()
+    );
+    for _ in 0..6 {
+        let mut s = login("alice");
+        store
+            .upsert(&mut s)
+            .await
+            .unwrap_or_else(|e| panic!("first calls after the restart must succeed: {e}"));
+        assert_eq!(store.get(&s.id, "alice", "full").await.unwrap(), Some(s));
+    }
+    eprintln!(
+        "FIGURES idle_pool_reopens_its_core {flavor:?}: pool_size 3, core open again {} after the restart, 0 of 12 first calls failed",
+        ms(reopened)
+    );
 }
