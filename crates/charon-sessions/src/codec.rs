@@ -1,6 +1,8 @@
 //! Session ⇄ bytes: the payload that gets signed and stored.
 //!
-//! The encoding is a JSON object with the field names of [`Session`]:
+//! The encoding is a JSON object with the field names of [`Session`]
+//! (serde_json with `float_roundtrip`, so numbers in `extra_payload` come
+//! back bit for bit):
 //! self-describing, so a record written by a newer version with extra
 //! fields still decodes here (unknown fields are ignored, missing ones take
 //! their defaults), and the record version travels in its `version` field.
