@@ -112,6 +112,14 @@ fn token_of(session: &Session) -> RefreshToken {
     }
 }
 
+/// "accepted", or why the refresh was refused.
+fn outcome<T>(result: &Result<T, Refused>) -> String {
+    match result {
+        Ok(_) => "accepted".to_owned(),
+        Err(r) => refused(r).to_owned(),
+    }
+}
+
 fn refused(r: &Refused) -> &'static str {
     match r {
         Refused::NoSession => "refused: no such session",
@@ -270,9 +278,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "alice",
         "laptop replays the old refresh token",
         "refused: stale refresh token",
-        replay
-            .as_ref()
-            .map_or_else(|r| refused(r).to_owned(), |_| "accepted".to_owned()),
+        outcome(&replay),
         matches!(replay, Err(Refused::StaleToken)),
     );
     if let Some(token) = &rotated {
@@ -340,9 +346,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "alice",
         "logged-out phone tries to refresh",
         "refused: no such session",
-        after_logout
-            .as_ref()
-            .map_or_else(|r| refused(r).to_owned(), |_| "accepted".to_owned()),
+        outcome(&after_logout),
         matches!(after_logout, Err(Refused::NoSession)),
     );
     let resurrect = match phone_copy {
@@ -400,13 +404,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             carol_logged_in.elapsed().as_secs_f64()
         ),
         "refused: no such session; none left",
-        format!(
-            "{}; {} left",
-            expired
-                .as_ref()
-                .map_or_else(|r| refused(r).to_owned(), |_| "accepted".to_owned()),
-            devices(&left)
-        ),
+        format!("{}; {} left", outcome(&expired), devices(&left)),
         matches!(expired, Err(Refused::NoSession)) && left.is_empty(),
     );
 

@@ -102,7 +102,9 @@ impl RedisStoreConfig {
     }
 
     /// How long an operation waits for a free pooled connection before it
-    /// fails with [`StoreError::PoolTimeout`].
+    /// fails with [`StoreError::PoolTimeout`]. When the pool has room and
+    /// opens a new connection instead, that may take up to
+    /// [`connect_timeout`](Self::connect_timeout) more.
     ///
     /// Defaults to 5 seconds.
     #[must_use]

@@ -57,12 +57,17 @@ use crate::store::{SessionStore, StoreError};
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
+    /// Connections to the server, shared by clones.
     pool: Pool,
     /// The signing key first, then the older keys still accepted on read.
     keys: Arc<[SigningKey]>,
+    /// Whether a lost function library may be loaded again.
     register_functions: bool,
+    /// First part of every key, `<key_prefix>.<user_id>.<session_type>`.
     key_prefix: String,
+    /// Largest encoded session accepted by `upsert`, in bytes.
     max_session_size: usize,
+    /// Kind and version found at connect.
     server: ServerInfo,
 }
 
@@ -208,8 +213,10 @@ impl RedisStore {
             return reject(&"session id, user id or type differ from where it is stored");
         }
         if session.is_expired_at(now) {
-            // Not an attack: Redis may not have reaped the field yet.
-            return None;
+            // Redis never returns a field past its expiry, and both carry
+            // refresh_expires_at: this is a value written with another
+            // expiry, or this host's clock is ahead of the server's.
+            return reject(&"refresh_expires_at has passed (clock ahead of the server's?)");
         }
         Some(session)
     }
