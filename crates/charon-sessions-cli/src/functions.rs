@@ -11,14 +11,15 @@ use charon_sessions::signing::SigningKey;
 use charon_sessions::{RedisStore, RedisStoreConfig};
 use clap::{Args, Subcommand};
 
-/// Options of `charon-sessions functions`.
-#[derive(Debug, Args)]
+/// Options of `charon-sessions functions`. Not `Debug`: the URL may hold a
+/// password.
+#[derive(Args)]
 pub struct FunctionsArgs {
     #[command(subcommand)]
     command: FunctionsCommand,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum FunctionsCommand {
     /// Load (or replace) the function library on a server, with an account
     /// allowed to run FUNCTION LOAD.
@@ -31,6 +32,10 @@ enum FunctionsCommand {
             hide_env_values = true
         )]
         redis: String,
+        /// CA certificate (PEM file) to verify a rediss:// server against,
+        /// instead of the system's roots.
+        #[arg(long, value_name = "FILE")]
+        tls_ca_file: Option<std::path::PathBuf>,
     },
     /// Print the ACL rule for an application user that can run the store
     /// (its keys and commands only, no FUNCTION LOAD).
@@ -49,9 +54,14 @@ enum FunctionsCommand {
 /// Runs `charon-sessions functions …`.
 pub async fn run(args: FunctionsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        FunctionsCommand::Load { redis } => {
+        FunctionsCommand::Load { redis, tls_ca_file } => {
             // The signing key plays no part in loading functions.
-            let config = RedisStoreConfig::new(redis, SigningKey::from_bytes(&[0; 32]));
+            let mut config = RedisStoreConfig::new(redis, SigningKey::from_bytes(&[0; 32]));
+            if let Some(path) = tls_ca_file {
+                let pem = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                config = config.tls_root_certificate(pem);
+            }
             let server = RedisStore::load_function_library(&config)
                 .await
                 .context("cannot load the function library")?;
@@ -64,7 +74,7 @@ pub async fn run(args: FunctionsArgs) -> anyhow::Result<ExitCode> {
             let rule = charon_sessions::acl_rule(&key_prefix)?;
             println!("{rule}");
             eprintln!(
-                "\nUse it as:  ACL SETUSER {user} on >PASSWORD {rule}\n\
+                "\nUse it as:  ACL SETUSER {user} on resetpass >PASSWORD {rule}\n\
                  and start the store with RedisStoreConfig::register_functions(false), after\n\
                  `charon-sessions functions load --redis <admin URL>` on every deploy of a new version."
             );

@@ -14,14 +14,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// Server-side login sessions in Redis 8 / Valkey 9.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "charon-sessions", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     /// Play a day of a small service (logins, refreshes, a refresh race,
     /// device listing, logouts, an expiry) against a store and check every

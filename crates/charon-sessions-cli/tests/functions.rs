@@ -44,7 +44,10 @@ async fn load_then_acl_user_runs_the_store() {
 
     let (ok, rule, err) = cli(&["functions", "acl", "--key-prefix", "myapp", "--user", "web"]);
     assert!(ok, "{rule}{err}");
-    assert!(err.contains("ACL SETUSER web on >PASSWORD"), "{err}");
+    assert!(
+        err.contains("ACL SETUSER web on resetpass >PASSWORD"),
+        "{err}"
+    );
     let mut setuser = redis::cmd("ACL");
     setuser.arg("SETUSER").arg("web").arg("on").arg(">web-pw");
     for part in rule.split_whitespace() {

@@ -75,6 +75,7 @@ fault_tests!(
         killed_connections_under_load,
         pool_exhaustion_fails_fast_with_pool_timeout,
         idle_pool_reopens_its_core_after_a_restart,
+        pool_upkeep_never_delays_requests,
     ],
     redis_only: [restart_under_load],
 );
@@ -1350,5 +1351,75 @@ async fn idle_pool_reopens_its_core_after_a_restart(flavor: Flavor) {
     eprintln!(
         "FIGURES idle_pool_reopens_its_core {flavor:?}: pool_size 3, core open again {} after the restart, 0 of 12 first calls failed",
         ms(reopened)
+    );
+}
+
+/// The pool's background upkeep never makes a request wait: with one
+/// pooled connection stuck in a write the server holds (`CLIENT PAUSE
+/// WRITE`) and the other killed, a read still completes at once.
+async fn pool_upkeep_never_delays_requests(flavor: Flavor) {
+    let server = TestServer::start(flavor);
+    let mut conn = raw(&server).await;
+    let store = Arc::new(
+        RedisStore::connect(
+            RedisStoreConfig::new(server.url(), test_key())
+                .pool_size(2)
+                .pool_max_overflow(0)
+                .idle_timeout(Duration::from_millis(400)),
+        )
+        .await
+        .unwrap(),
+    );
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1500)
+        .arg("WRITE")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let writer = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let mut s = login("alice");
+            store.upsert(&mut s).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(store.pool_state().idle, 1, "{:?}", store.pool_state());
+    // Kill the store's idle connection (the one not blocked in the write).
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let idle_id = list
+        .lines()
+        .filter(|l| {
+            !l.contains("cmd=client|list") && l.contains("cmd=") && !l.contains("cmd=fcall")
+        })
+        .filter_map(|l| l.split_whitespace().next()?.strip_prefix("id="))
+        .next()
+        .expect("the idle pooled connection")
+        .to_owned();
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(&idle_id)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    // Let the upkeep run a few times.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let started = Instant::now();
+    assert_eq!(store.get("x", "alice", "full").await.unwrap(), None);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "a read waited {took:?} behind the upkeep"
+    );
+    writer.await.unwrap().unwrap();
+    eprintln!(
+        "FIGURES pool_upkeep_never_delays_requests {flavor:?}: read during a held write and a killed connection took {}",
+        ms(took)
     );
 }

@@ -125,6 +125,11 @@ async fn acl(conn: &mut MultiplexedConnection, args: &[&str]) -> redis::RedisRes
     redis::cmd("ACL").arg(args).query_async(conn).await
 }
 
+/// `rule`'s parts except `drop`, appended to `args`.
+fn args_without<'a>(rule: &'a str, drop: &str, args: &mut Vec<&'a str>) {
+    args.extend(rule.split(' ').filter(|part| *part != drop));
+}
+
 fn is_noperm(result: redis::RedisResult<redis::Value>) -> bool {
     matches!(result, Err(e) if e.code() == Some("NOPERM"))
 }
@@ -135,8 +140,16 @@ fn is_noperm(result: redis::RedisResult<redis::Value>) -> bool {
 async fn least_privilege_user_runs_the_store_and_nothing_else(flavor: Flavor) {
     let server = TestServer::start(flavor);
     let mut admin = raw(&server.url()).await;
+    // The user existed before with broader rights (a selector reaching other
+    // keys): the rule must take them away.
+    acl(
+        &mut admin,
+        &["SETUSER", "app", "on", ">old-pw", "(+get ~other*)"],
+    )
+    .await
+    .unwrap();
     let rule = acl_rule("myapp").unwrap();
-    let mut args = vec!["SETUSER", "app", "on", ">app-pw"];
+    let mut args = vec!["SETUSER", "app", "on", "resetpass", ">app-pw"];
     args.extend(rule.split(' '));
     acl(&mut admin, &args).await.unwrap();
     let app_url = format!("redis://app:app-pw@127.0.0.1:{}", server.port());
@@ -220,6 +233,12 @@ async fn least_privilege_user_runs_the_store_and_nothing_else(flavor: Flavor) {
                 .clone(),
         ),
     ];
+    let old_password =
+        redis::Client::open(format!("redis://app:old-pw@127.0.0.1:{}", server.port()))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await;
+    assert!(old_password.is_err(), "resetpass drops the old password");
     for (what, cmd) in attempts {
         let result = cmd.query_async::<redis::Value>(&mut app).await;
         assert!(
@@ -233,6 +252,27 @@ async fn least_privilege_user_runs_the_store_and_nothing_else(flavor: Flavor) {
         .await
         .unwrap();
     assert_eq!(untouched, "x");
+
+    // A user missing a right the function needs (HSETEX) gets Auth, not a
+    // generic server error, and nothing is written.
+    let mut no_hsetex = vec!["SETUSER", "nohsetex", "on", ">pw2"];
+    args_without(&rule, "+hsetex", &mut no_hsetex);
+    acl(&mut admin, &no_hsetex).await.unwrap();
+    let weak = connect(
+        RedisStoreConfig::new(
+            format!("redis://nohsetex:pw2@127.0.0.1:{}", server.port()),
+            common::test_key(),
+        )
+        .key_prefix("myapp")
+        .register_functions(false),
+    )
+    .await;
+    let mut d = login("alice");
+    match weak.upsert(&mut d).await {
+        Err(e @ StoreError::Auth(_)) => assert!(!e.is_unavailable()),
+        other => panic!("expected Auth for the missing HSETEX right, got {other:?}"),
+    }
+    assert_eq!(weak.get(&d.id, "alice", "full").await.unwrap(), None);
 
     // If the library goes missing, the restricted store says so clearly
     // instead of trying to load it.

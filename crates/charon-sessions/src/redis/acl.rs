@@ -18,21 +18,23 @@ pub const REQUIRED_COMMANDS: &[&str] = &[
     "fcall",
     "hsetex",
     "info",
-    "hello",
-    "ping",
+    // Only for a URL naming a database other than 0.
     "select",
+    // redis-rs names itself at connect; refusals are ignored, but allowing
+    // it keeps the server's ACL log clean.
     "client|setinfo",
 ];
 
 /// The ACL rule for a user that can do what a store with `key_prefix`
-/// needs and nothing else: its keys only (`~<prefix>.*`), no channels,
-/// only the [`REQUIRED_COMMANDS`]; no `FUNCTION LOAD`.
+/// needs and nothing else: its keys only (`~<prefix>.*`), no channels, no
+/// selectors, only the [`REQUIRED_COMMANDS`]; no `FUNCTION LOAD`.
 ///
-/// Use it as `ACL SETUSER <user> on ><password> <rule>`.
+/// Use it as `ACL SETUSER <user> on resetpass ><password> <rule>` (the rule
+/// resets what the user could do before; `resetpass` drops old passwords).
 ///
 /// ```
 /// let rule = charon_sessions::acl_rule("myapp").unwrap();
-/// assert!(rule.starts_with("resetkeys ~myapp.* resetchannels -@all +hget"));
+/// assert!(rule.starts_with("resetkeys ~myapp.* resetchannels clearselectors -@all +hget"));
 /// ```
 ///
 /// # Errors
@@ -42,7 +44,7 @@ pub fn acl_rule(key_prefix: &str) -> Result<String, StoreError> {
     validate_key_prefix(key_prefix)?;
     // The prefix allows no glob characters ([A-Za-z0-9_:-]), so it is its
     // own pattern.
-    let mut rule = format!("resetkeys ~{key_prefix}.* resetchannels -@all");
+    let mut rule = format!("resetkeys ~{key_prefix}.* resetchannels clearselectors -@all");
     for command in REQUIRED_COMMANDS {
         rule.push_str(" +");
         rule.push_str(command);

@@ -97,8 +97,10 @@ impl RedisStore {
     /// [`StoreError::InvalidInput`] for a bad URL or configuration,
     /// [`StoreError::UnsupportedServer`] naming the version found and the
     /// requirement, [`StoreError::Connection`] when the server cannot be
-    /// reached or rejects the credentials, [`StoreError::Server`] when it
-    /// refuses `FUNCTION LOAD`.
+    /// reached (a TLS certificate that does not verify is reported so too),
+    /// [`StoreError::Auth`] when it rejects the credentials or the user may
+    /// not run `INFO` or `FUNCTION LOAD`, [`StoreError::Server`] for other
+    /// error replies.
     pub async fn connect(config: RedisStoreConfig) -> Result<RedisStore, StoreError> {
         config.check()?;
         let manager = connection_manager(&config)?;
@@ -338,10 +340,14 @@ impl SessionStore for RedisStore {
 /// that happens.
 pub(crate) fn store_error(e: redis::RedisError) -> StoreError {
     use redis::{ErrorKind, RetryMethod, ServerErrorKind};
+    // A right missing for a command the function runs is reported as
+    // "ERR ACL failure in script", not NOPERM.
     let auth = matches!(
         e.kind(),
         ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm)
-    ) || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"));
+    ) || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+        || e.detail()
+            .is_some_and(|d| d.starts_with("ACL failure in script"));
     if auth {
         return StoreError::Auth(Box::new(e));
     }

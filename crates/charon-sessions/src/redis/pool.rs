@@ -169,7 +169,8 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// Builds the pool, opens the `size` core connections (concurrently)
-    /// and starts the task that closes idle overflow connections.
+    /// and starts the task that keeps it in shape (drops broken idle
+    /// connections, closes idle overflow, reopens a lost core).
     ///
     /// # Errors
     ///
@@ -250,12 +251,25 @@ async fn maintain(pool: managed::WeakPool<ConnectionManager>, settings: PoolSett
                 !close
             });
         }
-        if pool.status().size < settings.size {
-            // Checking out `size` connections at once reuses the idle ones
-            // and opens the missing ones; a failure (server still down) is
-            // retried at the next period.
-            let checkouts = (0..settings.size).map(|_| pool.get());
-            drop(futures_util::future::join_all(checkouts).await);
+        let status = pool.status();
+        if status.size < settings.size && status.available == status.size && status.waiting == 0 {
+            // Only while nobody uses the pool: checking out `size`
+            // connections at once reuses the idle ones and opens the missing
+            // ones, so the pool holds exactly `size` afterwards. A request
+            // arriving meanwhile finds a free slot (fewer than `size` are
+            // open) and opens its own connection instead of waiting; the
+            // zero wait timeout makes these checkouts give way rather than
+            // queue. A failure (server still down) is retried next period.
+            let no_wait = managed::Timeouts {
+                wait: Some(Duration::ZERO),
+                create: None,
+                recycle: None,
+            };
+            let checkouts = (0..settings.size).map(|_| pool.timeout_get(&no_wait));
+            let opened = futures_util::future::join_all(checkouts).await;
+            if let Some(Err(e)) = opened.iter().find(|c| c.is_err()) {
+                tracing::debug!(error = %e, "could not reopen the pool's core connections yet");
+            }
         }
     }
 }
