@@ -29,6 +29,7 @@ use charon_sessions_testkit::{Flavor, TestServer};
 use redis::aio::MultiplexedConnection;
 use tokio::task::JoinHandle;
 
+use common::raw::{command_calls, raw};
 use common::{HOUR, login, test_key};
 
 // ---------------------------------------------------------------------------
@@ -83,41 +84,6 @@ fault_tests!(
 // ---------------------------------------------------------------------------
 // Raw server access (a connection of the test's own, never the store's)
 // ---------------------------------------------------------------------------
-
-async fn raw(server: &TestServer) -> MultiplexedConnection {
-    redis::Client::open(server.url())
-        .expect("valid URL")
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| panic!("raw connection to {}: {e}", server.url()))
-}
-
-/// `INFO commandstats` as command → calls + rejected calls.
-async fn command_calls(conn: &mut MultiplexedConnection) -> BTreeMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .expect("INFO commandstats");
-    let mut calls = BTreeMap::new();
-    for line in info.lines() {
-        let Some((name, stats)) = line
-            .trim()
-            .strip_prefix("cmdstat_")
-            .and_then(|l| l.split_once(':'))
-        else {
-            continue;
-        };
-        let mut n = 0;
-        for pair in stats.split(',') {
-            if let Some(("calls" | "rejected_calls", v)) = pair.split_once('=') {
-                n += v.parse::<u64>().expect("a count");
-            }
-        }
-        calls.insert(name.to_owned(), n);
-    }
-    calls
-}
 
 /// The library names in `FUNCTION LIST`.
 async fn library_names(conn: &mut MultiplexedConnection) -> Vec<String> {

@@ -32,6 +32,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 
+use common::raw::{data_command_calls, exists, hget, hgetall, key_of, raw};
 use common::{HOUR, login, redis_store, test_key};
 
 /// Expands each listed behaviour (an `async fn name(flavor: Flavor)`) into
@@ -79,47 +80,6 @@ fn runner(cases: u32) -> TestRunner {
     })
 }
 
-/// The hash of `user`'s sessions of `kind` under the default prefix.
-fn key_of(user: &str, kind: &str) -> String {
-    format!("charon_.{user}.{kind}")
-}
-
-/// A connection of the test's own, outside any store.
-async fn raw(server: &TestServer) -> MultiplexedConnection {
-    let url = server.url();
-    redis::Client::open(url.as_str())
-        .expect("valid URL")
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| panic!("raw connection to {url}: {e}"))
-}
-
-async fn hgetall(conn: &mut MultiplexedConnection, key: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    redis::cmd("HGETALL")
-        .arg(key)
-        .query_async(conn)
-        .await
-        .expect("HGETALL")
-}
-
-async fn hget(conn: &mut MultiplexedConnection, key: &str, field: &str) -> Option<Vec<u8>> {
-    redis::cmd("HGET")
-        .arg(key)
-        .arg(field)
-        .query_async(conn)
-        .await
-        .expect("HGET")
-}
-
-async fn exists(conn: &mut MultiplexedConnection, key: &str) -> bool {
-    let n: i64 = redis::cmd("EXISTS")
-        .arg(key)
-        .query_async(conn)
-        .await
-        .expect("EXISTS");
-    n == 1
-}
-
 /// Empties the server's data (not its functions): each proptest case, and
 /// each shrinking step, starts from nothing.
 async fn flushall(conn: &mut MultiplexedConnection) {
@@ -136,43 +96,6 @@ async fn all_keys(conn: &mut MultiplexedConnection) -> BTreeSet<Vec<u8>> {
         .query_async(conn)
         .await
         .expect("KEYS")
-}
-
-/// `INFO commandstats` as command → calls + rejected calls, leaving out
-/// what connections and the test itself issue to observe the server.
-async fn data_command_calls(conn: &mut MultiplexedConnection) -> BTreeMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .expect("INFO commandstats");
-    let bookkeeping = [
-        "info", "client", "hello", "select", "auth", "ping", "function",
-    ];
-    let mut calls = BTreeMap::new();
-    for line in info.lines() {
-        let Some((name, stats)) = line
-            .trim()
-            .strip_prefix("cmdstat_")
-            .and_then(|l| l.split_once(':'))
-        else {
-            continue;
-        };
-        if bookkeeping
-            .iter()
-            .any(|c| name == *c || name.starts_with(&format!("{c}|")))
-        {
-            continue;
-        }
-        let mut n = 0;
-        for pair in stats.split(',') {
-            if let Some(("calls" | "rejected_calls", v)) = pair.split_once('=') {
-                n += v.parse::<u64>().expect("a count");
-            }
-        }
-        calls.insert(name.to_owned(), n);
-    }
-    calls
 }
 
 /// Runs `fut` to completion from inside a proptest case (a synchronous

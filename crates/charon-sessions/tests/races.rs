@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use charon_sessions_testkit::TestServer;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::Barrier;
 
+use common::raw::{hgetall, key_of};
 use common::{HOUR, Harness, login};
 
 /// Expands each listed behaviour into one test per store; the `///` lines
@@ -74,20 +74,6 @@ async fn raw(h: &Harness) -> Option<MultiplexedConnection> {
             .await
             .unwrap_or_else(|e| panic!("raw connection to {url}: {e}")),
     )
-}
-
-/// The hash of `user`'s sessions of `kind` under the default prefix.
-fn key_of(user: &str, kind: &str) -> String {
-    format!("charon_.{user}.{kind}")
-}
-
-/// Every field of a raw hash (empty when the key does not exist).
-async fn hgetall(conn: &mut MultiplexedConnection, key: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    redis::cmd("HGETALL")
-        .arg(key)
-        .query_async(conn)
-        .await
-        .expect("HGETALL")
 }
 
 /// A tiny pseudo-random generator for backoff jitter (xorshift64; the

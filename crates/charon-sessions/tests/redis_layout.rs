@@ -12,8 +12,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use charon_sessions::signing::{self, SigningKey};
@@ -21,6 +20,9 @@ use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore, Store
 use charon_sessions_testkit::{Flavor, TestServer, free_port};
 use redis::aio::MultiplexedConnection;
 
+use common::raw::{
+    Captured, command_calls, data_command_calls, exists, hget, hgetall, hset, key_of, raw, raw_url,
+};
 use common::{HOUR, login, redis_store, test_key};
 
 // ---------------------------------------------------------------------------
@@ -72,57 +74,12 @@ on_both_servers!(
     rejection_warnings_never_show_the_value,
 );
 
-/// The hash of `user`'s sessions of `kind` under the default prefix.
-fn key_of(user: &str, kind: &str) -> String {
-    format!("charon_.{user}.{kind}")
-}
-
-/// A connection of the test's own, outside any store.
-async fn raw(server: &TestServer) -> MultiplexedConnection {
-    raw_url(&server.url()).await
-}
-
-async fn raw_url(url: &str) -> MultiplexedConnection {
-    redis::Client::open(url)
-        .expect("valid URL")
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| panic!("raw connection to {url}: {e}"))
-}
-
 /// A started server, a store on it with the test key, and a raw connection.
 async fn setup(flavor: Flavor) -> (TestServer, RedisStore, MultiplexedConnection) {
     let server = TestServer::start(flavor);
     let store = redis_store(&server).await;
     let conn = raw(&server).await;
     (server, store, conn)
-}
-
-async fn hgetall(conn: &mut MultiplexedConnection, key: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    redis::cmd("HGETALL")
-        .arg(key)
-        .query_async(conn)
-        .await
-        .expect("HGETALL")
-}
-
-async fn hget(conn: &mut MultiplexedConnection, key: &str, field: &str) -> Option<Vec<u8>> {
-    redis::cmd("HGET")
-        .arg(key)
-        .arg(field)
-        .query_async(conn)
-        .await
-        .expect("HGET")
-}
-
-async fn hset(conn: &mut MultiplexedConnection, key: &str, field: &[u8], value: &[u8]) {
-    redis::cmd("HSET")
-        .arg(key)
-        .arg(field)
-        .arg(value)
-        .query_async::<()>(conn)
-        .await
-        .expect("HSET");
 }
 
 /// `HEXPIRETIME key FIELDS n field…`: per field, the absolute expiry in unix
@@ -138,64 +95,9 @@ async fn hexpiretime(conn: &mut MultiplexedConnection, key: &str, fields: &[&str
         .expect("HEXPIRETIME")
 }
 
-async fn exists(conn: &mut MultiplexedConnection, key: &str) -> bool {
-    let n: i64 = redis::cmd("EXISTS")
-        .arg(key)
-        .query_async(conn)
-        .await
-        .expect("EXISTS");
-    n == 1
-}
-
 /// The lock field of session `id`.
 fn lock(id: &str) -> String {
     format!("l.{id}")
-}
-
-/// Commands a connection issues by itself (connect handshake, pool checks)
-/// or that the test issues to observe the server: not data commands.
-fn is_bookkeeping(command: &str) -> bool {
-    [
-        "info", "client", "hello", "select", "auth", "ping", "function",
-    ]
-    .iter()
-    .any(|c| command == *c || command.starts_with(&format!("{c}|")))
-}
-
-/// `INFO commandstats` as command → calls + rejected calls (every request
-/// the server received for it), bookkeeping commands left out.
-async fn data_command_calls(conn: &mut MultiplexedConnection) -> BTreeMap<String, u64> {
-    let all = all_command_calls(conn).await;
-    all.into_iter()
-        .filter(|(c, _)| !is_bookkeeping(c))
-        .collect()
-}
-
-/// `INFO commandstats` as command → calls + rejected calls, all commands.
-async fn all_command_calls(conn: &mut MultiplexedConnection) -> BTreeMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .expect("INFO commandstats");
-    let mut calls = BTreeMap::new();
-    for line in info.lines() {
-        let Some((name, stats)) = line
-            .trim()
-            .strip_prefix("cmdstat_")
-            .and_then(|l| l.split_once(':'))
-        else {
-            continue;
-        };
-        let mut n = 0;
-        for pair in stats.split(',') {
-            if let Some(("calls" | "rejected_calls", v)) = pair.split_once('=') {
-                n += v.parse::<u64>().expect("a count");
-            }
-        }
-        calls.insert(name.to_owned(), n);
-    }
-    calls
 }
 
 /// What changed between two command-count readings (commands with a
@@ -443,13 +345,13 @@ async fn function_library_is_registered_and_restored(flavor: Flavor) {
         remove.query_async::<()>(&mut conn).await.unwrap();
         assert!(library_names(&mut conn).await.is_empty(), "after {how}");
 
-        let before = all_command_calls(&mut conn).await;
+        let before = command_calls(&mut conn).await;
         let mut session = login("alice");
         store
             .upsert(&mut session)
             .await
             .unwrap_or_else(|e| panic!("upsert after FUNCTION {how}: {e}"));
-        let delta = calls_delta(&before, &all_command_calls(&mut conn).await);
+        let delta = calls_delta(&before, &command_calls(&mut conn).await);
         assert_eq!(
             delta.get("function|load"),
             Some(&1),
@@ -463,10 +365,10 @@ async fn function_library_is_registered_and_restored(flavor: Flavor) {
         );
 
         // Registered again: the next upsert is one FCALL, no load.
-        let before = all_command_calls(&mut conn).await;
+        let before = command_calls(&mut conn).await;
         session.rotate_refresh_token(HOUR);
         store.upsert(&mut session).await.unwrap();
-        let delta = calls_delta(&before, &all_command_calls(&mut conn).await);
+        let delta = calls_delta(&before, &command_calls(&mut conn).await);
         assert_eq!(delta.get("function|load"), None, "{delta:?}");
         assert_eq!(delta.get("fcall"), Some(&1), "{delta:?}");
     }
@@ -587,18 +489,6 @@ async fn hostile_stored_values_are_absent(flavor: Flavor) {
 /// Warnings about rejected stored values name the key but never contain
 /// the value (neither its payload nor its refresh token id).
 async fn rejection_warnings_never_show_the_value(flavor: Flavor) {
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     let (_server, store, mut conn) = setup(flavor).await;
     let key = key_of("alice", "full");
     let mut victim = login_with_id("alice", "someone-else");
@@ -626,7 +516,7 @@ async fn rejection_warnings_never_show_the_value(flavor: Flavor) {
     assert!(store.get_all("alice", "full").await.unwrap().is_empty());
     drop(guard);
 
-    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let log = captured.text();
     assert_eq!(log.matches("WARN").count(), 4, "{log}");
     assert!(log.contains(&key), "{log}");
     for secret in [

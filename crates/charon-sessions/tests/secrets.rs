@@ -5,22 +5,14 @@
 mod common;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use charon_sessions::signing::{self, SigningKey};
 use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore, StoreError, acl_rule};
 use charon_sessions_testkit::{Flavor, TestServer, free_port};
 use redis::aio::MultiplexedConnection;
 
+use common::raw::{Captured, raw, raw_url};
 use common::{HOUR, login};
-
-async fn raw(url: &str) -> MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
 
 async fn connect(config: RedisStoreConfig) -> RedisStore {
     RedisStore::connect(config)
@@ -70,7 +62,7 @@ on_both_servers!(
 /// with the new key; once all have refreshed the old key can go.
 async fn key_rotation_reads_old_values_and_writes_with_the_new_key(flavor: Flavor) {
     let server = TestServer::start(flavor);
-    let mut conn = raw(&server.url()).await;
+    let mut conn = raw(&server).await;
     let old = SigningKey::from_bytes(b"old key old key old key old key!");
     let new = SigningKey::from_bytes(b"new key new key new key new key!");
 
@@ -139,7 +131,7 @@ fn is_noperm(result: redis::RedisResult<redis::Value>) -> bool {
 /// user can neither touch keys outside the prefix nor load functions.
 async fn least_privilege_user_runs_the_store_and_nothing_else(flavor: Flavor) {
     let server = TestServer::start(flavor);
-    let mut admin = raw(&server.url()).await;
+    let mut admin = raw(&server).await;
     // The user existed before with broader rights (a selector reaching other
     // keys): the rule must take them away.
     acl(
@@ -192,7 +184,7 @@ async fn least_privilege_user_runs_the_store_and_nothing_else(flavor: Flavor) {
         .query_async::<()>(&mut admin)
         .await
         .unwrap();
-    let mut app = raw(&app_url).await;
+    let mut app = raw_url(&app_url).await;
     let attempts: Vec<(&str, redis::Cmd)> = vec![
         (
             "GET outside the prefix",
@@ -364,7 +356,7 @@ async fn tls_with_custom_ca_and_password(flavor: Flavor) {
     assert_eq!(store.get(&s.id, "alice", "full").await.unwrap(), Some(s));
     // The connection really is TLS: the plain port shows the data too, and
     // the TLS port refuses plain text.
-    let mut plain = raw(&format!("redis://:tls-pw@127.0.0.1:{}", server.port())).await;
+    let mut plain = raw_url(&format!("redis://:tls-pw@127.0.0.1:{}", server.port())).await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
         .query_async(&mut plain)
@@ -426,20 +418,6 @@ async fn debug_output_never_shows_secrets() {
     assert!(shown.contains("<redacted>"));
 }
 
-/// A writer that keeps everything logged, for inspection.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// With the store's logging at TRACE, a run of all
 /// operations, a conflict, a function reload and rejected values logs
 /// neither session values, refresh token ids nor the signing key.
@@ -455,7 +433,7 @@ async fn logs_never_contain_session_values_or_keys() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let server = TestServer::start(Flavor::Redis);
-    let mut conn = raw(&server.url()).await;
+    let mut conn = raw(&server).await;
     let store = connect(RedisStoreConfig::new(server.url(), common::test_key())).await;
     let mut s = login("alice");
     s.extra_payload
@@ -488,7 +466,7 @@ async fn logs_never_contain_session_values_or_keys() {
     assert_eq!(store.get_all("alice", "full").await.unwrap().len(), 1);
     store.delete_all("alice", "full").await.unwrap();
 
-    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let log = captured.text();
     assert!(
         log.contains("registering it again"),
         "the reload is logged: {log}"
