@@ -40,8 +40,16 @@
 //! * [`signing`]: HMAC-SHA256 signed values and key derivation.
 //! * `codec.rs`: session ⇄ bytes.
 //! * [`LocalStore`] (`local.rs`): in memory, same semantics.
-//! * [`RedisStore`] (`redis/`): configuration, key layout, the Lua function
-//!   library, the server check and the connection pool (deadpool).
+//! * [`RedisStore`] (`redis/`): configuration ([`RedisStoreConfig`]), key
+//!   layout, the Lua function library, the least-privilege ACL rule
+//!   ([`acl_rule`]), the server check ([`ServerInfo`]) and the connection
+//!   pool ([`PoolState`]; deadpool).
+//!
+//! # Requirements
+//!
+//! A Tokio runtime. Redis >= 8.0 or Valkey >= 9.0 (hash field expiration,
+//! `HSETEX`); [`RedisStore::connect`] refuses older servers. Connections
+//! speak RESP3; `rediss://` uses rustls with ring.
 //!
 //! # Redis layout
 //!
