@@ -49,6 +49,28 @@ pub fn encode(session: &Session) -> Vec<u8> {
     serde_json::to_vec(session).expect("a Session always serialises to JSON")
 }
 
+/// What an upsert of `session` stores, decided the same way by every store:
+/// `session` is validated, a dead session gives `None` (nothing is written),
+/// else the session with the lock version it gets and its encoding, at most
+/// `max_size` bytes long.
+///
+/// # Errors
+///
+/// [`StoreError::InvalidInput`] for an invalid session or one too large.
+pub fn prepare_upsert(
+    session: &Session,
+    max_size: usize,
+) -> Result<Option<(Session, Vec<u8>)>, StoreError> {
+    session.validate()?;
+    if session.is_dead() {
+        return Ok(None);
+    }
+    let mut stored = session.clone();
+    stored.lock_version += 1;
+    let payload = encode_at_most(&stored, max_size)?;
+    Ok(Some((stored, payload)))
+}
+
 /// Encodes a session, refusing it when the encoding is longer than
 /// `max_size` bytes.
 ///

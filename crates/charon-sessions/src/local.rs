@@ -127,15 +127,10 @@ impl SessionStore for LocalStore {
     }
 
     async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
-        session.validate()?;
-        if session.is_dead() {
+        // Validated, and its size measured, exactly as RedisStore does.
+        let Some((stored, _)) = codec::prepare_upsert(session, self.max_session_size)? else {
             return Ok(());
-        }
-        // Measured the way RedisStore measures it: the stored encoding, with
-        // the lock version it would get.
-        let mut stored = session.clone();
-        stored.lock_version += 1;
-        codec::encode_at_most(&stored, self.max_session_size)?;
+        };
         let now = unix_now();
         {
             let mut all = self.lock();

@@ -102,14 +102,7 @@ impl RedisStore {
     /// not run `INFO` or `FUNCTION LOAD`, [`StoreError::Server`] for other
     /// error replies.
     pub async fn connect(config: RedisStoreConfig) -> Result<RedisStore, StoreError> {
-        config.check()?;
-        let manager = connection_manager(&config)?;
-        let mut setup = manager.open().await.map_err(store_error)?;
-        let server = server::check(&mut setup).await?;
-        if config.register_functions {
-            functions::load(&mut setup).await?;
-        }
-        drop(setup);
+        let (manager, server) = prepare_server(&config, config.register_functions).await?;
 
         let pool = Pool::start(
             manager,
@@ -145,13 +138,7 @@ impl RedisStore {
     pub async fn load_function_library(
         config: &RedisStoreConfig,
     ) -> Result<ServerInfo, StoreError> {
-        config.check()?;
-        let mut conn = connection_manager(config)?
-            .open()
-            .await
-            .map_err(store_error)?;
-        let server = server::check(&mut conn).await?;
-        functions::load(&mut conn).await?;
+        let (_, server) = prepare_server(config, true).await?;
         Ok(server)
     }
 
@@ -224,6 +211,23 @@ impl RedisStore {
     }
 }
 
+/// The configuration's checks, then on one connection outside the pool
+/// the server check and, when `register`, `FUNCTION LOAD`. Returns the
+/// connection factory for the pool and what the server is.
+async fn prepare_server(
+    config: &RedisStoreConfig,
+    register: bool,
+) -> Result<(ConnectionManager, ServerInfo), StoreError> {
+    config.check()?;
+    let manager = connection_manager(config)?;
+    let mut setup = manager.open().await.map_err(store_error)?;
+    let server = server::check(&mut setup).await?;
+    if register {
+        functions::load(&mut setup).await?;
+    }
+    Ok((manager, server))
+}
+
 /// The connection factory for `config`: URL, TLS certificates, timeouts.
 fn connection_manager(config: &RedisStoreConfig) -> Result<ConnectionManager, StoreError> {
     let connection_config = AsyncConnectionConfig::new()
@@ -250,14 +254,10 @@ impl SessionStore for RedisStore {
     }
 
     async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
-        session.validate()?;
-        if session.is_dead() {
+        let Some((stored, payload)) = codec::prepare_upsert(session, self.max_session_size)? else {
             return Ok(());
-        }
-        let new_lock = session.lock_version + 1;
-        let mut stored = session.clone();
-        stored.lock_version = new_lock;
-        let payload = codec::encode_at_most(&stored, self.max_session_size)?;
+        };
+        let new_lock = stored.lock_version;
         let value = signing::sign(&payload, &self.keys[0]);
         let key = self.key(&session.user_id, &session.session_type);
         let cmd = functions::upsert_cmd(
