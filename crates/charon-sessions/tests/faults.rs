@@ -29,7 +29,7 @@ use charon_sessions_testkit::{Flavor, TestServer};
 use redis::aio::MultiplexedConnection;
 use tokio::task::JoinHandle;
 
-use common::raw::{command_calls, raw};
+use common::raw::{client_pause, command_calls, raw};
 use common::{HOUR, login, test_key};
 
 // ---------------------------------------------------------------------------
@@ -1097,13 +1097,7 @@ async fn pool_exhaustion_fails_fast_with_pool_timeout(flavor: Flavor) {
         _ => Op::DeleteAll,
     };
 
-    redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(PAUSE_MS)
-        .arg("ALL")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    client_pause(&mut conn, PAUSE_MS, "ALL").await;
     let paused_at = Instant::now();
     let tasks: Vec<_> = sessions
         .iter()
@@ -1340,13 +1334,7 @@ async fn pool_upkeep_never_delays_requests(flavor: Flavor) {
         .await
         .unwrap(),
     );
-    redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(1500)
-        .arg("WRITE")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    client_pause(&mut conn, 1500, "WRITE").await;
     let writer = {
         let store = Arc::clone(&store);
         tokio::spawn(async move {

@@ -21,7 +21,8 @@ use charon_sessions_testkit::{Flavor, TestServer, free_port};
 use redis::aio::MultiplexedConnection;
 
 use common::raw::{
-    Captured, command_calls, data_command_calls, exists, hget, hgetall, hset, key_of, raw, raw_url,
+    Captured, client_pause, command_calls, data_command_calls, exists, hget, hgetall, hset, key_of,
+    raw, raw_url,
 };
 use common::{HOUR, login, redis_store, test_key};
 
@@ -960,13 +961,7 @@ async fn pool_checkout_times_out_and_recovers(flavor: Flavor) {
     let mut session = login("alice");
     store.upsert(&mut session).await.unwrap();
 
-    redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(2000)
-        .arg("ALL")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    client_pause(&mut conn, 2000, "ALL").await;
     let paused_at = Instant::now();
 
     let run_gets = |store: &RedisStore| {
@@ -1039,13 +1034,7 @@ async fn pool_overflows_under_load_and_shrinks_when_idle(flavor: Flavor) {
     );
     // Hold every pooled connection busy: the server answers nothing for a
     // moment, so 10 concurrent calls need more connections than the core.
-    redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(500)
-        .arg("ALL")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    client_pause(&mut conn, 500, "ALL").await;
     let calls: Vec<_> = (0..10)
         .map(|_| {
             let store = Arc::clone(&store);

@@ -68,6 +68,18 @@ pub async fn exists(conn: &mut MultiplexedConnection, key: &str) -> bool {
     n == 1
 }
 
+/// `CLIENT PAUSE <millis> <mode>`: the server holds every other client's
+/// commands (`"ALL"`) or only their writes (`"WRITE"`) that long.
+pub async fn client_pause(conn: &mut MultiplexedConnection, millis: u64, mode: &str) {
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(millis)
+        .arg(mode)
+        .query_async::<()>(conn)
+        .await
+        .expect("CLIENT PAUSE");
+}
+
 /// `INFO commandstats` as command → calls + rejected calls (every request
 /// the server received for it), all commands.
 pub async fn command_calls(conn: &mut MultiplexedConnection) -> BTreeMap<String, u64> {
