@@ -39,6 +39,7 @@
 //! * [`SessionStore`] and [`StoreError`] (`store.rs`): the contract.
 //! * [`signing`]: HMAC-SHA256 signed values and key derivation.
 //! * `codec.rs`: session ⇄ bytes.
+//! * [`telemetry`]: tracing spans and metrics of every operation.
 //! * [`LocalStore`] (`local.rs`): in memory, same semantics.
 //! * [`RedisStore`] (`redis/`): configuration ([`RedisStoreConfig`]), key
 //!   layout, the Lua function library, the least-privilege ACL rule
@@ -67,6 +68,7 @@ mod redis;
 mod session;
 pub mod signing;
 mod store;
+pub mod telemetry;
 
 pub use crate::local::LocalStore;
 pub use crate::redis::RedisStore;

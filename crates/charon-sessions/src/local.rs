@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use crate::codec;
 use crate::session::{Session, unix_now, validate_address, validate_owner};
 use crate::store::{DEFAULT_MAX_SESSION_SIZE, SessionStore, StoreError};
+use crate::telemetry::{self, Operation};
 
 type Owner = (String, String);
 
@@ -60,6 +61,8 @@ pub struct LocalStore {
     writes: AtomicU64,
     /// Largest encoded session accepted, in bytes.
     max_session_size: usize,
+    /// Whether spans carry the user id.
+    record_user_ids: bool,
 }
 
 impl Default for LocalStore {
@@ -83,7 +86,19 @@ impl LocalStore {
             sessions: Mutex::default(),
             writes: AtomicU64::new(0),
             max_session_size,
+            record_user_ids: true,
         }
+    }
+
+    /// Whether the `user_id` field of the store's tracing spans is filled
+    /// (default `true`); see [`telemetry`](crate::telemetry).
+    pub fn record_user_ids(mut self, record: bool) -> LocalStore {
+        self.record_user_ids = record;
+        self
+    }
+
+    fn user_label<'a>(&self, user_id: &'a str) -> Option<&'a str> {
+        self.record_user_ids.then_some(user_id)
     }
 
     /// Drops every expired session now. Runs by itself every few thousand
@@ -108,9 +123,9 @@ fn owner(user_id: &str, session_type: &str) -> Owner {
     (user_id.to_owned(), session_type.to_owned())
 }
 
-#[async_trait]
-impl SessionStore for LocalStore {
-    async fn get(
+/// The operations themselves; the trait impl wraps them in telemetry.
+impl LocalStore {
+    async fn get_inner(
         &self,
         session_id: &str,
         user_id: &str,
@@ -126,7 +141,7 @@ impl SessionStore for LocalStore {
             .cloned())
     }
 
-    async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
+    async fn upsert_inner(&self, session: &mut Session) -> Result<(), StoreError> {
         // Validated, and its size measured, exactly as RedisStore does.
         let Some((stored, _)) = codec::prepare_upsert(session, self.max_session_size)? else {
             return Ok(());
@@ -168,7 +183,7 @@ impl SessionStore for LocalStore {
         Ok(())
     }
 
-    async fn delete(
+    async fn delete_inner(
         &self,
         session_id: &str,
         user_id: &str,
@@ -186,7 +201,11 @@ impl SessionStore for LocalStore {
         Ok(())
     }
 
-    async fn get_all(&self, user_id: &str, session_type: &str) -> Result<Vec<Session>, StoreError> {
+    async fn get_all_inner(
+        &self,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<Vec<Session>, StoreError> {
         validate_owner(user_id, session_type)?;
         let now = unix_now();
         let all = self.lock();
@@ -202,9 +221,53 @@ impl SessionStore for LocalStore {
             .unwrap_or_default())
     }
 
-    async fn delete_all(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
+    async fn delete_all_inner(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
         validate_owner(user_id, session_type)?;
         self.lock().remove(&owner(user_id, session_type));
         Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionStore for LocalStore {
+    async fn get(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<Option<Session>, StoreError> {
+        let user = self.user_label(user_id);
+        let run = self.get_inner(session_id, user_id, session_type);
+        telemetry::observe(Operation::Get, session_type, user, run).await
+    }
+
+    async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
+        let (user_id, session_type) = (session.user_id.clone(), session.session_type.clone());
+        let user = self.user_label(&user_id);
+        let run = self.upsert_inner(session);
+        telemetry::observe(Operation::Upsert, &session_type, user, run).await
+    }
+
+    async fn delete(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<(), StoreError> {
+        let user = self.user_label(user_id);
+        let run = self.delete_inner(session_id, user_id, session_type);
+        telemetry::observe(Operation::Delete, session_type, user, run).await
+    }
+
+    async fn get_all(&self, user_id: &str, session_type: &str) -> Result<Vec<Session>, StoreError> {
+        let user = self.user_label(user_id);
+        let run = self.get_all_inner(user_id, session_type);
+        telemetry::observe(Operation::GetAll, session_type, user, run).await
+    }
+
+    async fn delete_all(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
+        let user = self.user_label(user_id);
+        let run = self.delete_all_inner(user_id, session_type);
+        telemetry::observe(Operation::DeleteAll, session_type, user, run).await
     }
 }

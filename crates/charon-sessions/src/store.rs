@@ -90,6 +90,23 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::PoolTimeout(_) | StoreError::Connection(_))
     }
+
+    /// A short, stable name of the error kind, as used in metric labels and
+    /// span fields: `conflict`, `invalid_input`, `pool_timeout`,
+    /// `connection`, `auth`, `server`, `function_library_missing`,
+    /// `unsupported_server`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Conflict => "conflict",
+            StoreError::InvalidInput(_) => "invalid_input",
+            StoreError::PoolTimeout(_) => "pool_timeout",
+            StoreError::Connection(_) => "connection",
+            StoreError::Auth(_) => "auth",
+            StoreError::Server(_) => "server",
+            StoreError::FunctionLibraryMissing(_) => "function_library_missing",
+            StoreError::UnsupportedServer { .. } => "unsupported_server",
+        }
+    }
 }
 
 /// A store of server-side sessions, indexed per user and session type.

@@ -40,6 +40,7 @@ pub struct RedisStoreConfig {
     pub(crate) max_session_size: usize,
     pub(crate) verification_keys: Vec<SigningKey>,
     pub(crate) register_functions: bool,
+    pub(crate) record_user_ids: bool,
     pub(crate) tls_root_certificate: Option<Vec<u8>>,
     pub(crate) tls_client_certificate: Option<(Vec<u8>, Vec<u8>)>,
 }
@@ -64,6 +65,7 @@ impl RedisStoreConfig {
             max_session_size: DEFAULT_MAX_SESSION_SIZE,
             verification_keys: Vec::new(),
             register_functions: true,
+            record_user_ids: true,
             tls_root_certificate: None,
             tls_client_certificate: None,
         }
@@ -181,6 +183,19 @@ impl RedisStoreConfig {
     #[must_use]
     pub fn register_functions(mut self, register_functions: bool) -> Self {
         self.register_functions = register_functions;
+        self
+    }
+
+    /// Whether the store's tracing spans carry the `user_id` field, and
+    /// its warnings about rejected values name the key (which contains the
+    /// user id). Turn it off when user ids are personal data that must not
+    /// reach logs; spans then carry only the operation and session type.
+    /// See [`telemetry`](crate::telemetry).
+    ///
+    /// Defaults to `true`.
+    #[must_use]
+    pub fn record_user_ids(mut self, record_user_ids: bool) -> Self {
+        self.record_user_ids = record_user_ids;
         self
     }
 
@@ -320,6 +335,7 @@ impl fmt::Debug for RedisStoreConfig {
             .field("max_session_size", &self.max_session_size)
             .field("verification_keys", &self.verification_keys)
             .field("register_functions", &self.register_functions)
+            .field("record_user_ids", &self.record_user_ids)
             .field(
                 "tls_root_certificate",
                 &self.tls_root_certificate.as_ref().map(|_| "<PEM>"),

@@ -30,6 +30,7 @@ use crate::codec;
 use crate::session::{Session, unix_now, validate_address, validate_owner};
 use crate::signing::{self, SigningKey};
 use crate::store::{SessionStore, StoreError};
+use crate::telemetry::{self, Operation, Rejection};
 
 /// A [`SessionStore`] in Redis >= 8.0 or Valkey >= 9.0.
 ///
@@ -69,6 +70,8 @@ pub struct RedisStore {
     max_session_size: usize,
     /// Kind and version found at connect.
     server: ServerInfo,
+    /// Whether spans and warnings may carry user ids.
+    record_user_ids: bool,
 }
 
 impl fmt::Debug for RedisStore {
@@ -124,6 +127,7 @@ impl RedisStore {
             key_prefix: config.key_prefix,
             max_session_size: config.max_session_size,
             server,
+            record_user_ids: config.record_user_ids,
         })
     }
 
@@ -173,9 +177,15 @@ impl RedisStore {
         hash_key(&self.key_prefix, user_id, session_type)
     }
 
+    /// The user id as spans may show it.
+    fn user_label<'a>(&self, user_id: &'a str) -> Option<&'a str> {
+        self.record_user_ids.then_some(user_id)
+    }
+
     /// Verifies and decodes one stored value read from `key`/`field`;
-    /// `None` (and a warning naming the key, never the value) when it is
-    /// not a valid, unexpired session of that address.
+    /// `None` (a warning naming the key, never the value, and a count in
+    /// `charon_sessions_rejected_values_total`) when it is not a valid,
+    /// unexpired session of that address.
     fn open_value(
         &self,
         key: &str,
@@ -185,27 +195,38 @@ impl RedisStore {
         value: &[u8],
         now: i64,
     ) -> Option<Session> {
-        let reject = |reason: &dyn fmt::Display| {
-            warn!(key, reason = %reason, "ignoring invalid stored session");
+        let reject = |reason: Rejection, detail: &dyn fmt::Display| {
+            telemetry::rejected_value(reason);
+            if self.record_user_ids {
+                warn!(key, reason = reason.name(), detail = %detail, "ignoring invalid stored session");
+            } else {
+                warn!(session_type, reason = reason.name(), detail = %detail, "ignoring invalid stored session");
+            }
             None
         };
         let payload = match signing::verify_with_any(value, &self.keys) {
             Ok(payload) => payload,
-            Err(e) => return reject(&e),
+            Err(e) => return reject(Rejection::Signature, &e),
         };
         let session = match codec::decode(payload) {
             Ok(session) => session,
-            Err(e) => return reject(&e),
+            Err(e) => return reject(Rejection::Decode, &e),
         };
         if session.id != field || session.user_id != user_id || session.session_type != session_type
         {
-            return reject(&"session id, user id or type differ from where it is stored");
+            return reject(
+                Rejection::OwnerMismatch,
+                &"session id, user id or type differ from where it is stored",
+            );
         }
         if session.is_expired_at(now) {
             // Redis never returns a field past its expiry, and both carry
             // refresh_expires_at: this is a value written with another
             // expiry, or this host's clock is ahead of the server's.
-            return reject(&"refresh_expires_at has passed (clock ahead of the server's?)");
+            return reject(
+                Rejection::Expired,
+                &"refresh_expires_at has passed (clock ahead of the server's?)",
+            );
         }
         Some(session)
     }
@@ -236,9 +257,9 @@ fn connection_manager(config: &RedisStoreConfig) -> Result<ConnectionManager, St
     Ok(ConnectionManager::new(config.client()?, connection_config))
 }
 
-#[async_trait]
-impl SessionStore for RedisStore {
-    async fn get(
+/// The operations themselves; the trait impl wraps them in telemetry.
+impl RedisStore {
+    async fn get_inner(
         &self,
         session_id: &str,
         user_id: &str,
@@ -253,7 +274,7 @@ impl SessionStore for RedisStore {
             .and_then(|v| self.open_value(&key, session_id, user_id, session_type, &v, unix_now())))
     }
 
-    async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
+    async fn upsert_inner(&self, session: &mut Session) -> Result<(), StoreError> {
         let Some((stored, payload)) = codec::prepare_upsert(session, self.max_session_size)? else {
             return Ok(());
         };
@@ -281,6 +302,7 @@ impl SessionStore for RedisStore {
                     "function library missing on the server (restart, FUNCTION FLUSH or failover): registering it again"
                 );
                 functions::load(&mut *conn).await?;
+                telemetry::function_registered();
                 cmd.query_async(&mut *conn).await.map_err(store_error)?
             }
             result => result.map_err(store_error)?,
@@ -292,7 +314,7 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
-    async fn delete(
+    async fn delete_inner(
         &self,
         session_id: &str,
         user_id: &str,
@@ -307,7 +329,11 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
-    async fn get_all(&self, user_id: &str, session_type: &str) -> Result<Vec<Session>, StoreError> {
+    async fn get_all_inner(
+        &self,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<Vec<Session>, StoreError> {
         validate_owner(user_id, session_type)?;
         let key = self.key(user_id, session_type);
         let mut cmd = redis::cmd("HGETALL");
@@ -327,12 +353,56 @@ impl SessionStore for RedisStore {
             .collect())
     }
 
-    async fn delete_all(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
+    async fn delete_all_inner(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
         validate_owner(user_id, session_type)?;
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.key(user_id, session_type));
         self.query::<()>(&cmd).await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn get(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<Option<Session>, StoreError> {
+        let user = self.user_label(user_id);
+        let run = self.get_inner(session_id, user_id, session_type);
+        telemetry::observe(Operation::Get, session_type, user, run).await
+    }
+
+    async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
+        let (user_id, session_type) = (session.user_id.clone(), session.session_type.clone());
+        let user = self.user_label(&user_id);
+        let run = self.upsert_inner(session);
+        telemetry::observe(Operation::Upsert, &session_type, user, run).await
+    }
+
+    async fn delete(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<(), StoreError> {
+        let user = self.user_label(user_id);
+        let run = self.delete_inner(session_id, user_id, session_type);
+        telemetry::observe(Operation::Delete, session_type, user, run).await
+    }
+
+    async fn get_all(&self, user_id: &str, session_type: &str) -> Result<Vec<Session>, StoreError> {
+        let user = self.user_label(user_id);
+        let run = self.get_all_inner(user_id, session_type);
+        telemetry::observe(Operation::GetAll, session_type, user, run).await
+    }
+
+    async fn delete_all(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
+        let user = self.user_label(user_id);
+        let run = self.delete_all_inner(user_id, session_type);
+        telemetry::observe(Operation::DeleteAll, session_type, user, run).await
     }
 }
 

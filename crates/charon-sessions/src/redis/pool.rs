@@ -210,7 +210,10 @@ impl Pool {
     /// [`StoreError::PoolTimeout`] when none became free in time; the
     /// connection error when a new connection could not be opened.
     pub(crate) async fn get(&self) -> Result<PooledConnection, StoreError> {
-        self.inner.get().await.map_err(|e| match e {
+        let started = std::time::Instant::now();
+        let checkout = self.inner.get().await;
+        crate::telemetry::pool_waited(started);
+        checkout.map_err(|e| match e {
             managed::PoolError::Timeout(_) => StoreError::PoolTimeout(self.checkout_timeout),
             managed::PoolError::Backend(e) => super::store_error(e),
             other => StoreError::Connection(Box::new(other)),

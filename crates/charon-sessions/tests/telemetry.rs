@@ -1,0 +1,343 @@
+//! Observability on real stores: every operation's span and metrics
+//! (operations by kind and outcome, lock conflicts, rejected values,
+//! function re-registrations, pool wait), user ids left out on request, and
+//! no secret in any of it.
+//!
+//! The metrics recorder (metrics-util's `DebuggingRecorder`) and the tracing
+//! subscriber are installed for the test's thread only, and the tests run on
+//! a current-thread runtime, so each test sees exactly its own operations.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use charon_sessions::signing::SigningKey;
+use charon_sessions::telemetry::{
+    FUNCTION_REGISTRATIONS_TOTAL, LOCK_CONFLICTS_TOTAL, OPERATION_DURATION_SECONDS,
+    OPERATIONS_TOTAL, POOL_WAIT_SECONDS, REJECTED_VALUES_TOTAL,
+};
+use charon_sessions::{LocalStore, RedisStore, RedisStoreConfig, SessionStore};
+use charon_sessions_testkit::{Flavor, TestServer};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
+use common::raw::{Captured, hset, key_of, raw};
+use common::{login, test_key};
+
+/// What one test recorded: metrics by `name{label=value,...}`, and the log.
+struct Recorded {
+    counters: BTreeMap<String, u64>,
+    /// Number of samples per histogram.
+    histograms: BTreeMap<String, usize>,
+    log: String,
+}
+
+impl Recorded {
+    fn counter(&self, key: &str) -> u64 {
+        self.counters.get(key).copied().unwrap_or(0)
+    }
+    fn samples(&self, key: &str) -> usize {
+        self.histograms.get(key).copied().unwrap_or(0)
+    }
+}
+
+/// Runs `body` with a metrics recorder and a log capture installed on this
+/// thread (the runtime is current-thread, so the store's work is polled
+/// here too).
+async fn recording<F: Future<Output = ()>>(body: F) -> Recorded {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    {
+        let _metrics = metrics::set_default_local_recorder(&recorder);
+        let _tracing = tracing::subscriber::set_default(subscriber);
+        body.await;
+    }
+    read(&snapshotter, captured.text())
+}
+
+fn read(snapshotter: &Snapshotter, log: String) -> Recorded {
+    let mut counters = BTreeMap::new();
+    let mut histograms = BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let key = key.key();
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        let name = if labels.is_empty() {
+            key.name().to_owned()
+        } else {
+            format!("{}{{{}}}", key.name(), labels.join(","))
+        };
+        match value {
+            DebugValue::Counter(n) => {
+                counters.insert(name, n);
+            }
+            DebugValue::Histogram(samples) => {
+                histograms.insert(name, samples.len());
+            }
+            DebugValue::Gauge(_) => {}
+        }
+    }
+    Recorded {
+        counters,
+        histograms,
+        log,
+    }
+}
+
+fn ops(operation: &str, outcome: &str) -> String {
+    format!("{OPERATIONS_TOTAL}{{operation={operation},outcome={outcome}}}")
+}
+
+fn duration(operation: &str) -> String {
+    format!("{OPERATION_DURATION_SECONDS}{{operation={operation}}}")
+}
+
+/// The same day on any store: a login, a read, a miss, a conflict, a
+/// listing, a logout and a logout everywhere; returns the refresh token id
+/// and the session id, which must never appear in the log.
+async fn a_day(store: &dyn SessionStore, user: &str) -> (String, String) {
+    let mut session = login(user);
+    store.upsert(&mut session).await.unwrap();
+    let read = store.get(&session.id, user, "full").await.unwrap();
+    assert!(read.is_some());
+    assert!(store.get("nosuch", user, "full").await.unwrap().is_none());
+    let mut stale = session.clone();
+    stale.lock_version = 0;
+    assert!(store.upsert(&mut stale).await.unwrap_err().is_conflict());
+    assert!(store.get("bad.id", user, "full").await.is_err());
+    assert_eq!(store.get_all(user, "full").await.unwrap().len(), 1);
+    store.delete(&session.id, user, "full").await.unwrap();
+    store.delete_all(user, "full").await.unwrap();
+    (session.refresh_token_id.clone(), session.id.clone())
+}
+
+fn assert_a_day(recorded: &Recorded, user: &str, refresh_token_id: &str) {
+    for (operation, outcome, n) in [
+        ("upsert", "ok", 1),
+        ("upsert", "conflict", 1),
+        ("get", "ok", 1),
+        ("get", "not_found", 1),
+        ("get", "invalid_input", 1),
+        ("get_all", "ok", 1),
+        ("delete", "ok", 1),
+        ("delete_all", "ok", 1),
+    ] {
+        assert_eq!(
+            recorded.counter(&ops(operation, outcome)),
+            n,
+            "{operation}/{outcome}: {:#?}",
+            recorded.counters
+        );
+    }
+    assert_eq!(
+        recorded.counter(&format!("{LOCK_CONFLICTS_TOTAL}{{session_type=full}}")),
+        1
+    );
+    for (operation, n) in [
+        ("upsert", 2),
+        ("get", 3),
+        ("get_all", 1),
+        ("delete", 1),
+        ("delete_all", 1),
+    ] {
+        assert_eq!(recorded.samples(&duration(operation)), n, "{operation}");
+    }
+    let log = &recorded.log;
+    for span in [
+        "charon_sessions.upsert",
+        "charon_sessions.get",
+        "charon_sessions.get_all",
+        "charon_sessions.delete",
+        "charon_sessions.delete_all",
+    ] {
+        assert!(log.contains(span), "no span {span} in:\n{log}");
+    }
+    assert!(
+        log.contains(&format!(
+            r#"charon_sessions.upsert{{operation="upsert" session_type="full" user_id={user} outcome="conflict""#
+        )) || log.contains(&format!(
+            r#"charon_sessions.upsert{{operation="upsert" session_type="full" user_id="{user}" outcome="conflict""#
+        )),
+        "no conflict outcome with the user id in:\n{log}"
+    );
+    assert!(log.contains("outcome=\"not_found\""), "{log}");
+    assert!(log.contains("duration_ms="), "{log}");
+    assert!(
+        !log.contains(refresh_token_id),
+        "the refresh token id reached the log:\n{log}"
+    );
+    assert!(
+        !log.contains("laptop"),
+        "the payload reached the log:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn local_store_operations_are_traced_and_counted() {
+    let store = LocalStore::new();
+    let mut secret = (String::new(), String::new());
+    let recorded = recording(async {
+        secret = a_day(&store, "alice").await;
+    })
+    .await;
+    assert_a_day(&recorded, "alice", &secret.0);
+    assert_eq!(recorded.samples(POOL_WAIT_SECONDS), 0, "no pool in memory");
+}
+
+async fn redis_store_operations_are_traced_and_counted(flavor: Flavor) {
+    let server = TestServer::start(flavor);
+    let store = RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()))
+        .await
+        .unwrap();
+    let mut secret = (String::new(), String::new());
+    let recorded = recording(async {
+        secret = a_day(&store, "alice").await;
+    })
+    .await;
+    assert_a_day(&recorded, "alice", &secret.0);
+    // Every operation that reached Redis checked a connection out: all but
+    // the invalid get.
+    assert_eq!(recorded.samples(POOL_WAIT_SECONDS), 7);
+}
+
+/// Values that fail each check are counted by reason; a lost function
+/// library is counted when it is registered again.
+async fn rejections_and_reregistrations_are_counted(flavor: Flavor) {
+    let server = TestServer::start(flavor);
+    let store = RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()))
+        .await
+        .unwrap();
+    let mut conn = raw(&server).await;
+    let key = key_of("alice", "full");
+
+    // A value signed with another key, one that is not a session, and a
+    // genuine session of bob copied into alice's hash.
+    let mut bob = login("bob");
+    store.upsert(&mut bob).await.unwrap();
+    let bobs_value: Vec<u8> = redis::cmd("HGET")
+        .arg(key_of("bob", "full"))
+        .arg(&bob.id)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let foreign = charon_sessions::signing::sign(b"{}", &SigningKey::from_bytes(b"other key"));
+    hset(&mut conn, &key, b"foreign", &foreign).await;
+    let garbage = charon_sessions::signing::sign(b"not a session", &test_key());
+    hset(&mut conn, &key, b"garbage", &garbage).await;
+    hset(&mut conn, &key, bob.id.as_bytes(), &bobs_value).await;
+
+    let recorded = recording(async {
+        assert!(
+            store
+                .get("foreign", "alice", "full")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .get("garbage", "alice", "full")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(store.get(&bob.id, "alice", "full").await.unwrap().is_none());
+        assert!(store.get_all("alice", "full").await.unwrap().is_empty());
+
+        let _: () = redis::cmd("FUNCTION")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut carol = login("carol");
+        store.upsert(&mut carol).await.unwrap();
+        let mut dave = login("dave");
+        store.upsert(&mut dave).await.unwrap();
+    })
+    .await;
+
+    for (reason, n) in [("signature", 2), ("decode", 2), ("owner_mismatch", 2)] {
+        assert_eq!(
+            recorded.counter(&format!("{REJECTED_VALUES_TOTAL}{{reason={reason}}}")),
+            n,
+            "{reason}: {:#?}",
+            recorded.counters
+        );
+    }
+    assert_eq!(recorded.counter(FUNCTION_REGISTRATIONS_TOTAL), 1);
+    assert_eq!(recorded.counter(&ops("upsert", "ok")), 2);
+    let log = &recorded.log;
+    assert_eq!(
+        log.matches("ignoring invalid stored session").count(),
+        6,
+        "{log}"
+    );
+    assert_eq!(log.matches("registering it again").count(), 1, "{log}");
+    assert_eq!(log.matches("WARN").count(), 7, "{log}");
+    assert!(recorded.log.contains("reason=\"signature\""));
+}
+
+/// With `record_user_ids(false)` no span, event or warning carries the user
+/// id (it is part of the key, so warnings name only the session type).
+async fn user_ids_can_be_left_out(flavor: Flavor) {
+    const USER: &str = "user-marker-8841";
+    let server = TestServer::start(flavor);
+    let store =
+        RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()).record_user_ids(false))
+            .await
+            .unwrap();
+    let mut conn = raw(&server).await;
+    let foreign = charon_sessions::signing::sign(b"{}", &SigningKey::from_bytes(b"other key"));
+    hset(&mut conn, &key_of(USER, "full"), b"foreign", &foreign).await;
+
+    let local = LocalStore::new().record_user_ids(false);
+    let recorded = recording(async {
+        a_day(&store, USER).await;
+        a_day(&local, USER).await;
+        assert!(store.get("foreign", USER, "full").await.unwrap().is_none());
+    })
+    .await;
+    assert_eq!(recorded.counter(&ops("upsert", "conflict")), 2);
+    assert!(recorded.log.contains("charon_sessions.get{"));
+    assert!(recorded.log.contains("ignoring invalid stored session"));
+    assert!(
+        !recorded.log.contains(USER),
+        "user id in the log:\n{}",
+        recorded.log
+    );
+}
+
+macro_rules! on_both_servers {
+    ($($name:ident),* $(,)?) => {
+        mod redis8 {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(charon_sessions_testkit::Flavor::Redis).await;
+                }
+            )*
+        }
+        mod valkey9 {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(charon_sessions_testkit::Flavor::Valkey).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_servers!(
+    redis_store_operations_are_traced_and_counted,
+    rejections_and_reregistrations_are_counted,
+    user_ids_can_be_left_out,
+);
