@@ -173,6 +173,23 @@ pub trait SessionStore: Send + Sync {
     ///
     /// Redis: one `HGET key session_id`.
     ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use charon_sessions::{LocalStore, Session, SessionStore};
+    ///
+    /// let store = LocalStore::new();
+    /// let mut session = Session::new_login("alice", Duration::from_secs(3600));
+    /// store.upsert(&mut session).await?;
+    ///
+    /// let read = store.get(&session.id, "alice", "full").await?.expect("stored");
+    /// assert_eq!(read.lock_version, 1);
+    /// assert!(store.get(&session.id, "bob", "full").await?.is_none());
+    /// assert!(store.get("no.dots", "alice", "full").await.unwrap_err().is_invalid_input());
+    /// # Ok::<(), charon_sessions::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`StoreError::InvalidInput`] for a bad id, user id or type; connection,
@@ -202,6 +219,27 @@ pub trait SessionStore: Send + Sync {
     /// runs `HSETEX key EXAT refresh_expires_at FIELDS 2 session_id value
     /// l.session_id lock` atomically.
     ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use charon_sessions::{LocalStore, Session, SessionStore};
+    ///
+    /// let store = LocalStore::new();
+    /// let ttl = Duration::from_secs(3600);
+    /// let mut session = Session::new_login("alice", ttl);
+    /// store.upsert(&mut session).await?; // created: lock version 0 -> 1
+    ///
+    /// let mut tab_a = store.get(&session.id, "alice", "full").await?.unwrap();
+    /// let mut tab_b = tab_a.clone();
+    /// tab_a.rotate_refresh_token(ttl);
+    /// store.upsert(&mut tab_a).await?; // lock version 1 -> 2
+    /// tab_b.rotate_refresh_token(ttl);
+    /// assert!(store.upsert(&mut tab_b).await.unwrap_err().is_conflict());
+    /// assert_eq!(tab_a.lock_version, 2);
+    /// # Ok::<(), charon_sessions::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`StoreError::Conflict`] when the lock check fails (nothing is
@@ -218,6 +256,24 @@ pub trait SessionStore: Send + Sync {
     /// and type remains.
     ///
     /// Redis: one `HDEL key session_id l.session_id`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use charon_sessions::{LocalStore, Session, SessionStore};
+    ///
+    /// let store = LocalStore::new();
+    /// let mut session = Session::new_login("alice", Duration::from_secs(3600));
+    /// store.upsert(&mut session).await?;
+    ///
+    /// store.delete(&session.id, "alice", "full").await?;
+    /// store.delete(&session.id, "alice", "full").await?; // already gone: still Ok
+    /// assert!(store.get(&session.id, "alice", "full").await?.is_none());
+    /// // A copy read before the delete cannot bring it back.
+    /// assert!(store.upsert(&mut session).await.unwrap_err().is_conflict());
+    /// # Ok::<(), charon_sessions::StoreError>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -236,6 +292,23 @@ pub trait SessionStore: Send + Sync {
     ///
     /// Redis: one `HGETALL key`.
     ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use charon_sessions::{LocalStore, Session, SessionStore};
+    ///
+    /// let store = LocalStore::new();
+    /// for _ in 0..3 {
+    ///     store.upsert(&mut Session::new_login("alice", Duration::from_secs(3600))).await?;
+    /// }
+    /// store.upsert(&mut Session::new_login("bob", Duration::from_secs(3600))).await?;
+    ///
+    /// assert_eq!(store.get_all("alice", "full").await?.len(), 3);
+    /// assert!(store.get_all("alice", "oauth2").await?.is_empty());
+    /// # Ok::<(), charon_sessions::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`StoreError::InvalidInput`] for a bad user id or type; connection,
@@ -246,6 +319,23 @@ pub trait SessionStore: Send + Sync {
     /// everywhere"); other users and other types are untouched.
     ///
     /// Redis: one `DEL key`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use charon_sessions::{LocalStore, Session, SessionStore};
+    ///
+    /// let store = LocalStore::new();
+    /// for user in ["alice", "alice", "bob"] {
+    ///     store.upsert(&mut Session::new_login(user, Duration::from_secs(3600))).await?;
+    /// }
+    ///
+    /// store.delete_all("alice", "full").await?;
+    /// assert!(store.get_all("alice", "full").await?.is_empty());
+    /// assert_eq!(store.get_all("bob", "full").await?.len(), 1);
+    /// # Ok::<(), charon_sessions::StoreError>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
