@@ -43,8 +43,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `--redis` URL; a [`UsageError`] without one, since the embedded
 /// in-memory store lives inside one process and another process has nothing
-/// to administer.
+/// to administer, or when `--key-prefix` breaks the library's rule.
 pub fn redis_url<'a>(store: &'a StoreArgs, command: &str) -> anyhow::Result<&'a str> {
+    charon_sessions::validate_key_prefix(&store.key_prefix)
+        .map_err(|e| UsageError(format!("invalid --key-prefix: {e}")))?;
     store.redis.as_deref().ok_or_else(|| {
         UsageError(format!(
             "`{command}` needs --redis URL (or CHARON_REDIS_URL): the in-memory LocalStore \

@@ -288,15 +288,18 @@ async fn acl(
             None => None,
         };
         let (allowed, how) = match verdict {
-            Some((allowed, why)) => (allowed, why),
+            Some((allowed, why)) => (Some(allowed), why),
             None => run_probe(raw, &words).await,
         };
         match (allowed, not_needed(command, db)) {
-            (true, _) => report.line(Status::Ok, &name, &format!("allowed ({how})")),
-            (false, Some(why)) => {
+            (Some(true), _) => report.line(Status::Ok, &name, &format!("allowed ({how})")),
+            (Some(false), Some(why)) => {
                 report.line(Status::Skipped, &name, &format!("refused ({how}); {why}"));
             }
-            (false, None) => report.line(Status::Fail, &name, &format!("refused: {how}")),
+            (Some(false), None) => {
+                report.line(Status::Fail, &name, &format!("refused: {how}"));
+            }
+            (None, _) => report.line(Status::Skipped, &name, &how),
         }
     }
 }
@@ -323,16 +326,20 @@ async fn dry_run(
     }
 }
 
-/// Runs the harmless form of the command; only a NOPERM reply means the
-/// right is missing (any other error comes from the command itself, after
-/// the ACL check passed).
-async fn run_probe(raw: &mut MultiplexedConnection, words: &[String]) -> (bool, String) {
+/// Runs the harmless form of the command: `Some(false)` for a NOPERM reply
+/// (the right is missing), `Some(true)` for any other reply, errors
+/// included (they come from the command itself, after the ACL check
+/// passed), `None` when no reply came (connection lost, timeout).
+async fn run_probe(raw: &mut MultiplexedConnection, words: &[String]) -> (Option<bool>, String) {
     let mut cmd = redis::cmd(&words[0]);
     cmd.arg(&words[1..]);
     match cmd.query_async::<Value>(raw).await {
-        Err(e) if is_noperm(&e) => (false, format!("{e} (probed)")),
+        Err(e) if is_noperm(&e) => (Some(false), format!("{e} (probed)")),
+        Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+            (None, format!("cannot inspect: no reply to the probe: {e}"))
+        }
         _ => (
-            true,
+            Some(true),
             "probed: ACL DRYRUN not available to this user".to_owned(),
         ),
     }

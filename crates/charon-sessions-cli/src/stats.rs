@@ -129,7 +129,6 @@ fn split_key<'a>(key: &'a str, key_prefix: &str) -> Option<(&'a str, &'a str)> {
 
 /// Runs `charon-sessions stats`.
 pub async fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
-    charon_sessions::validate_key_prefix(&args.store.key_prefix)?;
     let mut raw = admin::raw_connection(&args.store, "stats").await?;
     let progress = ProgressBar::new_spinner();
     progress.set_style(

@@ -310,6 +310,13 @@ fn admin_commands_need_redis_and_valid_ids() {
         assert_eq!(run.code, 2, "{args:?}: {}", run.all());
         assert!(run.stderr.contains("invalid value"), "{}", run.stderr);
     }
+    let run = cli(&["stats", "--redis", &url, "--key-prefix", "a.b"], &[]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("invalid --key-prefix"),
+        "{}",
+        run.stderr
+    );
 }
 
 async fn fields(conn: &mut MultiplexedConnection, key: &str) -> BTreeSet<String> {
