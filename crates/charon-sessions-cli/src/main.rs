@@ -2,11 +2,22 @@
 //!
 //! One subcommand per file: `demo` (a day of a small service against a
 //! store), `functions` (the Redis function library and the least-privilege
-//! ACL rule). Options shared by every subcommand that opens a store live in
-//! `store_args.rs`.
+//! ACL rule), and the admin commands `list`, `revoke`, `revoke-all`,
+//! `check` and `stats` (what they share is in `admin.rs`). Options shared by
+//! every subcommand that opens a store live in `store_args.rs`.
+//!
+//! Exit status: 0 on success, 1 when the command failed (or, for `check`
+//! and `demo`, found a failure), 2 for a usage error (clap's, or a missing
+//! `--redis` or base secret).
 
+mod admin;
+mod check;
 mod demo;
 mod functions;
+mod list;
+mod revoke;
+mod revoke_all;
+mod stats;
 mod store_args;
 
 use std::process::ExitCode;
@@ -30,6 +41,20 @@ enum Command {
     /// Manage the store's Redis function library: load it with an admin
     /// account, print the ACL rule for a least-privilege application user.
     Functions(functions::FunctionsArgs),
+    /// List a user's sessions of one type (needs the base secret to verify
+    /// them): a table, or JSON with --json.
+    List(list::ListArgs),
+    /// Revoke (delete) one session of a user.
+    Revoke(revoke::RevokeArgs),
+    /// Revoke all of a user's sessions of one type (log out everywhere).
+    RevokeAll(revoke_all::RevokeAllArgs),
+    /// Check a server and Redis user for the store: version, hash field
+    /// expiration, function library, ACL rights, latency; exits non-zero if
+    /// any check fails.
+    Check(check::CheckArgs),
+    /// Count sessions and users under the key prefix (SCAN): histogram of
+    /// sessions per user, per-type breakdown, bytes used.
+    Stats(stats::StatsArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,10 +74,19 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Functions(args) => functions::run(args).await,
+            Command::List(args) => list::run(args).await,
+            Command::Revoke(args) => revoke::run(args).await,
+            Command::RevokeAll(args) => revoke_all::run(args).await,
+            Command::Check(args) => check::run(args).await,
+            Command::Stats(args) => stats::run(args).await,
         }
     });
     match result {
         Ok(code) => code,
+        Err(e) if e.is::<admin::UsageError>() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(admin::USAGE_EXIT)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -1,5 +1,6 @@
 //! Options that choose and open a store: `--redis`, `--key-prefix`,
-//! `--base-secret`. Without `--redis` the embedded in-memory store is used.
+//! `--base-secret` / `--base-secret-file`. Without `--redis` the embedded
+//! in-memory store is used (the admin commands refuse that: see `admin.rs`).
 
 use std::sync::Arc;
 
@@ -37,6 +38,11 @@ pub struct StoreArgs {
         hide_env_values = true
     )]
     pub base_secret: Option<String>,
+
+    /// File holding the base secret (one trailing newline is ignored);
+    /// takes precedence over --base-secret and CHARON_BASE_SECRET.
+    #[arg(long, value_name = "FILE")]
+    pub base_secret_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for StoreArgs {
@@ -48,6 +54,7 @@ impl std::fmt::Debug for StoreArgs {
                 "base_secret",
                 &self.base_secret.as_ref().map(|_| "<redacted>"),
             )
+            .field("base_secret_file", &self.base_secret_file)
             .finish()
     }
 }
@@ -59,6 +66,30 @@ pub struct OpenStore {
 }
 
 impl StoreArgs {
+    /// The base secret: the contents of `--base-secret-file` (less one
+    /// trailing newline), else `--base-secret` / `CHARON_BASE_SECRET`.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read, is not UTF-8, or is empty.
+    pub fn base_secret(&self) -> anyhow::Result<Option<String>> {
+        let Some(path) = &self.base_secret_file else {
+            return Ok(self.base_secret.clone());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the base secret file {}", path.display()))?;
+        let secret = text
+            .strip_suffix('\n')
+            .map(|s| s.strip_suffix('\r').unwrap_or(s))
+            .unwrap_or(&text);
+        anyhow::ensure!(
+            !secret.is_empty(),
+            "the base secret file {} is empty",
+            path.display()
+        );
+        Ok(Some(secret.to_owned()))
+    }
+
     /// Opens the store these options name.
     pub async fn open(&self) -> anyhow::Result<OpenStore> {
         let Some(url) = &self.redis else {
@@ -67,11 +98,11 @@ impl StoreArgs {
                 description: "embedded in-memory store (LocalStore)".to_owned(),
             });
         };
-        let signing_key = match &self.base_secret {
+        let signing_key = match &self.base_secret()? {
             Some(secret) => SigningKey::from_base_secret(secret.as_bytes()),
             None => {
                 eprintln!(
-                    "note: no --base-secret or CHARON_BASE_SECRET given; using a random one, \
+                    "note: no --base-secret, --base-secret-file or CHARON_BASE_SECRET given; using a random one, \
                      so the sessions written now cannot be read by any other process"
                 );
                 SigningKey::from_bytes(charon_sessions::random_id().as_bytes())

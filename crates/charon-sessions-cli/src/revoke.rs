@@ -1,0 +1,61 @@
+//! `charon-sessions revoke`: delete one session (log out one device).
+//!
+//! Runs `HEXISTS <key> <session id>` to tell whether the session existed,
+//! then [`SessionStore::delete`] (`HDEL <key> <session id> l.<session id>`).
+//! Revoking a session that does not exist is not an error: the command says
+//! so and exits 0. Needs no base secret: nothing is verified.
+
+use std::process::ExitCode;
+
+use charon_sessions::SessionStore as _;
+use clap::Args;
+
+use crate::admin;
+use crate::store_args::StoreArgs;
+
+/// Options of `charon-sessions revoke`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+
+    /// The user the session belongs to.
+    #[arg(long, value_name = "USER_ID", value_parser = admin::parse_user_id)]
+    user: String,
+
+    /// The session to revoke.
+    #[arg(long, value_name = "SESSION_ID", value_parser = admin::parse_session_id)]
+    session: String,
+
+    /// Session type.
+    #[arg(long = "type", value_name = "TYPE", default_value = charon_sessions::DEFAULT_SESSION_TYPE,
+          value_parser = admin::parse_session_type)]
+    session_type: String,
+}
+
+/// Runs `charon-sessions revoke`.
+pub async fn run(args: RevokeArgs) -> anyhow::Result<ExitCode> {
+    let store = admin::open_store(&args.store, "revoke", None).await?;
+    let mut raw = admin::raw_connection(&args.store, "revoke").await?;
+    let hash = admin::hash_key(&args.store.key_prefix, &args.user, &args.session_type);
+    let existed: bool = redis::cmd("HEXISTS")
+        .arg(&hash)
+        .arg(&args.session)
+        .query_async(&mut raw)
+        .await?;
+    store
+        .delete(&args.session, &args.user, &args.session_type)
+        .await?;
+    if existed {
+        println!(
+            "revoked session {} of user {:?}, type {:?}",
+            args.session, args.user, args.session_type
+        );
+    } else {
+        println!(
+            "no session {} of user {:?}, type {:?}: nothing to revoke",
+            args.session, args.user, args.session_type
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,45 @@
+//! `charon-sessions revoke-all`: delete all of a user's sessions of one
+//! type (log out everywhere).
+//!
+//! Counts the session fields first (`HKEYS <key>`, lock fields left out),
+//! then runs [`SessionStore::delete_all`] (`DEL <key>`). Exits 0 also when
+//! the user had no session. Needs no base secret: nothing is verified.
+
+use std::process::ExitCode;
+
+use charon_sessions::SessionStore as _;
+use clap::Args;
+
+use crate::admin;
+use crate::store_args::StoreArgs;
+
+/// Options of `charon-sessions revoke-all`.
+#[derive(Debug, Args)]
+pub struct RevokeAllArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+
+    /// The user whose sessions to revoke.
+    #[arg(long, value_name = "USER_ID", value_parser = admin::parse_user_id)]
+    user: String,
+
+    /// Session type.
+    #[arg(long = "type", value_name = "TYPE", default_value = charon_sessions::DEFAULT_SESSION_TYPE,
+          value_parser = admin::parse_session_type)]
+    session_type: String,
+}
+
+/// Runs `charon-sessions revoke-all`.
+pub async fn run(args: RevokeAllArgs) -> anyhow::Result<ExitCode> {
+    let store = admin::open_store(&args.store, "revoke-all", None).await?;
+    let mut raw = admin::raw_connection(&args.store, "revoke-all").await?;
+    let hash = admin::hash_key(&args.store.key_prefix, &args.user, &args.session_type);
+    let fields: Vec<Vec<u8>> = redis::cmd("HKEYS").arg(&hash).query_async(&mut raw).await?;
+    let sessions = fields.iter().filter(|f| admin::is_session_field(f)).count();
+    store.delete_all(&args.user, &args.session_type).await?;
+    println!(
+        "revoked {sessions} session(s) of user {:?}, type {:?}",
+        args.user, args.session_type
+    );
+    Ok(ExitCode::SUCCESS)
+}
