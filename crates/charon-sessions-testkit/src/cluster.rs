@@ -75,7 +75,7 @@ impl TestCluster {
     }
 
     /// Waits until every running node reports `cluster_state:ok`, all slots
-    /// ok and all six nodes known.
+    /// ok and all six nodes known, and every primary has its replica in sync.
     ///
     /// # Panics
     ///
@@ -86,9 +86,19 @@ impl TestCluster {
         while Instant::now() < deadline {
             let all_ok = self.running().all(|node| {
                 let info = redis_cli(node.port(), &["CLUSTER", "INFO"]).unwrap_or_default();
+                let replication =
+                    redis_cli(node.port(), &["INFO", "replication"]).unwrap_or_default();
+                // A primary's replica has finished its first sync, or this
+                // is a replica whose link is up.
+                let synced = (replication.contains("role:master")
+                    && replication.contains("connected_slaves:1")
+                    && replication.contains("state=online"))
+                    || replication.contains("master_link_status:up");
                 let ok = info.contains("cluster_state:ok")
                     && info.contains("cluster_slots_ok:16384")
-                    && info.contains("cluster_known_nodes:6");
+                    && info.contains("cluster_known_nodes:6")
+                    && synced;
+                let info = format!("{info}{replication}");
                 if !ok {
                     last = format!("node {}: {info}", node.port());
                 }

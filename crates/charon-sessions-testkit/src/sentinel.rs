@@ -114,6 +114,11 @@ impl TestSentinel {
         Ok(())
     }
 
+    /// The name the sentinels monitor the primary by.
+    pub fn primary_name(&self) -> &'static str {
+        PRIMARY_NAME
+    }
+
     /// `redis://127.0.0.1:<port>` of each sentinel.
     pub fn sentinel_urls(&self) -> Vec<String> {
         self.sentinels.iter().map(TestServer::url).collect()

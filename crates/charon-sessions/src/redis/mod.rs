@@ -14,12 +14,12 @@ pub(crate) mod functions;
 pub(crate) mod keys;
 pub(crate) mod pool;
 pub(crate) mod server;
+pub(crate) mod topology;
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redis::AsyncConnectionConfig;
 use tracing::warn;
 
 use self::config::RedisStoreConfig;
@@ -69,6 +69,8 @@ pub struct RedisStore {
     max_session_size: usize,
     /// Kind and version found at connect.
     server: ServerInfo,
+    /// `WAIT` after each upsert: replicas and timeout.
+    wait_for_replicas: Option<(usize, std::time::Duration)>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -124,6 +126,7 @@ impl RedisStore {
             key_prefix: config.key_prefix,
             max_session_size: config.max_session_size,
             server,
+            wait_for_replicas: config.wait_for_replicas,
         })
     }
 
@@ -228,12 +231,10 @@ async fn prepare_server(
     Ok((manager, server))
 }
 
-/// The connection factory for `config`: URL, TLS certificates, timeouts.
+/// The connection factory for `config`: topology, URLs, TLS certificates,
+/// timeouts.
 fn connection_manager(config: &RedisStoreConfig) -> Result<ConnectionManager, StoreError> {
-    let connection_config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(config.connect_timeout))
-        .set_response_timeout(Some(config.command_timeout));
-    Ok(ConnectionManager::new(config.client()?, connection_config))
+    Ok(ConnectionManager::new(topology::Connector::new(config)?))
 }
 
 #[async_trait]
@@ -269,7 +270,8 @@ impl SessionStore for RedisStore {
             session.refresh_expires_at,
         );
         let mut conn = self.pool.get().await?;
-        let written: i64 = match cmd.query_async(&mut *conn).await {
+        let wait = self.wait_for_replicas;
+        let (written, acknowledged) = match functions::call_upsert(&mut *conn, &cmd, wait).await {
             Err(e) if functions::is_function_not_found(&e) && !self.register_functions => {
                 return Err(StoreError::FunctionLibraryMissing(
                     functions::LIBRARY.name.clone(),
@@ -281,7 +283,9 @@ impl SessionStore for RedisStore {
                     "function library missing on the server (restart, FUNCTION FLUSH or failover): registering it again"
                 );
                 functions::load(&mut *conn).await?;
-                cmd.query_async(&mut *conn).await.map_err(store_error)?
+                functions::call_upsert(&mut *conn, &cmd, wait)
+                    .await
+                    .map_err(store_error)?
             }
             result => result.map_err(store_error)?,
         };
@@ -289,6 +293,14 @@ impl SessionStore for RedisStore {
             return Err(StoreError::Conflict);
         }
         session.lock_version = new_lock;
+        if let (Some((required, _)), Some(acknowledged)) = (wait, acknowledged)
+            && acknowledged < required
+        {
+            return Err(StoreError::ReplicationTimeout {
+                acknowledged,
+                required,
+            });
+        }
         Ok(())
     }
 
