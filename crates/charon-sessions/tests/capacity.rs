@@ -182,10 +182,24 @@ async fn ops_per_second_and_wait_cost() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let store = single(&primary, 10).await;
+    // The server's own CPU time (user + system, so including its network
+    // I/O) per operation: what bounds one primary's throughput.
+    let cpu = || -> f64 {
+        redis_cli(primary.port(), &["INFO", "cpu"])
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+            .map(|l| l.split(':').nth(1).unwrap().trim().parse::<f64>().unwrap())
+            .sum()
+    };
     for op in [Op::Get, Op::Upsert, Op::GetAll] {
+        let before = cpu();
+        let started = Instant::now();
         let m = measure(Arc::clone(&store), op, 1000).await;
+        let calls = m.0 * started.elapsed().as_secs_f64();
+        let per_call = (cpu() - before) / calls * 1e6;
         println!(
-            "FIGURES one primary, {TASKS} tasks, {}",
+            "FIGURES one primary, {TASKS} tasks, {}, server CPU {per_call:.1} us per call (setup upserts included)",
             line(&format!("{op:?}"), m)
         );
     }
