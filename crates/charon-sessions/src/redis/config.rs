@@ -602,6 +602,45 @@ mod tests {
     }
 
     #[test]
+    fn cluster_and_sentinel_debug_redacts_passwords() {
+        let key = || SigningKey::from_bytes(b"k");
+        let cluster = RedisStoreConfig::cluster(
+            [
+                "redis://:hunter2@10.0.0.1:6379",
+                "redis://:hunter2@10.0.0.2:6379",
+            ],
+            key(),
+        );
+        let sentinel =
+            RedisStoreConfig::sentinel(["redis://:hunter2@10.0.1.1:26379"], "sessions", key())
+                .sentinel_node_credentials(Some("app".into()), "hunter3");
+        for shown in [format!("{cluster:?}"), format!("{sentinel:?}")] {
+            assert!(!shown.contains("hunter"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+        assert!(format!("{sentinel:?}").contains("sessions"));
+    }
+
+    #[test]
+    fn topology_and_wait_checks() {
+        let key = || SigningKey::from_bytes(b"k");
+        let msg = |c: RedisStoreConfig| c.check().unwrap_err().to_string();
+        assert!(msg(RedisStoreConfig::cluster(Vec::<String>::new(), key())).contains("seed"));
+        assert!(
+            msg(RedisStoreConfig::sentinel(["redis://s"], "", key())).contains("primary's name")
+        );
+        assert!(
+            msg(config("redis://x").wait_for_replicas(0, Duration::from_secs(1)))
+                .contains("at least 1 replica")
+        );
+        assert!(msg(config("redis://x").wait_for_replicas(1, Duration::ZERO)).contains("1 ms"));
+        config("redis://x")
+            .wait_for_replicas(1, Duration::from_millis(100))
+            .check()
+            .unwrap();
+    }
+
+    #[test]
     fn cross_field_checks() {
         let msg = |c: RedisStoreConfig| c.check().unwrap_err().to_string();
         assert!(msg(config("redis://x").pool_size(0)).contains("pool_size"));

@@ -3,7 +3,8 @@
 //!
 //! Owns everything that talks to Redis: configuration ([`config`]), key
 //! layout ([`keys`]), the function library ([`functions`]), the server check
-//! ([`server`]) and the pool ([`pool`]). Data flows one way: validate →
+//! ([`server`]), connecting to one server, a cluster or through Sentinel
+//! ([`topology`]) and the pool ([`pool`]). Data flows one way: validate →
 //! key/encode/sign → one Redis command → verify/decode → result. It never
 //! retries an operation, except `FCALL` once after re-registering a lost
 //! function library.
