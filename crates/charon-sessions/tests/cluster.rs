@@ -146,3 +146,38 @@ async fn primary_killed_under_load_with_wait() {
     )
     .await;
 }
+
+/// With `wait_for_replicas`, the `WAIT` goes to the node that ran the
+/// upsert's `FCALL` (same pipeline): on every primary, as many `WAIT`s as
+/// `FCALL`s, and every primary took some.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_goes_to_the_node_of_the_upsert() {
+    let cluster = start().await;
+    let config = RedisStoreConfig::cluster(cluster.urls(), test_key())
+        .wait_for_replicas(1, Duration::from_secs(2));
+    let store = connect(config, &cluster).await;
+    for i in 0..60 {
+        store
+            .upsert(&mut login(&format!("wait-{i}")))
+            .await
+            .unwrap();
+    }
+    let calls = |stats: &str, command: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let mut per_node = Vec::new();
+    for p in cluster.primaries() {
+        let stats = redis_cli(cluster.nodes()[p].port(), &["INFO", "commandstats"]).unwrap();
+        per_node.push((calls(&stats, "fcall"), calls(&stats, "wait")));
+    }
+    println!("FIGURES WAIT routing: (FCALL, WAIT) per primary {per_node:?}");
+    assert!(
+        per_node.iter().all(|(f, w)| f == w && *f > 0),
+        "{per_node:?}"
+    );
+    assert_eq!(per_node.iter().map(|(f, _)| f).sum::<u64>(), 60);
+}
