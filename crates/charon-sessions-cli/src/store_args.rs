@@ -1,5 +1,6 @@
-//! Options that choose and open a store: `--redis`, `--key-prefix`,
-//! `--base-secret` / `--base-secret-file`. Without `--redis` the embedded
+//! Options that choose and open a store: `--redis`, `--cluster`,
+//! `--sentinel` with `--primary-name`, `--key-prefix`, `--base-secret` /
+//! `--base-secret-file`. Without any of the first three the embedded
 //! in-memory store is used (the admin commands refuse that: see `admin.rs`).
 
 use std::sync::Arc;
@@ -22,6 +23,34 @@ pub struct StoreArgs {
         hide_env_values = true
     )]
     pub redis: Option<String>,
+
+    /// Redis Cluster seed node URLs, comma-separated (any few of the nodes).
+    #[arg(
+        long,
+        value_name = "URL,URL,...",
+        value_delimiter = ',',
+        conflicts_with_all = ["redis", "sentinel"],
+        env = "CHARON_REDIS_CLUSTER",
+        hide_env_values = true
+    )]
+    pub cluster: Vec<String>,
+
+    /// Redis Sentinel URLs, comma-separated; the store follows the primary
+    /// they name (see --primary-name).
+    #[arg(
+        long,
+        value_name = "URL,URL,...",
+        value_delimiter = ',',
+        conflicts_with = "redis",
+        requires = "primary_name",
+        env = "CHARON_REDIS_SENTINEL",
+        hide_env_values = true
+    )]
+    pub sentinel: Vec<String>,
+
+    /// The name the sentinels monitor the primary by (`sentinel monitor <name> ...`).
+    #[arg(long, value_name = "NAME", requires = "sentinel")]
+    pub primary_name: Option<String>,
 
     /// Prefix of the store's Redis keys.
     #[arg(long, value_name = "PREFIX", default_value = charon_sessions::DEFAULT_KEY_PREFIX)]
@@ -49,6 +78,9 @@ impl std::fmt::Debug for StoreArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreArgs")
             .field("redis", &self.redis.as_ref().map(|_| "<set>"))
+            .field("cluster", &format!("<{} URLs>", self.cluster.len()))
+            .field("sentinel", &format!("<{} URLs>", self.sentinel.len()))
+            .field("primary_name", &self.primary_name)
             .field("key_prefix", &self.key_prefix)
             .field(
                 "base_secret",
@@ -92,7 +124,7 @@ impl StoreArgs {
 
     /// Opens the store these options name.
     pub async fn open(&self) -> anyhow::Result<OpenStore> {
-        let Some(url) = &self.redis else {
+        if self.redis.is_none() && self.cluster.is_empty() && self.sentinel.is_empty() {
             return Ok(OpenStore {
                 store: Arc::new(LocalStore::new()),
                 description: "embedded in-memory store (LocalStore)".to_owned(),
@@ -108,12 +140,31 @@ impl StoreArgs {
                 SigningKey::from_bytes(charon_sessions::random_id().as_bytes())
             }
         };
-        let config = RedisStoreConfig::new(url.clone(), signing_key).key_prefix(&self.key_prefix);
+        let (config, topology) = if !self.cluster.is_empty() {
+            let n = self.cluster.len();
+            (
+                RedisStoreConfig::cluster(self.cluster.clone(), signing_key),
+                format!("Redis Cluster ({n} seed nodes)"),
+            )
+        } else if !self.sentinel.is_empty() {
+            let name = self.primary_name.clone().unwrap_or_default();
+            (
+                RedisStoreConfig::sentinel(self.sentinel.clone(), name.clone(), signing_key),
+                format!("primary {name:?} through {} sentinels", self.sentinel.len()),
+            )
+        } else {
+            let url = self.redis.clone().unwrap_or_default();
+            (
+                RedisStoreConfig::new(url, signing_key),
+                "one server".to_owned(),
+            )
+        };
+        let config = config.key_prefix(&self.key_prefix);
         let store = RedisStore::connect(config)
             .await
             .context("cannot open the Redis store")?;
         let description = format!(
-            "RedisStore on {} (key prefix {:?})",
+            "RedisStore on {} ({topology}, key prefix {:?})",
             store.server(),
             self.key_prefix
         );

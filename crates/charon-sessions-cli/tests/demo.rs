@@ -10,6 +10,8 @@ fn demo(args: &[&str]) -> (bool, String) {
         .arg("demo")
         .args(args)
         .env_remove("CHARON_REDIS_URL")
+        .env_remove("CHARON_REDIS_CLUSTER")
+        .env_remove("CHARON_REDIS_SENTINEL")
         .env_remove("CHARON_BASE_SECRET")
         .output()
         .expect("run charon-sessions demo");
@@ -79,4 +81,25 @@ fn demo_reports_unreachable_server() {
     let (ok, text) = demo(&["--redis", &format!("redis://127.0.0.1:{port}")]);
     assert!(!ok, "{text}");
     assert!(text.contains("cannot open the Redis store"), "{text}");
+}
+
+/// `--cluster URL,URL,...` runs the demo on a 3-primary Redis cluster, and
+/// `--sentinel URL,URL,... --primary-name NAME` through Sentinel.
+#[test]
+fn demo_passes_on_cluster_and_sentinel() {
+    let cluster = charon_sessions_testkit::TestCluster::start();
+    let seeds = cluster.urls().join(",");
+    assert_demo_passes(&["--cluster", &seeds], "(Redis Cluster (6 seed nodes)");
+    drop(cluster);
+    let setup = charon_sessions_testkit::TestSentinel::start();
+    let sentinels = setup.sentinel_urls().join(",");
+    assert_demo_passes(
+        &[
+            "--sentinel",
+            &sentinels,
+            "--primary-name",
+            setup.primary_name(),
+        ],
+        "through 3 sentinels",
+    );
 }

@@ -12,6 +12,14 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+mod cli;
+mod cluster;
+mod sentinel;
+
+pub use cli::redis_cli;
+pub use cluster::TestCluster;
+pub use sentinel::TestSentinel;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -115,6 +123,9 @@ pub struct TestServer {
     binary: PathBuf,
     port: u16,
     extra_args: Vec<String>,
+    /// A configuration file passed as the first argument (sentinels need
+    /// one they can rewrite).
+    config_file: Option<PathBuf>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -133,20 +144,34 @@ impl TestServer {
     /// Like [`start`](Self::start), with extra `--option value` arguments
     /// (e.g. `["--requirepass", "pw"]`).
     pub fn start_with(flavor: Flavor, extra_args: &[&str]) -> TestServer {
+        Self::start_configured(flavor, extra_args, |_, _| None)
+    }
+
+    /// Like [`start_with`](Self::start_with); `config` is called with the
+    /// chosen port and the server's directory and may write a configuration
+    /// file there, whose path then comes first on the command line.
+    pub fn start_configured(
+        flavor: Flavor,
+        extra_args: &[&str],
+        config: impl Fn(u16, &Path) -> Option<PathBuf>,
+    ) -> TestServer {
         let binary = flavor.binary();
         // Another process may take the port between probing it and the server
         // binding it: try a few ports.
         let mut last_log = String::new();
         for _ in 0..5 {
+            let port = free_port();
+            let dir = tempfile::Builder::new()
+                .prefix("charon-sessions-test-")
+                .tempdir()
+                .expect("create a temporary directory");
             let mut server = TestServer {
                 flavor,
                 binary: binary.clone(),
-                port: free_port(),
+                port,
                 extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-                dir: tempfile::Builder::new()
-                    .prefix("charon-sessions-test-")
-                    .tempdir()
-                    .expect("create a temporary directory"),
+                config_file: config(port, dir.path()),
+                dir,
                 child: None,
             };
             if server.spawn_and_wait() {
@@ -163,6 +188,9 @@ impl TestServer {
     fn spawn_and_wait(&mut self) -> bool {
         let log = self.log_path();
         let mut cmd = Command::new(&self.binary);
+        if let Some(file) = &self.config_file {
+            cmd.arg(file);
+        }
         cmd.args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])

@@ -43,8 +43,9 @@
 //! * [`LocalStore`] (`local.rs`): in memory, same semantics.
 //! * [`RedisStore`] (`redis/`): configuration ([`RedisStoreConfig`]), key
 //!   layout, the Lua function library, the least-privilege ACL rule
-//!   ([`acl_rule`]), the server check ([`ServerInfo`]) and the connection
-//!   pool ([`PoolState`]; deadpool).
+//!   ([`acl_rule`]), the server check ([`ServerInfo`]), the topology
+//!   (`topology.rs`: one server, Redis Cluster or Sentinel, through
+//!   redis-rs) and the connection pool ([`PoolState`]; deadpool).
 //!
 //! # Requirements
 //!

@@ -63,6 +63,21 @@ pub enum StoreError {
         "the function library {0} is not loaded on the server; load it with `charon-sessions functions load` (register_functions is off)"
     )]
     FunctionLibraryMissing(String),
+    /// The upsert was applied on the primary, but fewer replicas than
+    /// [`wait_for_replicas`](crate::RedisStoreConfig::wait_for_replicas)
+    /// asks for acknowledged it within its timeout (`WAIT`). The session
+    /// *is* stored (and the caller's copy carries the new lock version);
+    /// what is missing is the promise that it survives a failover. Nothing
+    /// to undo; alert if it persists (a replica is down or lagging).
+    #[error(
+        "upsert applied on the primary, but only {acknowledged} of the {required} required replicas acknowledged it in time"
+    )]
+    ReplicationTimeout {
+        /// Replicas that acknowledged the write (`WAIT`'s reply).
+        acknowledged: usize,
+        /// Replicas required.
+        required: usize,
+    },
     /// The server is too old or of an unknown kind.
     #[error("unsupported server: found {found}, but charon-sessions requires {required}")]
     UnsupportedServer {
@@ -94,7 +109,7 @@ impl StoreError {
     /// A short, stable name of the error kind, as used in metric labels and
     /// span fields: `conflict`, `invalid_input`, `pool_timeout`,
     /// `connection`, `auth`, `server`, `function_library_missing`,
-    /// `unsupported_server`.
+    /// `replication_timeout`, `unsupported_server`.
     pub fn kind(&self) -> &'static str {
         match self {
             StoreError::Conflict => "conflict",
@@ -104,6 +119,7 @@ impl StoreError {
             StoreError::Auth(_) => "auth",
             StoreError::Server(_) => "server",
             StoreError::FunctionLibraryMissing(_) => "function_library_missing",
+            StoreError::ReplicationTimeout { .. } => "replication_timeout",
             StoreError::UnsupportedServer { .. } => "unsupported_server",
         }
     }

@@ -12,6 +12,34 @@ use crate::store::{DEFAULT_MAX_SESSION_SIZE, StoreError};
 /// The default key prefix, Charon's.
 pub const DEFAULT_KEY_PREFIX: &str = "charon_";
 
+/// Where the data lives: one server, a cluster, or a primary found
+/// through Sentinel.
+#[derive(Clone)]
+pub(crate) enum Topology {
+    /// One server at `url` (its replicas, if any, are not used).
+    Single {
+        /// `redis://`, `rediss://` or `redis+unix://`.
+        url: String,
+    },
+    /// A Redis Cluster, discovered from any of the seed nodes.
+    Cluster {
+        /// `redis://` or `rediss://` URLs of some of the nodes.
+        seeds: Vec<String>,
+    },
+    /// A primary the sentinels name, followed across failovers.
+    Sentinel {
+        /// `redis://` or `rediss://` URLs of the sentinels, with the
+        /// sentinels' own credentials.
+        sentinels: Vec<String>,
+        /// The name the sentinels monitor the primary by.
+        primary_name: String,
+        /// Username for the data nodes (`None`: the default user).
+        node_username: Option<String>,
+        /// Password for the data nodes.
+        node_password: Option<String>,
+    },
+}
+
 /// Configuration of a [`RedisStore`](crate::RedisStore).
 ///
 /// ```
@@ -28,7 +56,7 @@ pub const DEFAULT_KEY_PREFIX: &str = "charon_";
 /// ```
 #[derive(Clone)]
 pub struct RedisStoreConfig {
-    pub(crate) url: String,
+    pub(crate) topology: Topology,
     pub(crate) signing_key: SigningKey,
     pub(crate) key_prefix: String,
     pub(crate) pool_size: usize,
@@ -43,6 +71,8 @@ pub struct RedisStoreConfig {
     pub(crate) record_user_ids: bool,
     pub(crate) tls_root_certificate: Option<Vec<u8>>,
     pub(crate) tls_client_certificate: Option<(Vec<u8>, Vec<u8>)>,
+    pub(crate) wait_for_replicas: Option<(usize, Duration)>,
+    pub(crate) read_from_replicas: bool,
 }
 
 impl RedisStoreConfig {
@@ -52,8 +82,68 @@ impl RedisStoreConfig {
     /// `rediss://…` (TLS, verified against the system's root certificates)
     /// and `redis+unix:///path/to/socket[?db=N&user=U&pass=P]`.
     pub fn new(url: impl Into<String>, signing_key: SigningKey) -> RedisStoreConfig {
+        Self::with_topology(Topology::Single { url: url.into() }, signing_key)
+    }
+
+    /// A configuration for a Redis Cluster reached through `seed_urls`
+    /// (`redis://[user][:password@]host:port` or `rediss://…`; any few of
+    /// the nodes: the client learns the others with `CLUSTER SLOTS` and
+    /// follows `MOVED`/`ASK` redirections and failovers by itself).
+    ///
+    /// Every operation touches one key, so each runs on the one primary
+    /// that owns the key's slot and stays atomic. The function library is
+    /// loaded on every primary at connect, and again on all primaries when
+    /// one of them answers "function not found" (a promoted replica, an
+    /// added node).
+    ///
+    /// Pool sizing differs from a single server: each pooled connection is
+    /// a cluster connection holding one multiplexed socket per node, so the
+    /// pool opens up to `(pool_size + pool_max_overflow) × nodes` sockets.
+    pub fn cluster<I, U>(seed_urls: I, signing_key: SigningKey) -> RedisStoreConfig
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        let seeds = seed_urls.into_iter().map(Into::into).collect();
+        Self::with_topology(Topology::Cluster { seeds }, signing_key)
+    }
+
+    /// A configuration for a primary monitored by Redis Sentinel:
+    /// `sentinel_urls` are the sentinels (`redis://[user][:password@]host:port`
+    /// with the sentinels' own credentials, if any; `rediss://` for TLS,
+    /// which then also applies to the data nodes), `primary_name` the name
+    /// they monitor it by (`sentinel monitor <name> …`).
+    ///
+    /// Each new pooled connection asks the sentinels for the current
+    /// primary (`SENTINEL MASTERS`) and checks that it is one (`ROLE`).
+    /// After a failover, connections to the old primary fail (closed, or
+    /// `READONLY` once it is demoted) and are replaced at their next
+    /// checkout by connections to the new one; the function library is
+    /// loaded there at the first upsert that finds it missing.
+    ///
+    /// The data nodes' credentials, when they differ from none, are set with
+    /// [`sentinel_node_credentials`](Self::sentinel_node_credentials).
+    pub fn sentinel<I, U>(
+        sentinel_urls: I,
+        primary_name: impl Into<String>,
+        signing_key: SigningKey,
+    ) -> RedisStoreConfig
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        let topology = Topology::Sentinel {
+            sentinels: sentinel_urls.into_iter().map(Into::into).collect(),
+            primary_name: primary_name.into(),
+            node_username: None,
+            node_password: None,
+        };
+        Self::with_topology(topology, signing_key)
+    }
+
+    fn with_topology(topology: Topology, signing_key: SigningKey) -> RedisStoreConfig {
         RedisStoreConfig {
-            url: url.into(),
+            topology,
             signing_key,
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
             pool_size: 10,
@@ -68,7 +158,74 @@ impl RedisStoreConfig {
             record_user_ids: true,
             tls_root_certificate: None,
             tls_client_certificate: None,
+            wait_for_replicas: None,
+            read_from_replicas: false,
         }
+    }
+
+    /// The username (or `None` for the default user) and password for the
+    /// data nodes of a [`sentinel`](Self::sentinel) configuration, which may
+    /// differ from the sentinels' own (those go into the sentinel URLs).
+    /// Ignored by the other topologies, whose URLs carry the credentials.
+    /// The password is never shown in `Debug` output.
+    ///
+    /// Defaults to none (no `AUTH` on the data nodes).
+    #[must_use]
+    pub fn sentinel_node_credentials(
+        mut self,
+        username: Option<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        if let Topology::Sentinel {
+            node_username,
+            node_password,
+            ..
+        } = &mut self.topology
+        {
+            *node_username = username;
+            *node_password = Some(password.into());
+        }
+        self
+    }
+
+    /// After each upsert, wait until at least `replicas` replicas of the
+    /// primary that took it have acknowledged it (`WAIT replicas
+    /// timeout_ms`, sent in the same round trip as the `FCALL`, to the same
+    /// node), or `timeout` has passed.
+    ///
+    /// Redis replication is asynchronous: without this, an upsert the store
+    /// acknowledged can be lost when its primary dies before the replica
+    /// that takes over received it. With it, an acknowledged upsert is on
+    /// `replicas` replicas too (in their memory: still lost if those die as
+    /// well, and `WAIT` does not make the failover pick an up-to-date
+    /// replica, so a loss remains possible, only much rarer). When fewer
+    /// replicas acknowledge in time, the upsert fails with
+    /// [`StoreError::ReplicationTimeout`]; the write *was* applied on the
+    /// primary then. Costs a round trip's worth of latency to the replica on
+    /// every upsert (see `RELIABILITY.md` for figures).
+    ///
+    /// Defaults to off (`None`).
+    #[must_use]
+    pub fn wait_for_replicas(mut self, replicas: usize, timeout: Duration) -> Self {
+        self.wait_for_replicas = Some((replicas, timeout));
+        self
+    }
+
+    /// In a [`cluster`](Self::cluster), send `get` and `get_all` to
+    /// replicas instead of primaries, to spread the read load.
+    ///
+    /// What it costs: replication is asynchronous, so a read right after an
+    /// upsert may return the previous version of a session (whose
+    /// `lock_version` then makes the next upsert a
+    /// [`StoreError::Conflict`]), or miss a session just created, or still
+    /// see one just deleted. Refresh flows that read and then upsert should
+    /// keep reading from primaries. Ignored by the other topologies.
+    ///
+    /// Defaults to `false`.
+    #[must_use]
+    pub fn read_from_replicas(mut self, read_from_replicas: bool) -> Self {
+        self.read_from_replicas = read_from_replicas;
+        self
     }
 
     /// Prefix of every key the store uses: keys are
@@ -223,19 +380,13 @@ impl RedisStoreConfig {
         self
     }
 
-    /// The redis-rs client for this configuration.
-    ///
-    /// Connections speak RESP3, whatever the URL says: it is what lets
+    /// `url` parsed, speaking RESP3 whatever the URL says: it is what lets
     /// redis-rs tell the pool that an idle connection's socket closed.
-    pub(crate) fn client(&self) -> Result<redis::Client, StoreError> {
+    pub(crate) fn connection_info(&self, url: &str) -> Result<redis::ConnectionInfo, StoreError> {
         use redis::IntoConnectionInfo as _;
-        let invalid = |e: redis::RedisError| {
-            StoreError::InvalidInput(format!(
-                "url {} is not a valid Redis URL: {e}",
-                redacted_url(&self.url)
-            ))
-        };
-        let info = self.url.as_str().into_connection_info().map_err(invalid)?;
+        let info = url
+            .into_connection_info()
+            .map_err(|e| invalid_url(url, e))?;
         let resp3 = info
             .redis_settings()
             .clone()
@@ -248,10 +399,15 @@ impl RedisStoreConfig {
             // application installed one already.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
+        Ok(info)
+    }
+
+    /// The configured CA and client certificates, if any.
+    pub(crate) fn tls_certificates(&self) -> Option<redis::TlsCertificates> {
         if self.tls_root_certificate.is_none() && self.tls_client_certificate.is_none() {
-            return redis::Client::open(info).map_err(invalid);
+            return None;
         }
-        let certificates = redis::TlsCertificates {
+        Some(redis::TlsCertificates {
             client_tls: self.tls_client_certificate.as_ref().map(|(cert, key)| {
                 redis::ClientTlsConfig {
                     client_cert: cert.clone(),
@@ -259,14 +415,52 @@ impl RedisStoreConfig {
                 }
             }),
             root_cert: self.tls_root_certificate.clone(),
-        };
-        redis::Client::build_with_tls(info, certificates).map_err(invalid)
+        })
+    }
+
+    /// The redis-rs client for one server at `url`, with the configured TLS
+    /// certificates.
+    pub(crate) fn client(&self, url: &str) -> Result<redis::Client, StoreError> {
+        let info = self.connection_info(url)?;
+        match self.tls_certificates() {
+            None => redis::Client::open(info),
+            Some(certificates) => redis::Client::build_with_tls(info, certificates),
+        }
+        .map_err(|e| invalid_url(url, e))
     }
 
     /// The cross-field checks `connect` runs first.
     pub(crate) fn check(&self) -> Result<(), StoreError> {
         validate_key_prefix(&self.key_prefix)?;
         let invalid = |msg: &str| Err(StoreError::InvalidInput(msg.to_owned()));
+        match &self.topology {
+            Topology::Single { .. } => {}
+            Topology::Cluster { seeds } if seeds.is_empty() => {
+                return invalid("a cluster needs at least one seed URL");
+            }
+            Topology::Cluster { .. } => {}
+            Topology::Sentinel {
+                sentinels,
+                primary_name,
+                ..
+            } => {
+                if sentinels.is_empty() {
+                    return invalid("sentinel needs at least one sentinel URL");
+                }
+                if primary_name.is_empty() {
+                    return invalid("sentinel needs the primary's name");
+                }
+            }
+        }
+        if let Some((replicas, timeout)) = self.wait_for_replicas {
+            if replicas == 0 {
+                return invalid("wait_for_replicas needs at least 1 replica");
+            }
+            // WAIT with a timeout of 0 waits forever.
+            if timeout < Duration::from_millis(1) {
+                return invalid("wait_for_replicas timeout must be at least 1 ms");
+            }
+        }
         if self.pool_size == 0 {
             return invalid("pool_size must be at least 1");
         }
@@ -287,6 +481,40 @@ impl RedisStoreConfig {
             return invalid("max_session_size must be greater than zero");
         }
         Ok(())
+    }
+}
+
+fn invalid_url(url: &str, e: redis::RedisError) -> StoreError {
+    StoreError::InvalidInput(format!(
+        "url {} is not a valid Redis URL: {e}",
+        redacted_url(url)
+    ))
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |urls: &[String]| urls.iter().map(|u| redacted_url(u)).collect::<Vec<_>>();
+        match self {
+            Topology::Single { url } => f.debug_tuple("Single").field(&redacted_url(url)).finish(),
+            Topology::Cluster { seeds } => {
+                f.debug_tuple("Cluster").field(&redacted(seeds)).finish()
+            }
+            Topology::Sentinel {
+                sentinels,
+                primary_name,
+                node_username,
+                node_password,
+            } => f
+                .debug_struct("Sentinel")
+                .field("sentinels", &redacted(sentinels))
+                .field("primary_name", primary_name)
+                .field("node_username", node_username)
+                .field(
+                    "node_password",
+                    &node_password.as_ref().map(|_| "<redacted>"),
+                )
+                .finish(),
+        }
     }
 }
 
@@ -323,7 +551,7 @@ pub(crate) fn redacted_url(url: &str) -> String {
 impl fmt::Debug for RedisStoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStoreConfig")
-            .field("url", &redacted_url(&self.url))
+            .field("topology", &self.topology)
             .field("signing_key", &self.signing_key)
             .field("key_prefix", &self.key_prefix)
             .field("pool_size", &self.pool_size)
@@ -347,6 +575,8 @@ impl fmt::Debug for RedisStoreConfig {
                     .as_ref()
                     .map(|_| "<PEM, key redacted>"),
             )
+            .field("wait_for_replicas", &self.wait_for_replicas)
+            .field("read_from_replicas", &self.read_from_replicas)
             .finish()
     }
 }
@@ -385,6 +615,45 @@ mod tests {
             shown.contains("user") && shown.contains("6379/2"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn cluster_and_sentinel_debug_redacts_passwords() {
+        let key = || SigningKey::from_bytes(b"k");
+        let cluster = RedisStoreConfig::cluster(
+            [
+                "redis://:hunter2@10.0.0.1:6379",
+                "redis://:hunter2@10.0.0.2:6379",
+            ],
+            key(),
+        );
+        let sentinel =
+            RedisStoreConfig::sentinel(["redis://:hunter2@10.0.1.1:26379"], "sessions", key())
+                .sentinel_node_credentials(Some("app".into()), "hunter3");
+        for shown in [format!("{cluster:?}"), format!("{sentinel:?}")] {
+            assert!(!shown.contains("hunter"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+        assert!(format!("{sentinel:?}").contains("sessions"));
+    }
+
+    #[test]
+    fn topology_and_wait_checks() {
+        let key = || SigningKey::from_bytes(b"k");
+        let msg = |c: RedisStoreConfig| c.check().unwrap_err().to_string();
+        assert!(msg(RedisStoreConfig::cluster(Vec::<String>::new(), key())).contains("seed"));
+        assert!(
+            msg(RedisStoreConfig::sentinel(["redis://s"], "", key())).contains("primary's name")
+        );
+        assert!(
+            msg(config("redis://x").wait_for_replicas(0, Duration::from_secs(1)))
+                .contains("at least 1 replica")
+        );
+        assert!(msg(config("redis://x").wait_for_replicas(1, Duration::ZERO)).contains("1 ms"));
+        config("redis://x")
+            .wait_for_replicas(1, Duration::from_millis(100))
+            .check()
+            .unwrap();
     }
 
     #[test]

@@ -41,9 +41,12 @@ pub(crate) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
     Library { name, upsert, code }
 });
 
-/// `FUNCTION LOAD REPLACE <library>`.
+/// `FUNCTION LOAD REPLACE <library>`. On a cluster connection redis-rs
+/// sends it to every primary and succeeds only when all of them did; on a
+/// replica-less single server or a sentinel's primary it runs there (the
+/// replicas get it through replication).
 pub(crate) async fn load(conn: &mut impl ConnectionLike) -> Result<(), StoreError> {
-    let _: String = redis::cmd("FUNCTION")
+    let _: redis::Value = redis::cmd("FUNCTION")
         .arg("LOAD")
         .arg("REPLACE")
         .arg(&LIBRARY.code)
@@ -72,6 +75,28 @@ pub(crate) fn upsert_cmd(
         .arg(value)
         .arg(exat);
     cmd
+}
+
+/// Runs `cmd` (an [`upsert_cmd`]) and returns its reply; with
+/// `wait = Some((replicas, timeout))` sends `WAIT replicas timeout_ms` in the
+/// same pipeline, hence the same round trip, to the same node (a cluster
+/// connection routes a pipeline by its first keyed command; `WAIT` has no
+/// key), and also returns how many replicas acknowledged.
+pub(crate) async fn call_upsert(
+    conn: &mut impl ConnectionLike,
+    cmd: &redis::Cmd,
+    wait: Option<(usize, std::time::Duration)>,
+) -> Result<(i64, Option<usize>), redis::RedisError> {
+    let Some((replicas, timeout)) = wait else {
+        return Ok((cmd.query_async(conn).await?, None));
+    };
+    let mut pipe = redis::pipe();
+    pipe.add_command(cmd.clone());
+    pipe.cmd("WAIT")
+        .arg(replicas)
+        .arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+    let (written, acknowledged): (i64, usize) = pipe.query_async(conn).await?;
+    Ok((written, Some(acknowledged)))
 }
 
 /// Whether the server does not know the function (restart without

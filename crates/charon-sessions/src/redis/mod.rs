@@ -3,7 +3,8 @@
 //!
 //! Owns everything that talks to Redis: configuration ([`config`]), key
 //! layout ([`keys`]), the function library ([`functions`]), the server check
-//! ([`server`]) and the pool ([`pool`]). Data flows one way: validate →
+//! ([`server`]), connecting to one server, a cluster or through Sentinel
+//! ([`topology`]) and the pool ([`pool`]). Data flows one way: validate →
 //! key/encode/sign → one Redis command → verify/decode → result. It never
 //! retries an operation, except `FCALL` once after re-registering a lost
 //! function library.
@@ -14,12 +15,12 @@ pub(crate) mod functions;
 pub(crate) mod keys;
 pub(crate) mod pool;
 pub(crate) mod server;
+pub(crate) mod topology;
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redis::AsyncConnectionConfig;
 use tracing::warn;
 
 use self::config::RedisStoreConfig;
@@ -72,6 +73,8 @@ pub struct RedisStore {
     server: ServerInfo,
     /// Whether spans and warnings may carry user ids.
     record_user_ids: bool,
+    /// `WAIT` after each upsert: replicas and timeout.
+    wait_for_replicas: Option<(usize, std::time::Duration)>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -128,6 +131,7 @@ impl RedisStore {
             max_session_size: config.max_session_size,
             server,
             record_user_ids: config.record_user_ids,
+            wait_for_replicas: config.wait_for_replicas,
         })
     }
 
@@ -249,12 +253,10 @@ async fn prepare_server(
     Ok((manager, server))
 }
 
-/// The connection factory for `config`: URL, TLS certificates, timeouts.
+/// The connection factory for `config`: topology, URLs, TLS certificates,
+/// timeouts.
 fn connection_manager(config: &RedisStoreConfig) -> Result<ConnectionManager, StoreError> {
-    let connection_config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(config.connect_timeout))
-        .set_response_timeout(Some(config.command_timeout));
-    Ok(ConnectionManager::new(config.client()?, connection_config))
+    Ok(ConnectionManager::new(topology::Connector::new(config)?))
 }
 
 /// The operations themselves; the trait impl wraps them in telemetry.
@@ -290,7 +292,8 @@ impl RedisStore {
             session.refresh_expires_at,
         );
         let mut conn = self.pool.get().await?;
-        let written: i64 = match cmd.query_async(&mut *conn).await {
+        let wait = self.wait_for_replicas;
+        let (written, acknowledged) = match functions::call_upsert(&mut *conn, &cmd, wait).await {
             Err(e) if functions::is_function_not_found(&e) && !self.register_functions => {
                 return Err(StoreError::FunctionLibraryMissing(
                     functions::LIBRARY.name.clone(),
@@ -303,7 +306,9 @@ impl RedisStore {
                 );
                 functions::load(&mut *conn).await?;
                 telemetry::function_registered();
-                cmd.query_async(&mut *conn).await.map_err(store_error)?
+                functions::call_upsert(&mut *conn, &cmd, wait)
+                    .await
+                    .map_err(store_error)?
             }
             result => result.map_err(store_error)?,
         };
@@ -311,6 +316,14 @@ impl RedisStore {
             return Err(StoreError::Conflict);
         }
         session.lock_version = new_lock;
+        if let (Some((required, _)), Some(acknowledged)) = (wait, acknowledged)
+            && acknowledged < required
+        {
+            return Err(StoreError::ReplicationTimeout {
+                acknowledged,
+                required,
+            });
+        }
         Ok(())
     }
 

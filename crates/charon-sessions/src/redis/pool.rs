@@ -22,38 +22,38 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult};
-use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::{
-    AsyncConnectionConfig, Client, Cmd, PushInfo, PushKind, RedisError, RedisFuture, Value,
-};
+use redis::aio::ConnectionLike;
+use redis::{Cmd, RedisError, RedisFuture, Value};
 
+use super::topology::{Connector, Node};
 use crate::store::StoreError;
 
 /// Opens connections for the pool.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionManager {
-    /// The parsed server address and credentials.
-    client: Client,
-    /// Connect and response timeouts.
-    config: AsyncConnectionConfig,
+    /// Where to connect: one server, a cluster, or through sentinels.
+    connector: Connector,
 }
 
 impl ConnectionManager {
-    pub(crate) fn new(client: Client, config: AsyncConnectionConfig) -> Self {
-        ConnectionManager { client, config }
+    pub(crate) fn new(connector: Connector) -> Self {
+        ConnectionManager { connector }
     }
 
     /// A connection outside the pool (for the server check and `FUNCTION LOAD`).
-    pub(crate) async fn open(&self) -> Result<MultiplexedConnection, RedisError> {
-        self.client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
+    pub(crate) async fn open(&self) -> Result<Node, RedisError> {
+        self.connector.connect(None).await
     }
 }
 
 /// A pooled connection that remembers whether it broke.
+///
+/// In a cluster, one such connection holds a multiplexed socket to every
+/// node and reconnects to a node, and follows slot moves and failovers, by
+/// itself; it is only flagged broken for errors redis-rs cannot recover
+/// from.
 pub(crate) struct Connection {
-    inner: MultiplexedConnection,
+    inner: Node,
     /// Set by redis-rs's disconnection notice or by a failed command.
     broken: Arc<AtomicBool>,
 }
@@ -64,6 +64,12 @@ impl Connection {
         // (MASTERDOWN) answers every write that way: reconnect, which after a
         // failover reaches the new primary.
         if let Err(e) = result
+            && self.inner.is_cluster()
+        {
+            if e.is_unrecoverable_error() {
+                self.broken.store(true, Ordering::Relaxed);
+            }
+        } else if let Err(e) = result
             && (e.is_unrecoverable_error()
                 || e.is_timeout()
                 || e.is_connection_dropped()
@@ -107,17 +113,7 @@ impl managed::Manager for ConnectionManager {
 
     async fn create(&self) -> Result<Connection, RedisError> {
         let broken = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&broken);
-        let config = self.config.clone().set_push_sender(move |info: PushInfo| {
-            if info.kind == PushKind::Disconnection {
-                flag.store(true, Ordering::Relaxed);
-            }
-            Ok::<(), std::convert::Infallible>(())
-        });
-        let inner = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let inner = self.connector.connect(Some(Arc::clone(&broken))).await?;
         Ok(Connection { inner, broken })
     }
 

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use redis::Value;
 use redis::aio::ConnectionLike;
 
 use crate::store::StoreError;
@@ -88,29 +89,46 @@ impl ServerInfo {
     }
 }
 
-/// `INFO server`, then the version check.
+/// `INFO server`, then the version check. In a cluster, redis-rs sends
+/// `INFO` to every primary and answers with one text per node: each must
+/// pass, and the first is returned.
 ///
 /// # Errors
 ///
 /// [`StoreError::UnsupportedServer`] naming the found version and the
 /// requirement; connection and server errors of `INFO`.
 pub(crate) async fn check(conn: &mut impl ConnectionLike) -> Result<ServerInfo, StoreError> {
-    let info: String = redis::cmd("INFO")
+    let reply: Value = redis::cmd("INFO")
         .arg("server")
         .query_async(conn)
         .await
         .map_err(super::store_error)?;
-    let server = ServerInfo::from_info(&info).ok_or_else(|| StoreError::UnsupportedServer {
-        found: "a server that reports no Redis or Valkey version".to_owned(),
-        required: REQUIRED_SERVER,
-    })?;
-    if !server.is_supported() {
-        return Err(StoreError::UnsupportedServer {
-            found: server.to_string(),
-            required: REQUIRED_SERVER,
-        });
+    let texts: Vec<String> = match reply {
+        Value::Map(nodes) => nodes
+            .into_iter()
+            .map(|(_, info)| redis::from_redis_value(info))
+            .collect::<Result<_, _>>(),
+        single => redis::from_redis_value(single).map(|text| vec![text]),
     }
-    Ok(server)
+    .map_err(|e| super::store_error(e.into()))?;
+    let mut first = None;
+    for info in texts {
+        let server = ServerInfo::from_info(&info).ok_or_else(|| StoreError::UnsupportedServer {
+            found: "a server that reports no Redis or Valkey version".to_owned(),
+            required: REQUIRED_SERVER,
+        })?;
+        if !server.is_supported() {
+            return Err(StoreError::UnsupportedServer {
+                found: server.to_string(),
+                required: REQUIRED_SERVER,
+            });
+        }
+        first.get_or_insert(server);
+    }
+    first.ok_or_else(|| StoreError::UnsupportedServer {
+        found: "no server answered INFO".to_owned(),
+        required: REQUIRED_SERVER,
+    })
 }
 
 #[cfg(test)]

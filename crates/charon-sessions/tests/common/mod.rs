@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod failover;
 pub mod raw;
 
 use std::sync::Arc;
@@ -459,7 +460,16 @@ pub async fn one_winner_per_lock_version(h: Harness) {
 #[macro_export]
 macro_rules! store_suite {
     ($factory:path) => {
-        $crate::store_suite!(@tests $factory;
+        $crate::store_suite!(@list tests $factory);
+    };
+    // One test running every behaviour in turn, for topologies too costly
+    // to start once per behaviour: `$shared()` starts the servers once,
+    // `$harness(&shared, behaviour name)` gives each behaviour its store.
+    (sequential $shared:path, $harness:path) => {
+        $crate::store_suite!(@list seq ($shared, $harness));
+    };
+    (@list $mode:ident $($factory:tt)+) => {
+        $crate::store_suite!(@$mode $($factory)+;
             create_stores_lock_one,
             second_create_conflicts_and_changes_nothing,
             get_then_upsert_passes_and_old_copy_conflicts,
@@ -478,6 +488,17 @@ macro_rules! store_suite {
             far_future_expiry_limit,
             oversized_session_is_refused,
         );
+    };
+    (@seq ($shared:path, $harness:path); $($name:ident),* $(,)?) => {
+        /// Every behaviour of the suite, in turn, on one set of servers.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn behavioural_suite() {
+            let shared = $shared().await;
+            $(
+                eprintln!("behaviour {}", stringify!($name));
+                common::$name($harness(&shared, stringify!($name)).await).await;
+            )*
+        }
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
         $(

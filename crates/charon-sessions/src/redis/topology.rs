@@ -1,0 +1,251 @@
+//! Opening connections to where the data lives: one server, a Redis
+//! Cluster, or the primary that the sentinels name. Everything else in the
+//! store sees one [`Node`] type, a redis-rs connection of either kind.
+//!
+//! This module only connects: it neither retries commands nor decides when
+//! a connection is broken (that is the pool's business).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo as _, ProtocolVersion, PushInfo,
+    PushKind, RedisError, RedisFuture, TlsCertificates, Value,
+};
+use tokio::sync::Mutex;
+
+use super::config::{RedisStoreConfig, Topology};
+use crate::store::StoreError;
+
+/// Opens [`Node`] connections for one topology.
+#[derive(Clone)]
+pub(crate) enum Connector {
+    /// One server.
+    Single {
+        /// Its address, credentials and TLS settings.
+        client: Client,
+        /// Connect and response timeouts.
+        config: AsyncConnectionConfig,
+    },
+    /// A cluster; each connection reaches every node.
+    Cluster {
+        /// The seed nodes, credentials, TLS and timeouts.
+        client: ClusterClient,
+    },
+    /// The primary the sentinels name at the time a connection is opened.
+    Sentinel {
+        /// The sentinels (redis-rs caches one connection to each).
+        sentinel: Arc<Mutex<Sentinel>>,
+        /// The name the sentinels monitor the primary by.
+        primary_name: String,
+        /// Credentials, protocol and TLS mode for the data nodes.
+        node: SentinelNodeConnectionInfo,
+        /// CA and client certificates for the data nodes, if configured.
+        certificates: Option<TlsCertificates>,
+        /// Connect and response timeouts.
+        config: AsyncConnectionConfig,
+    },
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The clients hold credentials: name the kind only.
+        let kind = match self {
+            Connector::Single { .. } => "Single",
+            Connector::Cluster { .. } => "Cluster",
+            Connector::Sentinel { .. } => "Sentinel",
+        };
+        f.debug_tuple("Connector").field(&kind).finish()
+    }
+}
+
+impl Connector {
+    /// The connector for `config`'s topology, URLs, TLS and timeouts.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for a URL that does not parse.
+    pub(crate) fn new(config: &RedisStoreConfig) -> Result<Connector, StoreError> {
+        let connection_config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout));
+        let invalid = |e: RedisError| StoreError::InvalidInput(format!("topology: {e}"));
+        match &config.topology {
+            Topology::Single { url } => Ok(Connector::Single {
+                client: config.client(url)?,
+                config: connection_config,
+            }),
+            Topology::Cluster { seeds } => {
+                let seeds = seeds
+                    .iter()
+                    .map(|url| config.connection_info(url))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut builder = ClusterClientBuilder::new(seeds)
+                    .use_protocol(ProtocolVersion::RESP3)
+                    .connection_timeout(config.connect_timeout)
+                    .response_timeout(config.command_timeout);
+                if let Some(certificates) = config.tls_certificates() {
+                    builder = builder.certs(certificates);
+                }
+                if config.read_from_replicas {
+                    builder = builder
+                        .read_routing_strategy(redis::cluster_read_routing::RandomReplicaStrategy);
+                }
+                Ok(Connector::Cluster {
+                    client: builder.build().map_err(invalid)?,
+                })
+            }
+            Topology::Sentinel {
+                sentinels,
+                primary_name,
+                node_username,
+                node_password,
+            } => {
+                let infos = sentinels
+                    .iter()
+                    .map(|url| {
+                        url.as_str().into_connection_info().map_err(|e| {
+                            StoreError::InvalidInput(format!(
+                                "sentinel url {} is not a valid Redis URL: {e}",
+                                super::config::redacted_url(url)
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let tls = infos
+                    .iter()
+                    .any(|i| matches!(i.addr(), redis::ConnectionAddr::TcpTls { .. }));
+                if tls {
+                    // As for a single server: pick rustls's crypto provider.
+                    let _ = rustls::crypto::ring::default_provider().install_default();
+                }
+                let mut redis_info =
+                    redis::RedisConnectionInfo::default().set_protocol(ProtocolVersion::RESP3);
+                if let Some(username) = node_username {
+                    redis_info = redis_info.set_username(username);
+                }
+                if let Some(password) = node_password {
+                    redis_info = redis_info.set_password(password);
+                }
+                let mut node =
+                    SentinelNodeConnectionInfo::default().set_redis_connection_info(redis_info);
+                if tls {
+                    node = node.set_tls_mode(redis::TlsMode::Secure);
+                }
+                Ok(Connector::Sentinel {
+                    sentinel: Arc::new(Mutex::new(Sentinel::build(infos).map_err(invalid)?)),
+                    primary_name: primary_name.clone(),
+                    node,
+                    certificates: config.tls_certificates(),
+                    config: connection_config,
+                })
+            }
+        }
+    }
+
+    /// Opens one connection. When `broken` is given, it is set when redis-rs
+    /// reports that the connection's socket closed (single server and
+    /// sentinel; a cluster connection reconnects to its nodes by itself).
+    ///
+    /// Sentinel: asks the sentinels for the current primary first.
+    pub(crate) async fn connect(
+        &self,
+        broken: Option<Arc<AtomicBool>>,
+    ) -> Result<Node, RedisError> {
+        let with_notice = |config: &AsyncConnectionConfig| match &broken {
+            None => config.clone(),
+            Some(flag) => {
+                let flag = Arc::clone(flag);
+                config.clone().set_push_sender(move |info: PushInfo| {
+                    if info.kind == PushKind::Disconnection {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                    Ok::<(), std::convert::Infallible>(())
+                })
+            }
+        };
+        match self {
+            Connector::Single { client, config } => Ok(Node::Single(
+                client
+                    .get_multiplexed_async_connection_with_config(&with_notice(config))
+                    .await?,
+            )),
+            Connector::Cluster { client } => {
+                Ok(Node::Cluster(client.get_async_connection().await?))
+            }
+            Connector::Sentinel {
+                sentinel,
+                primary_name,
+                node,
+                certificates,
+                config,
+            } => {
+                let client = sentinel
+                    .lock()
+                    .await
+                    .async_master_for(primary_name, Some(node))
+                    .await?;
+                let client = match certificates {
+                    None => client,
+                    Some(certificates) => Client::build_with_tls(
+                        client.get_connection_info().clone(),
+                        certificates.clone(),
+                    )?,
+                };
+                Ok(Node::Single(
+                    client
+                        .get_multiplexed_async_connection_with_config(&with_notice(config))
+                        .await?,
+                ))
+            }
+        }
+    }
+}
+
+/// One connection of any topology.
+#[derive(Clone)]
+pub(crate) enum Node {
+    /// To one server (single, or the primary a sentinel named).
+    Single(MultiplexedConnection),
+    /// To every node of a cluster; routes each command by its key's slot.
+    Cluster(ClusterConnection),
+}
+
+impl Node {
+    /// Whether this is a cluster connection.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Node::Cluster(_))
+    }
+}
+
+impl ConnectionLike for Node {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Node::Single(c) => c.req_packed_command(cmd),
+            Node::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Node::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Node::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Node::Single(c) => c.get_db(),
+            Node::Cluster(c) => c.get_db(),
+        }
+    }
+}
