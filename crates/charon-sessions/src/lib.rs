@@ -38,7 +38,7 @@
 //! * [`Session`] (`session.rs`): the record and the rules of its ids.
 //! * [`SessionStore`] and [`StoreError`] (`store.rs`): the contract.
 //! * [`signing`]: HMAC-SHA256 signed values and key derivation.
-//! * `codec.rs`: session ⇄ bytes.
+//! * [`codec`]: session ⇄ bytes, the stored payload format.
 //! * [`LocalStore`] (`local.rs`): in memory, same semantics.
 //! * [`RedisStore`] (`redis/`): configuration ([`RedisStoreConfig`]), key
 //!   layout, the Lua function library, the least-privilege ACL rule
@@ -61,7 +61,7 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
-mod codec;
+pub mod codec;
 mod local;
 mod redis;
 mod session;

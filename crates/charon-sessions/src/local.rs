@@ -128,8 +128,12 @@ impl SessionStore for LocalStore {
 
     async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
         // Validated, and its size measured, exactly as RedisStore does.
-        let Some((stored, _)) = codec::prepare_upsert(session, self.max_session_size)? else {
+        let Some((new_lock, _)) = codec::prepare_upsert(session, self.max_session_size)? else {
             return Ok(());
+        };
+        let stored = Session {
+            lock_version: new_lock,
+            ..session.clone()
         };
         let now = unix_now();
         {

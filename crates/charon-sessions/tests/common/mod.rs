@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod typical;
 
 use std::sync::Arc;
 use std::time::Duration;
