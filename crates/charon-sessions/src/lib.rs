@@ -38,7 +38,7 @@
 //! * [`Session`] (`session.rs`): the record and the rules of its ids.
 //! * [`SessionStore`] and [`StoreError`] (`store.rs`): the contract.
 //! * [`signing`]: HMAC-SHA256 signed values and key derivation.
-//! * `codec.rs`: session ⇄ bytes.
+//! * [`codec`]: session ⇄ bytes, the stored payload format.
 //! * [`telemetry`]: tracing spans and metrics of every operation.
 //! * [`LocalStore`] (`local.rs`): in memory, same semantics.
 //! * [`RedisStore`] (`redis/`): configuration ([`RedisStoreConfig`]), key
@@ -63,7 +63,7 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
-mod codec;
+pub mod codec;
 mod local;
 mod redis;
 mod session;

@@ -143,8 +143,12 @@ impl LocalStore {
 
     async fn upsert_inner(&self, session: &mut Session) -> Result<(), StoreError> {
         // Validated, and its size measured, exactly as RedisStore does.
-        let Some((stored, _)) = codec::prepare_upsert(session, self.max_session_size)? else {
+        let Some((new_lock, _)) = codec::prepare_upsert(session, self.max_session_size)? else {
             return Ok(());
+        };
+        let stored = Session {
+            lock_version: new_lock,
+            ..session.clone()
         };
         let now = unix_now();
         {

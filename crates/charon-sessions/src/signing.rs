@@ -3,7 +3,8 @@
 //! A signed value is `b"signed." ++ HMAC-SHA256(key, payload) ++ b"." ++
 //! payload`, with the 32 raw MAC bytes in the middle: Charon's format, and
 //! with the same base secret the same key and MACs. (The payload encoding
-//! differs: Charon stores Erlang terms, this crate JSON.) Charon's url-safe variant
+//! differs: Charon stores Erlang terms, this crate MessagePack, see
+//! [`codec`](crate::codec).) Charon's url-safe variant
 //! `b"signed_u64." ++ base64url(MAC) ++ b"." ++ payload` (43 characters of
 //! unpadded base64) is accepted by [`verify`] too. Verification runs in
 //! constant time.

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use charon_sessions::signing::{self, SigningKey};
-use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore, StoreError, unix_now};
+use charon_sessions::{
+    RedisStore, RedisStoreConfig, Session, SessionStore, StoreError, codec, unix_now,
+};
 use charon_sessions_testkit::{Flavor, TestServer, free_port};
 use redis::aio::MultiplexedConnection;
 
@@ -56,6 +58,7 @@ macro_rules! on_both_servers {
 
 on_both_servers!(
     raw_layout_is_two_fields_per_session,
+    json_values_of_earlier_releases_are_read_and_rewritten,
     field_expiry_follows_refresh_expires_at,
     conflicting_upsert_changes_no_byte,
     delete_removes_both_fields_and_last_one_the_key,
@@ -154,13 +157,19 @@ async fn library_names(conn: &mut MultiplexedConnection) -> Vec<String> {
 
 /// A session signed with `key` the way the store writes it.
 fn signed(session: &Session, key: &SigningKey) -> Vec<u8> {
-    signing::sign(&serde_json::to_vec(session).expect("JSON"), key)
+    signing::sign(&codec::encode(session), key)
 }
 
-/// The JSON payload of a stored value, verified with the test key.
-fn payload_json(value: &[u8]) -> serde_json::Value {
+/// The session in a stored value, verified with the test key: a payload
+/// in the current format (first byte `codec::FORMAT_MSGPACK`), decoded.
+fn stored_session(value: &[u8]) -> Session {
     let payload = signing::verify(value, &test_key()).expect("stored value verifies");
-    serde_json::from_slice(payload).expect("payload is JSON")
+    assert_eq!(
+        payload.first(),
+        Some(&codec::FORMAT_MSGPACK),
+        "payload in the current format"
+    );
+    codec::decode(payload).expect("payload decodes")
 }
 
 /// A login for `user` whose id is `id`.
@@ -174,7 +183,7 @@ fn login_with_id(user: &str, id: &str) -> Session {
 // Layout and expiry
 // ---------------------------------------------------------------------------
 
-/// A new session is exactly two hash fields, `<id>` (a signed JSON session
+/// A new session is exactly two hash fields, `<id>` (a signed session
 /// with lock 1) and `l.<id>` = "1"; an update makes the lock field "2".
 async fn raw_layout_is_two_fields_per_session(flavor: Flavor) {
     let (_server, store, mut conn) = setup(flavor).await;
@@ -194,9 +203,9 @@ async fn raw_layout_is_two_fields_per_session(flavor: Flavor) {
         "value starts {:?}",
         &value[..7]
     );
-    let json = payload_json(value);
-    assert_eq!(json, serde_json::to_value(&session).unwrap());
-    assert_eq!(json["lock_version"], 1);
+    let stored = stored_session(value);
+    assert_eq!(stored, session);
+    assert_eq!(stored.lock_version, 1);
     assert_eq!(fields[lock(&session.id).as_bytes()], b"1");
 
     let mut read = store
@@ -209,9 +218,47 @@ async fn raw_layout_is_two_fields_per_session(flavor: Flavor) {
     let fields = hgetall(&mut conn, &key).await;
     assert_eq!(fields.len(), 2);
     assert_eq!(fields[lock(&session.id).as_bytes()], b"2");
-    let json = payload_json(&fields[session.id.as_bytes()]);
-    assert_eq!(json, serde_json::to_value(&read).unwrap());
-    assert_eq!(json["lock_version"], 2);
+    let stored = stored_session(&fields[session.id.as_bytes()]);
+    assert_eq!(stored, read);
+    assert_eq!(stored.lock_version, 2);
+}
+
+/// A session stored by an earlier release (a signed JSON payload, written
+/// as its upsert did) is still returned by get and get_all after the
+/// upgrade, and its next upsert rewrites it in the current format.
+async fn json_values_of_earlier_releases_are_read_and_rewritten(flavor: Flavor) {
+    let (_server, store, mut conn) = setup(flavor).await;
+    let key = key_of("alice", "full");
+    let mut old = login_with_id("alice", "fromjson");
+    old.lock_version = 1;
+    old.extra_payload
+        .insert("ratio".into(), serde_json::json!(0.1 + 0.2));
+    let json = serde_json::to_vec(&old).unwrap();
+    assert_eq!(json[0], b'{');
+    redis::cmd("HSETEX")
+        .arg(&key)
+        .arg("EXAT")
+        .arg(old.refresh_expires_at)
+        .arg("FIELDS")
+        .arg(2)
+        .arg(&old.id)
+        .arg(signing::sign(&json, &test_key()))
+        .arg(lock(&old.id))
+        .arg(1)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+
+    let mut read = store.get("fromjson", "alice", "full").await.unwrap();
+    assert_eq!(read.as_ref(), Some(&old));
+    assert_eq!(store.get_all("alice", "full").await.unwrap(), vec![old]);
+
+    let read = read.as_mut().unwrap();
+    read.rotate_refresh_token(HOUR);
+    store.upsert(read).await.unwrap();
+    let stored = stored_session(&hget(&mut conn, &key, "fromjson").await.unwrap());
+    assert_eq!(&stored, read);
+    assert_eq!(stored.lock_version, 2);
 }
 
 /// Both fields expire at refresh_expires_at (HEXPIRETIME), the key has no
@@ -400,7 +447,7 @@ async fn hostile_stored_values_are_absent(flavor: Flavor) {
     let mut hostile: Vec<(&str, Vec<u8>)> = vec![
         (
             "unsigned",
-            serde_json::to_vec(&login_with_id("alice", "unsigned")).unwrap(),
+            codec::encode(&login_with_id("alice", "unsigned")),
         ),
         (
             "garbage",
@@ -739,7 +786,7 @@ async fn database_in_url_is_used(flavor: Flavor) {
     let fields = hgetall(&mut db3, &key_of("alice", "full")).await;
     assert_eq!(fields[lock(&session.id).as_bytes()], b"1");
     assert_eq!(
-        payload_json(&fields[session.id.as_bytes()])["id"],
+        stored_session(&fields[session.id.as_bytes()]).id,
         session.id
     );
 }

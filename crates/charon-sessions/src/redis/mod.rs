@@ -277,10 +277,10 @@ impl RedisStore {
     }
 
     async fn upsert_inner(&self, session: &mut Session) -> Result<(), StoreError> {
-        let Some((stored, payload)) = codec::prepare_upsert(session, self.max_session_size)? else {
+        let Some((new_lock, payload)) = codec::prepare_upsert(session, self.max_session_size)?
+        else {
             return Ok(());
         };
-        let new_lock = stored.lock_version;
         let value = signing::sign(&payload, &self.keys[0]);
         let key = self.key(&session.user_id, &session.session_type);
         let cmd = functions::upsert_cmd(

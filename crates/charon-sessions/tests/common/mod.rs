@@ -9,6 +9,7 @@
 
 pub mod failover;
 pub mod raw;
+pub mod typical;
 
 use std::sync::Arc;
 use std::time::Duration;
