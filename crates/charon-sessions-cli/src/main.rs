@@ -1,10 +1,12 @@
 //! `charon-sessions`: the command-line tool of charon-sessions.
 //!
-//! One subcommand per file: `demo` (a day of a small service against a
-//! store), `functions` (the Redis function library and the least-privilege
-//! ACL rule). Options shared by every subcommand that opens a store live in
+//! One subcommand per file (or directory): `demo` (a day of a small service
+//! against a store), `functions` (the Redis function library and the
+//! least-privilege ACL rule), `bench` (closed-loop load, store against the
+//! bare Redis commands). Options shared by every subcommand that opens a store live in
 //! `store_args.rs`.
 
+mod bench;
 mod demo;
 mod functions;
 mod store_args;
@@ -30,6 +32,10 @@ enum Command {
     /// Manage the store's Redis function library: load it with an admin
     /// account, print the ACL rule for a least-privilege application user.
     Functions(functions::FunctionsArgs),
+    /// Measure the store under closed-loop load against a real server:
+    /// throughput and latency per operation, optionally as a ratio of the
+    /// bare Redis commands (--baseline), across concurrencies (--sweep).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +55,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Functions(args) => functions::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

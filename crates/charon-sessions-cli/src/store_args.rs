@@ -61,23 +61,12 @@ pub struct OpenStore {
 impl StoreArgs {
     /// Opens the store these options name.
     pub async fn open(&self) -> anyhow::Result<OpenStore> {
-        let Some(url) = &self.redis else {
+        let Some(config) = self.redis_config() else {
             return Ok(OpenStore {
                 store: Arc::new(LocalStore::new()),
                 description: "embedded in-memory store (LocalStore)".to_owned(),
             });
         };
-        let signing_key = match &self.base_secret {
-            Some(secret) => SigningKey::from_base_secret(secret.as_bytes()),
-            None => {
-                eprintln!(
-                    "note: no --base-secret or CHARON_BASE_SECRET given; using a random one, \
-                     so the sessions written now cannot be read by any other process"
-                );
-                SigningKey::from_bytes(charon_sessions::random_id().as_bytes())
-            }
-        };
-        let config = RedisStoreConfig::new(url.clone(), signing_key).key_prefix(&self.key_prefix);
         let store = RedisStore::connect(config)
             .await
             .context("cannot open the Redis store")?;
@@ -90,5 +79,23 @@ impl StoreArgs {
             store: Arc::new(store),
             description,
         })
+    }
+
+    /// The Redis store configuration these options name (URL, key prefix,
+    /// signing key), for a command that tunes it further before connecting;
+    /// `None` without `--redis`.
+    pub fn redis_config(&self) -> Option<RedisStoreConfig> {
+        let url = self.redis.as_ref()?;
+        let signing_key = match &self.base_secret {
+            Some(secret) => SigningKey::from_base_secret(secret.as_bytes()),
+            None => {
+                eprintln!(
+                    "note: no --base-secret or CHARON_BASE_SECRET given; using a random one, \
+                     so the sessions written now cannot be read by any other process"
+                );
+                SigningKey::from_bytes(charon_sessions::random_id().as_bytes())
+            }
+        };
+        Some(RedisStoreConfig::new(url.clone(), signing_key).key_prefix(&self.key_prefix))
     }
 }
