@@ -1,16 +1,19 @@
 //! `charon-sessions`: the command-line tool of charon-sessions.
 //!
-//! One subcommand per file: `demo` (a day of a small service against a
-//! store), `functions` (the Redis function library and the least-privilege
-//! ACL rule), and the admin commands `list`, `revoke`, `revoke-all`,
-//! `check` and `stats` (what they share is in `admin.rs`). Options shared by
-//! every subcommand that opens a store live in `store_args.rs`.
+//! One subcommand per file (or directory): `demo` (a day of a small service
+//! against a store), `functions` (the Redis function library and the
+//! least-privilege ACL rule), `bench` (closed-loop load, store against the
+//! bare Redis commands), and the admin commands `list`, `revoke`,
+//! `revoke-all`, `check` and `stats` (what they share is in `admin.rs`).
+//! Options shared by every subcommand that opens a store live in
+//! `store_args.rs`.
 //!
-//! Exit status: 0 on success, 1 when the command failed (or, for `check`
-//! and `demo`, found a failure), 2 for a usage error (clap's, or a missing
-//! `--redis` or base secret).
+//! Exit status: 0 on success, 1 when the command failed (or, for `check`,
+//! `demo` and `bench`, found a failure), 2 for a usage error (clap's, or a
+//! missing `--redis` or base secret).
 
 mod admin;
+mod bench;
 mod check;
 mod demo;
 mod functions;
@@ -55,6 +58,10 @@ enum Command {
     /// Count sessions and users under the key prefix (SCAN): histogram of
     /// sessions per user, per-type breakdown, bytes used.
     Stats(stats::StatsArgs),
+    /// Measure the store under closed-loop load against a real server:
+    /// throughput and latency per operation, optionally as a ratio of the
+    /// bare Redis commands (--baseline), across concurrencies (--sweep).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +86,7 @@ fn main() -> ExitCode {
             Command::RevokeAll(args) => revoke_all::run(args).await,
             Command::Check(args) => check::run(args).await,
             Command::Stats(args) => stats::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

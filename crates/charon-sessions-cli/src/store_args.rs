@@ -124,12 +124,38 @@ impl StoreArgs {
 
     /// Opens the store these options name.
     pub async fn open(&self) -> anyhow::Result<OpenStore> {
-        if self.redis.is_none() && self.cluster.is_empty() && self.sentinel.is_empty() {
+        let Some((config, topology)) = self.redis_config()? else {
             return Ok(OpenStore {
                 store: Arc::new(LocalStore::new()),
                 description: "embedded in-memory store (LocalStore)".to_owned(),
             });
         };
+        let store = RedisStore::connect(config)
+            .await
+            .context("cannot open the Redis store")?;
+        let description = format!(
+            "RedisStore on {} ({topology}, key prefix {:?})",
+            store.server(),
+            self.key_prefix
+        );
+        Ok(OpenStore {
+            store: Arc::new(store),
+            description,
+        })
+    }
+
+    /// The Redis store configuration these options name (topology, URLs,
+    /// key prefix, signing key) and a few words on the topology, for a
+    /// command that tunes it further before connecting; `None` without
+    /// `--redis`, `--cluster` or `--sentinel`.
+    ///
+    /// # Errors
+    ///
+    /// When `--base-secret-file` cannot be read.
+    pub fn redis_config(&self) -> anyhow::Result<Option<(RedisStoreConfig, String)>> {
+        if self.redis.is_none() && self.cluster.is_empty() && self.sentinel.is_empty() {
+            return Ok(None);
+        }
         let signing_key = match &self.base_secret()? {
             Some(secret) => SigningKey::from_base_secret(secret.as_bytes()),
             None => {
@@ -159,18 +185,6 @@ impl StoreArgs {
                 "one server".to_owned(),
             )
         };
-        let config = config.key_prefix(&self.key_prefix);
-        let store = RedisStore::connect(config)
-            .await
-            .context("cannot open the Redis store")?;
-        let description = format!(
-            "RedisStore on {} ({topology}, key prefix {:?})",
-            store.server(),
-            self.key_prefix
-        );
-        Ok(OpenStore {
-            store: Arc::new(store),
-            description,
-        })
+        Ok(Some((config.key_prefix(&self.key_prefix), topology)))
     }
 }

@@ -45,7 +45,9 @@
 //!   layout, the Lua function library, the least-privilege ACL rule
 //!   ([`acl_rule`]), the server check ([`ServerInfo`]), the topology
 //!   (`topology.rs`: one server, Redis Cluster or Sentinel, through
-//!   redis-rs) and the connection pool ([`PoolState`]; deadpool).
+//!   redis-rs), the connection pool ([`PoolState`]; deadpool), and raw
+//!   commands on the pool for tools ([`RedisStore::run_command`],
+//!   [`UpsertCommand`]).
 //!
 //! # Requirements
 //!
@@ -76,6 +78,7 @@ pub use crate::redis::RedisStore;
 pub use crate::redis::acl::{REQUIRED_COMMANDS, acl_rule};
 pub use crate::redis::config::{DEFAULT_KEY_PREFIX, RedisStoreConfig};
 pub use crate::redis::pool::PoolState;
+pub use crate::redis::raw::UpsertCommand;
 pub use crate::redis::server::{REQUIRED_SERVER, ServerInfo, ServerKind};
 pub use crate::session::{
     DEFAULT_SESSION_TYPE, MAX_KEY_PREFIX_LEN, MAX_LOCK_VERSION, MAX_SESSION_ID_LEN,

@@ -14,6 +14,7 @@ pub(crate) mod config;
 pub(crate) mod functions;
 pub(crate) mod keys;
 pub(crate) mod pool;
+pub(crate) mod raw;
 pub(crate) mod server;
 pub(crate) mod topology;
 

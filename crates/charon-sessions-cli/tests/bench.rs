@@ -1,0 +1,261 @@
+//! `charon-sessions bench` end to end: the built binary against a real
+//! Redis 8, with short phases. Checks what the figures must show whatever
+//! the machine's speed (every operation ran, none failed, the connection
+//! count kept the pool's promise, the data set is intact); never timings.
+
+use std::path::Path;
+use std::process::Command;
+
+use charon_sessions_testkit::{Flavor, TestServer};
+use serde_json::Value;
+
+fn bench(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_charon-sessions"))
+        .arg("bench")
+        .args(args)
+        .env_remove("CHARON_REDIS_URL")
+        .env_remove("CHARON_BASE_SECRET")
+        .output()
+        .expect("run charon-sessions bench");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("the JSON file was written");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+/// Checks one phase: every operation of `ops` ran and none failed, and the
+/// connections seen never exceeded what the pool promises.
+fn check_phase(phase: &Value, target: &str, ops: &[&str], commands: &[&str], text: &str) {
+    assert_eq!(phase["target"], target, "{phase}");
+    assert!(phase["elapsed_s"].as_f64().unwrap() > 0.0, "{phase}");
+    assert_eq!(phase["errors"], 0, "{phase}\n{text}");
+    let operations = phase["operations"].as_object().unwrap();
+    assert_eq!(operations.len(), ops.len(), "{phase}");
+    for (op, command) in ops.iter().zip(commands) {
+        let o = &operations[*op];
+        assert!(
+            o["count"].as_u64().unwrap() > 0,
+            "{target} {op} never ran: {o}"
+        );
+        assert_eq!(o["errors"], 0, "{target} {op}: {o}");
+        assert!(o["first_error"].is_null(), "{target} {op}: {o}");
+        assert_eq!(o["command"], *command, "{o}");
+        for field in [
+            "ops_per_s",
+            "mean_us",
+            "p50_us",
+            "p99_us",
+            "p999_us",
+            "max_us",
+        ] {
+            assert!(
+                o[field].as_f64().unwrap() > 0.0,
+                "{target} {op} {field}: {o}"
+            );
+        }
+        assert!(o["p50_us"].as_f64() <= o["p99_us"].as_f64(), "{o}");
+        assert!(o["p99_us"].as_f64() <= o["p999_us"].as_f64(), "{o}");
+        assert!(o["p999_us"].as_f64() <= o["max_us"].as_f64(), "{o}");
+    }
+    let counted: u64 = operations
+        .values()
+        .map(|o| o["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(phase["total_ops"].as_u64().unwrap(), counted, "{phase}");
+    for field in ["client_cpu_us_per_op", "server_cpu_us_per_op"] {
+        assert!(
+            phase[field].as_f64().unwrap() > 0.0,
+            "{target} {field}: {phase}"
+        );
+    }
+    let conns = &phase["connections"];
+    let max = conns["max_observed"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("connections were not counted: {conns}\n{text}"));
+    assert!(max >= 1, "{conns}");
+    assert!(
+        max <= conns["promised"].as_u64().unwrap(),
+        "more connections than the pool promises: {conns}"
+    );
+    assert!(conns["samples"].as_u64().unwrap() >= 1, "{conns}");
+}
+
+/// A short run with the baseline: every operation ran on both sides with no
+/// error, ratios are reported, at most the pool's promised connections were
+/// open, and afterwards every seeded user still has all its sessions.
+#[test]
+fn bench_with_baseline_reports_every_operation_and_keeps_the_data_set() {
+    let server = TestServer::start(Flavor::Redis);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let (ok, text) = bench(&[
+        "--redis",
+        &server.url(),
+        "--key-prefix",
+        "benchtest",
+        "--base-secret",
+        "bench secret",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.2",
+        "--concurrency",
+        "16",
+        "--users",
+        "40",
+        "--sessions-per-user",
+        "3",
+        "--pool-size",
+        "4",
+        // Deletes and get_all often enough to run in any 2 s.
+        "--mix",
+        "get=40,upsert=30,get_all=15,delete=15",
+        "--baseline",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "bench failed:\n{text}");
+    assert!(text.contains("vs baseline"), "{text}");
+
+    let report = read_json(&json);
+    assert_eq!(report["tool"], "charon-sessions bench");
+    assert!(
+        report["server"].as_str().unwrap().starts_with("Redis 8"),
+        "{report}"
+    );
+    assert_eq!(report["pool_size"], 4);
+    assert_eq!(report["pool_max_connections"], 4 + 5);
+    assert_eq!(report["settings"]["users"], 40);
+    assert_eq!(report["settings"]["sessions_per_user"], 3);
+    assert_eq!(report["settings"]["baseline"], true);
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run["concurrency"], 16);
+    assert_eq!(run["mix"], "get=40,upsert=30,get_all=15,delete=15");
+    let ops = ["delete", "get", "get_all", "upsert"];
+    check_phase(
+        &run["baseline"],
+        "baseline",
+        &ops,
+        &["HDEL", "HGET", "HGETALL", "FCALL"],
+        &text,
+    );
+    check_phase(
+        &run["store"],
+        "store",
+        &ops,
+        &["HDEL", "HGET", "HGETALL", "FCALL"],
+        &text,
+    );
+    for op in ops {
+        assert!(run["ratio"][op].as_f64().unwrap() > 0.0, "{}", run["ratio"]);
+    }
+
+    // The data set: each user's hash holds its 3 sessions and their locks.
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for n in 0..40 {
+        let key = format!("benchtest.charon-bench-{n}.full");
+        let fields: u64 = redis::cmd("HLEN").arg(&key).query(&mut conn).unwrap();
+        assert_eq!(fields, 6, "{key} holds {fields} fields");
+    }
+    let keys: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(keys, 40, "only the benchmark users' hashes");
+}
+
+/// A sweep runs get alone and upsert alone, baseline then store, at each
+/// concurrency, writes them to the JSON and draws the SVG chart.
+#[test]
+fn bench_sweep_writes_json_and_chart() {
+    let server = TestServer::start(Flavor::Redis);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("sweep.json");
+    let svg = dir.path().join("sweep.svg");
+    let (ok, text) = bench(&[
+        "--redis",
+        &server.url(),
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--users",
+        "20",
+        "--sessions-per-user",
+        "2",
+        "--sweep",
+        "1,4",
+        "--json",
+        json.to_str().unwrap(),
+        "--chart",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(ok, "bench failed:\n{text}");
+    let report = read_json(&json);
+    assert_eq!(report["settings"]["sweep"], serde_json::json!([1, 4]));
+    let runs = report["runs"].as_array().unwrap();
+    let seen: Vec<(u64, &str)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["concurrency"].as_u64().unwrap(),
+                r["mix"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [(1, "get=1"), (1, "upsert=1"), (4, "get=1"), (4, "upsert=1")]
+    );
+    for run in runs {
+        let op = run["mix"].as_str().unwrap().trim_end_matches("=1");
+        let command = if op == "get" { "HGET" } else { "FCALL" };
+        check_phase(&run["baseline"], "baseline", &[op], &[command], &text);
+        check_phase(&run["store"], "store", &[op], &[command], &text);
+    }
+    let chart = std::fs::read_to_string(&svg).expect("the chart was written");
+    assert!(
+        chart.starts_with("<svg"),
+        "{}",
+        &chart[..chart.len().min(200)]
+    );
+    for label in [
+        "get store",
+        "get baseline",
+        "upsert store",
+        "upsert baseline",
+    ] {
+        assert!(chart.contains(label), "legend {label:?} missing");
+    }
+}
+
+/// Bad options are refused before any load: no server, too few users for
+/// the concurrency, a malformed mix.
+#[test]
+fn bench_refuses_bad_options() {
+    let (ok, text) = bench(&["--duration", "1"]);
+    assert!(!ok && text.contains("needs a Redis server"), "{text}");
+    let (ok, text) = bench(&[
+        "--redis",
+        "redis://127.0.0.1:1",
+        "--users",
+        "10",
+        "--concurrency",
+        "64",
+    ]);
+    assert!(
+        !ok && text.contains("--users (10) must be at least"),
+        "{text}"
+    );
+    let (ok, text) = bench(&["--redis", "redis://127.0.0.1:1", "--mix", "get=1,read=2"]);
+    assert!(!ok && text.contains("unknown operation"), "{text}");
+}
