@@ -1,0 +1,83 @@
+//! charon-sessions' `RedisStore`: login = `Session::new_login` + `upsert`,
+//! refresh = `get` + `rotate_refresh_token` + `upsert`, read = `get`.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use charon_sessions::signing::SigningKey;
+use charon_sessions::{DEFAULT_KEY_PREFIX, RedisStore, RedisStoreConfig, Session, SessionStore};
+
+use crate::payload::{REFRESH_TTL_SECONDS, extra_payload};
+use crate::stores::Contender;
+
+/// The store with its default settings but the pool: `pool_size` fixed
+/// connections and no overflow.
+pub struct Charon {
+    /// The store under test.
+    store: RedisStore,
+}
+
+impl Charon {
+    /// Connects with a random signing key (PBKDF2 would only slow the start).
+    pub async fn connect(url: &str, pool_size: usize) -> anyhow::Result<Charon> {
+        let key: [u8; 32] = rand::random();
+        let config = RedisStoreConfig::new(url, SigningKey::from_bytes(&key))
+            .pool_size(pool_size)
+            .pool_max_overflow(0);
+        let store = RedisStore::connect(config)
+            .await
+            .context("connecting charon-sessions' RedisStore")?;
+        Ok(Charon { store })
+    }
+}
+
+fn ttl() -> Duration {
+    Duration::from_secs(REFRESH_TTL_SECONDS as u64)
+}
+
+impl Contender for Charon {
+    /// The session id.
+    type Handle = String;
+
+    async fn login(&self, user: &str) -> anyhow::Result<String> {
+        let mut session = Session::new_login(user, ttl());
+        session.extra_payload = extra_payload();
+        self.store.upsert(&mut session).await?;
+        Ok(session.id)
+    }
+
+    async fn refresh(&self, user: &str, handle: &String) -> anyhow::Result<String> {
+        let mut session = self
+            .store
+            .get(handle, user, "full")
+            .await?
+            .context("session missing")?;
+        session.rotate_refresh_token(ttl());
+        self.store.upsert(&mut session).await?;
+        Ok(session.id)
+    }
+
+    async fn read(&self, user: &str, handle: &String) -> anyhow::Result<()> {
+        self.store
+            .get(handle, user, "full")
+            .await?
+            .context("session missing")?;
+        Ok(())
+    }
+
+    async fn delete(&self, user: &str, handle: &String) -> anyhow::Result<()> {
+        self.store.delete(handle, user, "full").await?;
+        Ok(())
+    }
+
+    fn location(&self, user: &str, handle: &String) -> (String, Option<String>) {
+        (
+            format!("{DEFAULT_KEY_PREFIX}.{user}.full"),
+            Some(handle.clone()),
+        )
+    }
+
+    async fn close(self) {
+        drop(self.store);
+    }
+}
