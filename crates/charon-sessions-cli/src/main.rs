@@ -65,6 +65,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of the
+    // output goes away (`charon-sessions stats --json | head`) instead of
+    // panicking on the broken pipe.
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal at start-up, before
+    // any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -154,7 +154,7 @@ async fn primary_killed_under_load_with_wait() {
 async fn wait_goes_to_the_node_of_the_upsert() {
     let cluster = start().await;
     let config = RedisStoreConfig::cluster(cluster.urls(), test_key())
-        .wait_for_replicas(1, Duration::from_secs(2));
+        .wait_for_replicas(1, Duration::from_millis(1500));
     let store = connect(config, &cluster).await;
     for i in 0..60 {
         store

@@ -63,6 +63,7 @@ on_both_servers!(
     conflicting_upsert_changes_no_byte,
     delete_removes_both_fields_and_last_one_the_key,
     function_library_is_registered_and_restored,
+    function_library_is_restored_with_wait_for_replicas,
     hostile_stored_values_are_absent,
     validation_happens_before_any_redis_call,
     one_command_per_operation,
@@ -378,6 +379,49 @@ async fn delete_removes_both_fields_and_last_one_the_key(flavor: Flavor) {
 /// The library `RedisStore::function_library_name()` is registered at
 /// connect; after FUNCTION FLUSH or FUNCTION DELETE the next upsert loads it
 /// again once (one FUNCTION LOAD, two FCALLs) and succeeds.
+/// With `wait_for_replicas`, the `FCALL` travels in a pipeline with `WAIT`;
+/// a lost library must still be recognised there, registered again and the
+/// call retried. The server has no replica, so the retried upsert is applied
+/// and then reported as `ReplicationTimeout` (0 of 1 replicas), not as a
+/// server error.
+async fn function_library_is_restored_with_wait_for_replicas(flavor: Flavor) {
+    let (server, _, mut conn) = setup(flavor).await;
+    let store = RedisStore::connect(
+        RedisStoreConfig::new(server.url(), test_key())
+            .wait_for_replicas(1, std::time::Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+
+    let before = command_calls(&mut conn).await;
+    let mut session = login("alice");
+    let err = store.upsert(&mut session).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::ReplicationTimeout {
+                acknowledged: 0,
+                required: 1
+            }
+        ),
+        "{err:?}"
+    );
+    let delta = calls_delta(&before, &command_calls(&mut conn).await);
+    assert_eq!(delta.get("function|load"), Some(&1), "{delta:?}");
+    assert_eq!(delta.get("fcall"), Some(&2), "{delta:?}");
+    assert_eq!(
+        library_names(&mut conn).await,
+        vec![RedisStore::function_library_name().to_owned()]
+    );
+    let stored = store.get(&session.id, "alice", "full").await.unwrap();
+    assert_eq!(stored.map(|s| s.lock_version), Some(1));
+}
+
 async fn function_library_is_registered_and_restored(flavor: Flavor) {
     let (_server, store, mut conn) = setup(flavor).await;
     let name = RedisStore::function_library_name();

@@ -297,6 +297,7 @@ async fn user_ids_can_be_left_out(flavor: Flavor) {
     let mut conn = raw(&server).await;
     let foreign = charon_sessions::signing::sign(b"{}", &SigningKey::from_bytes(b"other key"));
     hset(&mut conn, &key_of(USER, "full"), b"foreign", &foreign).await;
+    hset(&mut conn, &key_of(USER, "full"), b"\xff\xfe", b"x").await;
 
     let local = LocalStore::new().record_user_ids(false);
     let recorded = recording(async {
@@ -308,6 +309,11 @@ async fn user_ids_can_be_left_out(flavor: Flavor) {
     assert_eq!(recorded.counter(&ops("upsert", "conflict")), 2);
     assert!(recorded.log.contains("charon_sessions.get{"));
     assert!(recorded.log.contains("ignoring invalid stored session"));
+    assert!(
+        recorded.log.contains("not a session id"),
+        "{}",
+        recorded.log
+    );
     assert!(
         !recorded.log.contains(USER),
         "user id in the log:\n{}",

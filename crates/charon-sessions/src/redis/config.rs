@@ -202,7 +202,9 @@ impl RedisStoreConfig {
     /// replicas acknowledge in time, the upsert fails with
     /// [`StoreError::ReplicationTimeout`]; the write *was* applied on the
     /// primary then. Costs a round trip's worth of latency to the replica on
-    /// every upsert (see `RELIABILITY.md` for figures).
+    /// every upsert (see `RELIABILITY.md` for figures). `timeout` must be at
+    /// least 250 ms shorter than
+    /// [`command_timeout`](Self::command_timeout) (checked at connect).
     ///
     /// Defaults to off (`None`).
     #[must_use]
@@ -460,6 +462,14 @@ impl RedisStoreConfig {
             if timeout < Duration::from_millis(1) {
                 return invalid("wait_for_replicas timeout must be at least 1 ms");
             }
+            // The reply to FCALL + WAIT arrives after the WAIT timeout: a
+            // command_timeout that fires first would report an applied
+            // write as a broken connection instead of ReplicationTimeout.
+            if timeout + Duration::from_millis(250) > self.command_timeout {
+                return invalid(
+                    "wait_for_replicas timeout must be at least 250 ms shorter than command_timeout",
+                );
+            }
         }
         if self.pool_size == 0 {
             return invalid("pool_size must be at least 1");
@@ -650,6 +660,15 @@ mod tests {
                 .contains("at least 1 replica")
         );
         assert!(msg(config("redis://x").wait_for_replicas(1, Duration::ZERO)).contains("1 ms"));
+        assert!(
+            msg(config("redis://x").wait_for_replicas(1, Duration::from_secs(2)))
+                .contains("shorter than command_timeout")
+        );
+        config("redis://x")
+            .command_timeout(Duration::from_secs(5))
+            .wait_for_replicas(1, Duration::from_secs(2))
+            .check()
+            .unwrap();
         config("redis://x")
             .wait_for_replicas(1, Duration::from_millis(100))
             .check()

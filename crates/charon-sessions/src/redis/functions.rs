@@ -101,9 +101,13 @@ pub(crate) async fn call_upsert(
 
 /// Whether the server does not know the function (restart without
 /// persistence, `FUNCTION FLUSH`, failover to a fresh replica).
+///
+/// A failed `FCALL` inside the `WAIT` pipeline comes back as a pipeline
+/// error, which has no `detail()` of its own but lists the server errors in
+/// its text, so the text is checked too.
 pub(crate) fn is_function_not_found(err: &redis::RedisError) -> bool {
-    err.detail()
-        .is_some_and(|d| d.to_ascii_lowercase().contains("function not found"))
+    let names = |text: &str| text.to_ascii_lowercase().contains("function not found");
+    err.detail().is_some_and(names) || names(&err.to_string())
 }
 
 #[cfg(test)]

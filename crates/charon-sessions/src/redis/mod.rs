@@ -359,7 +359,14 @@ impl RedisStore {
             .filter(|(field, _)| !is_lock_field(field))
             .filter_map(|(field, value)| {
                 let Ok(field) = std::str::from_utf8(&field) else {
-                    warn!(key, "ignoring a hash field that is not a session id");
+                    if self.record_user_ids {
+                        warn!(key, "ignoring a hash field that is not a session id");
+                    } else {
+                        warn!(
+                            session_type,
+                            "ignoring a hash field that is not a session id"
+                        );
+                    }
                     return None;
                 };
                 self.open_value(&key, field, user_id, session_type, &value, now)
