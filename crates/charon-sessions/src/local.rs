@@ -10,19 +10,16 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_trait::async_trait;
-
 use crate::codec;
 use crate::session::{Session, unix_now, validate_address, validate_owner};
-use crate::store::{DEFAULT_MAX_SESSION_SIZE, SessionStore, StoreError};
-use crate::telemetry::{self, Operation};
+use crate::store::{DEFAULT_MAX_SESSION_SIZE, StoreError};
 
 type Owner = (String, String);
 
 /// Writes between two sweeps of expired sessions of all users.
 const SWEEP_EVERY: u64 = 4096;
 
-/// An in-memory [`SessionStore`].
+/// An in-memory [`SessionStore`](crate::SessionStore).
 ///
 /// Sessions expire at their `refresh_expires_at` exactly as in Redis (they
 /// are never returned from that second on, and are dropped lazily and by a
@@ -232,46 +229,4 @@ impl LocalStore {
     }
 }
 
-#[async_trait]
-impl SessionStore for LocalStore {
-    async fn get(
-        &self,
-        session_id: &str,
-        user_id: &str,
-        session_type: &str,
-    ) -> Result<Option<Session>, StoreError> {
-        let user = self.user_label(user_id);
-        let run = self.get_inner(session_id, user_id, session_type);
-        telemetry::observe(Operation::Get, session_type, user, run).await
-    }
-
-    async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
-        let (user_id, session_type) = (session.user_id.clone(), session.session_type.clone());
-        let user = self.user_label(&user_id);
-        let run = self.upsert_inner(session);
-        telemetry::observe(Operation::Upsert, &session_type, user, run).await
-    }
-
-    async fn delete(
-        &self,
-        session_id: &str,
-        user_id: &str,
-        session_type: &str,
-    ) -> Result<(), StoreError> {
-        let user = self.user_label(user_id);
-        let run = self.delete_inner(session_id, user_id, session_type);
-        telemetry::observe(Operation::Delete, session_type, user, run).await
-    }
-
-    async fn get_all(&self, user_id: &str, session_type: &str) -> Result<Vec<Session>, StoreError> {
-        let user = self.user_label(user_id);
-        let run = self.get_all_inner(user_id, session_type);
-        telemetry::observe(Operation::GetAll, session_type, user, run).await
-    }
-
-    async fn delete_all(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
-        let user = self.user_label(user_id);
-        let run = self.delete_all_inner(user_id, session_type);
-        telemetry::observe(Operation::DeleteAll, session_type, user, run).await
-    }
-}
+crate::telemetry::impl_session_store!(LocalStore);

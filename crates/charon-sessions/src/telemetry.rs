@@ -166,6 +166,103 @@ pub(crate) async fn observe<T: Outcome>(
     result
 }
 
+/// Implements [`SessionStore`](crate::SessionStore) for a store type whose
+/// inherent `get_inner`, `upsert_inner`, `delete_inner`, `get_all_inner`
+/// and `delete_all_inner` do the work and whose `user_label` says whether
+/// spans may carry the user id: each operation runs inside [`observe`].
+/// One definition for both stores, so their spans and metrics cannot drift
+/// apart.
+macro_rules! impl_session_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::SessionStore for $store {
+            async fn get(
+                &self,
+                session_id: &str,
+                user_id: &str,
+                session_type: &str,
+            ) -> Result<Option<$crate::session::Session>, $crate::store::StoreError> {
+                let user = self.user_label(user_id);
+                let run = self.get_inner(session_id, user_id, session_type);
+                $crate::telemetry::observe(
+                    $crate::telemetry::Operation::Get,
+                    session_type,
+                    user,
+                    run,
+                )
+                .await
+            }
+
+            async fn upsert(
+                &self,
+                session: &mut $crate::session::Session,
+            ) -> Result<(), $crate::store::StoreError> {
+                let (user_id, session_type) =
+                    (session.user_id.clone(), session.session_type.clone());
+                let user = self.user_label(&user_id);
+                let run = self.upsert_inner(session);
+                $crate::telemetry::observe(
+                    $crate::telemetry::Operation::Upsert,
+                    &session_type,
+                    user,
+                    run,
+                )
+                .await
+            }
+
+            async fn delete(
+                &self,
+                session_id: &str,
+                user_id: &str,
+                session_type: &str,
+            ) -> Result<(), $crate::store::StoreError> {
+                let user = self.user_label(user_id);
+                let run = self.delete_inner(session_id, user_id, session_type);
+                $crate::telemetry::observe(
+                    $crate::telemetry::Operation::Delete,
+                    session_type,
+                    user,
+                    run,
+                )
+                .await
+            }
+
+            async fn get_all(
+                &self,
+                user_id: &str,
+                session_type: &str,
+            ) -> Result<Vec<$crate::session::Session>, $crate::store::StoreError> {
+                let user = self.user_label(user_id);
+                let run = self.get_all_inner(user_id, session_type);
+                $crate::telemetry::observe(
+                    $crate::telemetry::Operation::GetAll,
+                    session_type,
+                    user,
+                    run,
+                )
+                .await
+            }
+
+            async fn delete_all(
+                &self,
+                user_id: &str,
+                session_type: &str,
+            ) -> Result<(), $crate::store::StoreError> {
+                let user = self.user_label(user_id);
+                let run = self.delete_all_inner(user_id, session_type);
+                $crate::telemetry::observe(
+                    $crate::telemetry::Operation::DeleteAll,
+                    session_type,
+                    user,
+                    run,
+                )
+                .await
+            }
+        }
+    };
+}
+pub(crate) use impl_session_store;
+
 /// Counts a stored value treated as absent.
 pub(crate) fn rejected_value(reason: Rejection) {
     metrics::counter!(REJECTED_VALUES_TOTAL, "reason" => reason.name()).increment(1);

@@ -21,7 +21,6 @@ pub(crate) mod topology;
 use std::fmt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use tracing::warn;
 
 use self::config::RedisStoreConfig;
@@ -31,10 +30,10 @@ use self::server::ServerInfo;
 use crate::codec;
 use crate::session::{Session, unix_now, validate_address, validate_owner};
 use crate::signing::{self, SigningKey};
-use crate::store::{SessionStore, StoreError};
-use crate::telemetry::{self, Operation, Rejection};
+use crate::store::StoreError;
+use crate::telemetry::{self, Rejection};
 
-/// A [`SessionStore`] in Redis >= 8.0 or Valkey >= 9.0.
+/// A [`SessionStore`](crate::SessionStore) in Redis >= 8.0 or Valkey >= 9.0.
 ///
 /// Each user's sessions of one type live in one hash,
 /// `<key prefix>.<user_id>.<session_type>`: field `<session_id>` holds the
@@ -383,49 +382,7 @@ impl RedisStore {
     }
 }
 
-#[async_trait]
-impl SessionStore for RedisStore {
-    async fn get(
-        &self,
-        session_id: &str,
-        user_id: &str,
-        session_type: &str,
-    ) -> Result<Option<Session>, StoreError> {
-        let user = self.user_label(user_id);
-        let run = self.get_inner(session_id, user_id, session_type);
-        telemetry::observe(Operation::Get, session_type, user, run).await
-    }
-
-    async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
-        let (user_id, session_type) = (session.user_id.clone(), session.session_type.clone());
-        let user = self.user_label(&user_id);
-        let run = self.upsert_inner(session);
-        telemetry::observe(Operation::Upsert, &session_type, user, run).await
-    }
-
-    async fn delete(
-        &self,
-        session_id: &str,
-        user_id: &str,
-        session_type: &str,
-    ) -> Result<(), StoreError> {
-        let user = self.user_label(user_id);
-        let run = self.delete_inner(session_id, user_id, session_type);
-        telemetry::observe(Operation::Delete, session_type, user, run).await
-    }
-
-    async fn get_all(&self, user_id: &str, session_type: &str) -> Result<Vec<Session>, StoreError> {
-        let user = self.user_label(user_id);
-        let run = self.get_all_inner(user_id, session_type);
-        telemetry::observe(Operation::GetAll, session_type, user, run).await
-    }
-
-    async fn delete_all(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
-        let user = self.user_label(user_id);
-        let run = self.delete_all_inner(user_id, session_type);
-        telemetry::observe(Operation::DeleteAll, session_type, user, run).await
-    }
-}
+crate::telemetry::impl_session_store!(RedisStore);
 
 /// Sorts a redis-rs error into the store's error kinds; the one place where
 /// that happens.
