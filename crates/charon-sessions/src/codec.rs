@@ -41,7 +41,6 @@
 //! This module neither signs nor logs; it is pure data transformation.
 
 use std::fmt;
-use std::io::Cursor;
 
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
@@ -167,11 +166,15 @@ pub fn decode(payload: &[u8]) -> Result<Session, DecodeError> {
 }
 
 fn decode_msgpack(record: &[u8]) -> Result<Session, DecodeError> {
-    let mut de = rmp_serde::Deserializer::new(Cursor::new(record));
+    // Reading from the slice itself (not through `io::Read`) lets strings
+    // be copied straight out of the record.
+    let mut de = rmp_serde::Deserializer::from_read_ref(record);
     de.set_max_depth(MAX_DEPTH);
     let PositionalOwned(session) =
         PositionalOwned::deserialize(&mut de).map_err(|e| DecodeError::MessagePack(reason(&e)))?;
-    if de.position() != record.len() as u64 {
+    // The record must be the whole payload: reading one more value fails
+    // at its end.
+    if IgnoredAny::deserialize(&mut de).is_ok() {
         return Err(DecodeError::MessagePack("bytes after the record"));
     }
     Ok(session)

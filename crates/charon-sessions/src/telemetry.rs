@@ -27,6 +27,7 @@
 use std::future::Future;
 use std::time::Instant;
 
+use metrics::{Key, Label, Metadata};
 use tracing::Instrument as _;
 use tracing::field;
 
@@ -48,11 +49,12 @@ pub const POOL_WAIT_SECONDS: &str = "charon_sessions_pool_wait_seconds";
 /// A store operation, as named in spans and metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Operation {
-    Get,
-    Upsert,
-    Delete,
-    GetAll,
-    DeleteAll,
+    // The order of OPERATION_LABELS.
+    Get = 0,
+    Upsert = 1,
+    Delete = 2,
+    GetAll = 3,
+    DeleteAll = 4,
 }
 
 impl Operation {
@@ -106,6 +108,53 @@ impl<T> Outcome for Option<T> {
     }
 }
 
+/// Every `outcome` label value (`OUTCOMES`: `ok`, `not_found`, then each
+/// [`StoreError::kind`]) and the labels of every operation
+/// (`OPERATION_LABELS`, `[operation]`, in [`Operation`] order) and of every
+/// operation and outcome (`OPERATION_OUTCOME_LABELS`,
+/// `[operation, outcome]`), built at compile time: an operation's metrics
+/// are then recorded under `&'static` keys, without allocating labels on
+/// every call.
+macro_rules! label_tables {
+    (operations: [$($operation:literal),*], outcomes: $outcomes:tt) => {
+        label_tables!(@outcomes $outcomes);
+        static OPERATION_LABELS: [[Label; 1]; 5] =
+            [$([Label::from_static_parts("operation", $operation)]),*];
+        static OPERATION_OUTCOME_LABELS: [[[Label; 2]; OUTCOMES.len()]; 5] =
+            [$(label_tables!(@row $operation, $outcomes)),*];
+    };
+    (@outcomes [$($outcome:literal),*]) => {
+        const OUTCOMES: &[&str] = &[$($outcome),*];
+    };
+    (@row $operation:literal, [$($outcome:literal),*]) => {
+        [$([
+            Label::from_static_parts("operation", $operation),
+            Label::from_static_parts("outcome", $outcome),
+        ]),*]
+    };
+}
+
+label_tables!(
+    operations: ["get", "upsert", "delete", "get_all", "delete_all"],
+    outcomes: [
+        "ok",
+        "not_found",
+        "conflict",
+        "invalid_input",
+        "pool_timeout",
+        "connection",
+        "auth",
+        "server",
+        "function_library_missing",
+        "replication_timeout",
+        "unsupported_server"
+    ]
+);
+
+/// What the metrics of this crate are registered with.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
 /// The span of one operation (span names must be literals).
 macro_rules! op_span {
     ($name:literal, $operation:expr, $session_type:expr, $user_id:expr) => {
@@ -120,58 +169,118 @@ macro_rules! op_span {
     };
 }
 
-/// Runs one store operation inside its span, then records its outcome and
-/// duration in the span and the metrics. `user_id` is `None` when the
-/// store does not record user ids.
-pub(crate) async fn observe<T: Outcome>(
+/// One store operation being observed: its span and when it started.
+/// [`start`](Self::start) opens it, [`run`](Self::run) runs the operation
+/// inside the span, [`finish`](Self::finish) records the outcome and
+/// duration in the span and the metrics.
+pub(crate) struct Observation {
     operation: Operation,
-    session_type: &str,
-    user_id: Option<&str>,
-    run: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    let span = match operation {
-        Operation::Get => op_span!("charon_sessions.get", operation, session_type, user_id),
-        Operation::Upsert => op_span!("charon_sessions.upsert", operation, session_type, user_id),
-        Operation::Delete => op_span!("charon_sessions.delete", operation, session_type, user_id),
-        Operation::GetAll => op_span!("charon_sessions.get_all", operation, session_type, user_id),
-        Operation::DeleteAll => {
-            op_span!(
-                "charon_sessions.delete_all",
-                operation,
-                session_type,
-                user_id
-            )
-        }
-    };
-    let started = Instant::now();
-    let result = run.instrument(span.clone()).await;
-    let elapsed = started.elapsed();
-    let outcome = match &result {
-        Ok(value) => value.outcome(),
-        Err(e) => e.kind(),
-    };
-    let duration_ms = elapsed.as_secs_f64() * 1000.0;
-    span.record("outcome", outcome);
-    span.record("duration_ms", duration_ms);
-    span.in_scope(|| tracing::debug!(outcome, duration_ms, "store operation finished"));
+    span: tracing::Span,
+    started: Instant,
+}
 
-    let name = operation.name();
-    metrics::counter!(OPERATIONS_TOTAL, "operation" => name, "outcome" => outcome).increment(1);
-    metrics::histogram!(OPERATION_DURATION_SECONDS, "operation" => name)
-        .record(elapsed.as_secs_f64());
-    if matches!(result, Err(StoreError::Conflict)) {
-        metrics::counter!(LOCK_CONFLICTS_TOTAL, "session_type" => session_type.to_owned())
-            .increment(1);
+impl Observation {
+    /// Opens the span of `operation`; `user_id` is `None` when the store
+    /// does not record user ids.
+    pub(crate) fn start(
+        operation: Operation,
+        session_type: &str,
+        user_id: Option<&str>,
+    ) -> Observation {
+        let span = match operation {
+            Operation::Get => op_span!("charon_sessions.get", operation, session_type, user_id),
+            Operation::Upsert => {
+                op_span!("charon_sessions.upsert", operation, session_type, user_id)
+            }
+            Operation::Delete => {
+                op_span!("charon_sessions.delete", operation, session_type, user_id)
+            }
+            Operation::GetAll => {
+                op_span!("charon_sessions.get_all", operation, session_type, user_id)
+            }
+            Operation::DeleteAll => {
+                op_span!(
+                    "charon_sessions.delete_all",
+                    operation,
+                    session_type,
+                    user_id
+                )
+            }
+        };
+        Observation {
+            operation,
+            span,
+            started: Instant::now(),
+        }
     }
-    result
+
+    /// Runs `operation` inside the span (directly when no subscriber wants
+    /// the span).
+    pub(crate) async fn run<T>(&self, operation: impl Future<Output = T>) -> T {
+        if self.span.is_disabled() {
+            operation.await
+        } else {
+            operation.instrument(self.span.clone()).await
+        }
+    }
+
+    /// Records `result`'s outcome and the duration in the span and the
+    /// metrics, and returns `result`. `session_type` labels the lock
+    /// conflict counter.
+    pub(crate) fn finish<T: Outcome>(
+        self,
+        result: Result<T, StoreError>,
+        session_type: &str,
+    ) -> Result<T, StoreError> {
+        let elapsed = self.started.elapsed();
+        let outcome = match &result {
+            Ok(value) => value.outcome(),
+            Err(e) => e.kind(),
+        };
+        if !self.span.is_disabled() {
+            let duration_ms = elapsed.as_secs_f64() * 1000.0;
+            self.span.record("outcome", outcome);
+            self.span.record("duration_ms", duration_ms);
+            self.span
+                .in_scope(|| tracing::debug!(outcome, duration_ms, "store operation finished"));
+        }
+
+        let operation = self.operation as usize;
+        let counted = match OUTCOMES.iter().position(|known| *known == outcome) {
+            Some(i) => {
+                Key::from_static_parts(OPERATIONS_TOTAL, &OPERATION_OUTCOME_LABELS[operation][i])
+            }
+            // A kind added to StoreError but not to OUTCOMES.
+            None => Key::from_parts(
+                OPERATIONS_TOTAL,
+                vec![
+                    OPERATION_LABELS[operation][0].clone(),
+                    Label::from_static_parts("outcome", outcome),
+                ],
+            ),
+        };
+        let timed =
+            Key::from_static_parts(OPERATION_DURATION_SECONDS, &OPERATION_LABELS[operation]);
+        metrics::with_recorder(|recorder| {
+            recorder.register_counter(&counted, &METADATA).increment(1);
+            recorder
+                .register_histogram(&timed, &METADATA)
+                .record(elapsed.as_secs_f64());
+        });
+        if matches!(result, Err(StoreError::Conflict)) {
+            metrics::counter!(LOCK_CONFLICTS_TOTAL, "session_type" => session_type.to_owned())
+                .increment(1);
+        }
+        result
+    }
 }
 
 /// Implements [`SessionStore`](crate::SessionStore) for a store type whose
 /// inherent `get_inner`, `upsert_inner`, `delete_inner`, `get_all_inner`
 /// and `delete_all_inner` do the work and whose `user_label` says whether
-/// spans may carry the user id: each operation runs inside [`observe`].
-/// One definition for both stores, so their spans and metrics cannot drift
-/// apart.
+/// spans may carry the user id: each operation runs inside an
+/// [`Observation`]. One definition for both stores, so their spans and
+/// metrics cannot drift apart.
 macro_rules! impl_session_store {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -182,32 +291,28 @@ macro_rules! impl_session_store {
                 user_id: &str,
                 session_type: &str,
             ) -> Result<Option<$crate::session::Session>, $crate::store::StoreError> {
-                let user = self.user_label(user_id);
-                let run = self.get_inner(session_id, user_id, session_type);
-                $crate::telemetry::observe(
+                let observation = $crate::telemetry::Observation::start(
                     $crate::telemetry::Operation::Get,
                     session_type,
-                    user,
-                    run,
-                )
-                .await
+                    self.user_label(user_id),
+                );
+                let result = observation
+                    .run(self.get_inner(session_id, user_id, session_type))
+                    .await;
+                observation.finish(result, session_type)
             }
 
             async fn upsert(
                 &self,
                 session: &mut $crate::session::Session,
             ) -> Result<(), $crate::store::StoreError> {
-                let (user_id, session_type) =
-                    (session.user_id.clone(), session.session_type.clone());
-                let user = self.user_label(&user_id);
-                let run = self.upsert_inner(session);
-                $crate::telemetry::observe(
+                let observation = $crate::telemetry::Observation::start(
                     $crate::telemetry::Operation::Upsert,
-                    &session_type,
-                    user,
-                    run,
-                )
-                .await
+                    &session.session_type,
+                    self.user_label(&session.user_id),
+                );
+                let result = observation.run(self.upsert_inner(session)).await;
+                observation.finish(result, &session.session_type)
             }
 
             async fn delete(
@@ -216,15 +321,15 @@ macro_rules! impl_session_store {
                 user_id: &str,
                 session_type: &str,
             ) -> Result<(), $crate::store::StoreError> {
-                let user = self.user_label(user_id);
-                let run = self.delete_inner(session_id, user_id, session_type);
-                $crate::telemetry::observe(
+                let observation = $crate::telemetry::Observation::start(
                     $crate::telemetry::Operation::Delete,
                     session_type,
-                    user,
-                    run,
-                )
-                .await
+                    self.user_label(user_id),
+                );
+                let result = observation
+                    .run(self.delete_inner(session_id, user_id, session_type))
+                    .await;
+                observation.finish(result, session_type)
             }
 
             async fn get_all(
@@ -232,15 +337,15 @@ macro_rules! impl_session_store {
                 user_id: &str,
                 session_type: &str,
             ) -> Result<Vec<$crate::session::Session>, $crate::store::StoreError> {
-                let user = self.user_label(user_id);
-                let run = self.get_all_inner(user_id, session_type);
-                $crate::telemetry::observe(
+                let observation = $crate::telemetry::Observation::start(
                     $crate::telemetry::Operation::GetAll,
                     session_type,
-                    user,
-                    run,
-                )
-                .await
+                    self.user_label(user_id),
+                );
+                let result = observation
+                    .run(self.get_all_inner(user_id, session_type))
+                    .await;
+                observation.finish(result, session_type)
             }
 
             async fn delete_all(
@@ -248,15 +353,15 @@ macro_rules! impl_session_store {
                 user_id: &str,
                 session_type: &str,
             ) -> Result<(), $crate::store::StoreError> {
-                let user = self.user_label(user_id);
-                let run = self.delete_all_inner(user_id, session_type);
-                $crate::telemetry::observe(
+                let observation = $crate::telemetry::Observation::start(
                     $crate::telemetry::Operation::DeleteAll,
                     session_type,
-                    user,
-                    run,
-                )
-                .await
+                    self.user_label(user_id),
+                );
+                let result = observation
+                    .run(self.delete_all_inner(user_id, session_type))
+                    .await;
+                observation.finish(result, session_type)
             }
         }
     };
@@ -276,4 +381,50 @@ pub(crate) fn function_registered() {
 /// Records how long a checkout waited for a pooled connection.
 pub(crate) fn pool_waited(started: Instant) {
     metrics::histogram!(POOL_WAIT_SECONDS).record(started.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_tables_follow_the_operations_and_error_kinds() {
+        for operation in [
+            Operation::Get,
+            Operation::Upsert,
+            Operation::Delete,
+            Operation::GetAll,
+            Operation::DeleteAll,
+        ] {
+            let i = operation as usize;
+            assert_eq!(OPERATION_LABELS[i][0].value(), operation.name());
+            for (j, outcome) in OUTCOMES.iter().enumerate() {
+                let labels = &OPERATION_OUTCOME_LABELS[i][j];
+                assert_eq!(labels[0].value(), operation.name());
+                assert_eq!(labels[1].value(), *outcome);
+            }
+        }
+        let errors = [
+            StoreError::Conflict,
+            StoreError::InvalidInput(String::new()),
+            StoreError::PoolTimeout(std::time::Duration::ZERO),
+            StoreError::Connection(Box::new(std::io::Error::other("x"))),
+            StoreError::Auth(Box::new(std::io::Error::other("x"))),
+            StoreError::Server(Box::new(std::io::Error::other("x"))),
+            StoreError::FunctionLibraryMissing(String::new()),
+            StoreError::ReplicationTimeout {
+                acknowledged: 0,
+                required: 1,
+            },
+            StoreError::UnsupportedServer {
+                found: String::new(),
+                required: "",
+            },
+        ];
+        for e in errors {
+            assert!(OUTCOMES.contains(&e.kind()), "{} missing", e.kind());
+        }
+        assert!(OUTCOMES.contains(&Some(()).outcome()));
+        assert!(OUTCOMES.contains(&None::<()>.outcome()));
+    }
 }

@@ -22,7 +22,11 @@ pub(crate) fn hash_key(key_prefix: &str, user_id: &str, session_type: &str) -> S
 
 /// The field holding the lock version of `session_id`.
 pub(crate) fn lock_field(session_id: &str) -> String {
-    format!("{LOCK_FIELD_PREFIX}{session_id}")
+    // Built by hand: `format!` costs several times more on the upsert path.
+    let mut field = String::with_capacity(LOCK_FIELD_PREFIX.len() + session_id.len());
+    field.push_str(LOCK_FIELD_PREFIX);
+    field.push_str(session_id);
+    field
 }
 
 /// Whether a hash field is a lock-version field (as opposed to a session).

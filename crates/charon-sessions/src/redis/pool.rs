@@ -113,7 +113,12 @@ impl managed::Manager for ConnectionManager {
 
     async fn create(&self) -> Result<Connection, RedisError> {
         let broken = Arc::new(AtomicBool::new(false));
-        let inner = self.connector.connect(Some(Arc::clone(&broken))).await?;
+        // Boxed: opening a connection (a cluster's or through the
+        // sentinels especially) is a future of several kilobytes, and
+        // deadpool holds `create`'s future inside every checkout's. Inline,
+        // each operation's future would carry it and be copied whole as it
+        // is moved; boxed, only a rare connect pays one allocation.
+        let inner = Box::pin(self.connector.connect(Some(Arc::clone(&broken)))).await?;
         Ok(Connection { inner, broken })
     }
 
