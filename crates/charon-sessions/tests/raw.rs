@@ -48,6 +48,25 @@ async fn upsert_command_replays_the_store_upsert() {
     let lock = hget(&store, prepared.key(), &format!("l.{}", session.id)).await;
     assert_eq!(lock.as_deref(), Some(&b"2"[..]));
 
+    // A moved expiry: both fields get it, the value stays the prepared one.
+    let later = session.refresh_expires_at + 3600;
+    let moved: i64 = store
+        .run_command(&prepared.cmd_expiring_at(3, later))
+        .await
+        .unwrap();
+    assert_eq!(moved, 1);
+    let mut expiry = redis::cmd("HEXPIRETIME");
+    expiry
+        .arg(prepared.key())
+        .arg("FIELDS")
+        .arg(2)
+        .arg(&session.id)
+        .arg(format!("l.{}", session.id));
+    let times: Vec<i64> = store.run_command(&expiry).await.unwrap();
+    assert_eq!(times, [later, later]);
+    let value = hget(&store, prepared.key(), &session.id).await.unwrap();
+    assert_eq!(value, by_store, "the prepared value");
+
     // Debug never shows the signed value.
     let shown = format!("{prepared:?}");
     assert!(

@@ -94,13 +94,22 @@ impl UpsertCommand {
     /// and replies `1` when the stored lock version is `new_lock - 1`
     /// (`new_lock == 1`: when there is none), else `0` and writes nothing.
     pub fn cmd(&self, new_lock: u64) -> ::redis::Cmd {
+        self.cmd_expiring_at(new_lock, self.exat)
+    }
+
+    /// Like [`cmd`](Self::cmd), with both fields expiring at `exat` (unix
+    /// seconds) instead of the prepared session's `refresh_expires_at`: the
+    /// command an upsert sends after a refresh moved the expiry, without
+    /// encoding or signing the session again. The value keeps the prepared
+    /// session's contents.
+    pub fn cmd_expiring_at(&self, new_lock: u64, exat: i64) -> ::redis::Cmd {
         functions::upsert_cmd(
             &self.key,
             &self.field,
             &self.lock_field,
             new_lock,
             &self.value,
-            self.exat,
+            exat,
         )
     }
 
