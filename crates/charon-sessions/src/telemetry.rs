@@ -27,9 +27,11 @@
 use std::future::Future;
 use std::time::Instant;
 
+use futures_util::future::Either;
 use metrics::{Key, Label, Metadata};
 use tracing::Instrument as _;
 use tracing::field;
+use tracing::instrument::Instrumented;
 
 use crate::store::StoreError;
 
@@ -214,13 +216,14 @@ impl Observation {
         }
     }
 
-    /// Runs `operation` inside the span (directly when no subscriber wants
-    /// the span).
-    pub(crate) async fn run<T>(&self, operation: impl Future<Output = T>) -> T {
+    /// `operation`, to run inside the span (as it is when no subscriber
+    /// wants the span). Not an `async fn`, which would hold `operation`
+    /// twice.
+    pub(crate) fn run<F: Future>(&self, operation: F) -> Either<F, Instrumented<F>> {
         if self.span.is_disabled() {
-            operation.await
+            Either::Left(operation)
         } else {
-            operation.instrument(self.span.clone()).await
+            Either::Right(operation.instrument(self.span.clone()))
         }
     }
 

@@ -212,7 +212,11 @@ impl Pool {
     /// connection error when a new connection could not be opened.
     pub(crate) async fn get(&self) -> Result<PooledConnection, StoreError> {
         let started = std::time::Instant::now();
-        let checkout = self.inner.get().await;
+        // Boxed: deadpool's checkout future is about 800 bytes. Inline, it
+        // would make every operation's future (which the `SessionStore`
+        // trait boxes) larger than the allocator's per-thread cache serves
+        // (about 1 KiB), and be copied as it moves.
+        let checkout = Box::pin(self.inner.get()).await;
         crate::telemetry::pool_waited(started);
         checkout.map_err(|e| match e {
             managed::PoolError::Timeout(_) => StoreError::PoolTimeout(self.checkout_timeout),
