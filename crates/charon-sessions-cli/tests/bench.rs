@@ -123,6 +123,8 @@ fn bench_with_baseline_reports_every_operation_and_keeps_the_data_set() {
     ]);
     assert!(ok, "bench failed:\n{text}");
     assert!(text.contains("vs baseline"), "{text}");
+    assert!(text.contains("interleaved in 6 rounds"), "{text}");
+    assert!(text.contains("store/baseline, all operations:"), "{text}");
 
     let report = read_json(&json);
     assert_eq!(report["tool"], "charon-sessions bench");
@@ -135,6 +137,7 @@ fn bench_with_baseline_reports_every_operation_and_keeps_the_data_set() {
     assert_eq!(report["settings"]["users"], 40);
     assert_eq!(report["settings"]["sessions_per_user"], 3);
     assert_eq!(report["settings"]["baseline"], true);
+    assert_eq!(report["settings"]["rounds"], 6, "the default");
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 1);
     let run = &runs[0];
@@ -158,23 +161,112 @@ fn bench_with_baseline_reports_every_operation_and_keeps_the_data_set() {
     for op in ops {
         assert!(run["ratio"][op].as_f64().unwrap() > 0.0, "{}", run["ratio"]);
     }
+    check_rounds(run, 6);
 
-    // The data set: each user's hash holds its 3 sessions and their locks.
+    // The data sets: each user's hash, the store's and the baseline's,
+    // holds its 3 sessions and their locks.
     let mut conn = redis::Client::open(server.url())
         .unwrap()
         .get_connection()
         .unwrap();
     for n in 0..40 {
-        let key = format!("benchtest.charon-bench-{n}.full");
-        let fields: u64 = redis::cmd("HLEN").arg(&key).query(&mut conn).unwrap();
-        assert_eq!(fields, 6, "{key} holds {fields} fields");
+        for user in [format!("charon-bench-{n}"), format!("charon-bench-b-{n}")] {
+            let key = format!("benchtest.{user}.full");
+            let fields: u64 = redis::cmd("HLEN").arg(&key).query(&mut conn).unwrap();
+            assert_eq!(fields, 6, "{key} holds {fields} fields");
+        }
     }
     let keys: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
-    assert_eq!(keys, 40, "only the benchmark users' hashes");
+    assert_eq!(keys, 2 * 40, "only the benchmark users' hashes");
 }
 
-/// A sweep runs get alone and upsert alone, baseline then store, at each
-/// concurrency, writes them to the JSON and draws the SVG chart.
+/// Checks the interleaved rounds of a run with a baseline: one
+/// store/baseline ratio per round, each above 0, and their spread.
+fn check_rounds(run: &Value, rounds: usize) {
+    let per_round: Vec<f64> = run["ratio_per_round"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_f64().unwrap())
+        .collect();
+    assert_eq!(per_round.len(), rounds, "{run}");
+    assert!(per_round.iter().all(|r| *r > 0.0), "{per_round:?}");
+    let spread = &run["ratio_spread"];
+    let (min, median, max) = (
+        spread["min"].as_f64().unwrap(),
+        spread["median"].as_f64().unwrap(),
+        spread["max"].as_f64().unwrap(),
+    );
+    assert!(min <= median && median <= max, "{spread}");
+    assert!(
+        per_round.contains(&min) && per_round.contains(&max),
+        "{run}"
+    );
+    assert!(run["total_ratio"].as_f64().unwrap() > 0.0, "{run}");
+}
+
+/// `--rounds 2`: baseline and store measured in two interleaved rounds on
+/// data sets of disjoint users, both without error.
+#[test]
+fn bench_rounds_interleave_baseline_and_store_on_disjoint_users() {
+    let server = TestServer::start(Flavor::Redis);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("rounds.json");
+    let (ok, text) = bench(&[
+        "--redis",
+        &server.url(),
+        "--base-secret",
+        "bench secret",
+        "--duration",
+        "0.4",
+        "--warmup",
+        "0.1",
+        "--users",
+        "64",
+        "--concurrency",
+        "8",
+        "--mix",
+        "get=50,upsert=50",
+        "--baseline",
+        "--rounds",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "bench failed:\n{text}");
+    assert!(text.contains("over 2 rounds"), "{text}");
+    let report = read_json(&json);
+    assert_eq!(report["settings"]["rounds"], 2);
+    let run = &report["runs"][0];
+    for (phase, target) in [(&run["baseline"], "baseline"), (&run["store"], "store")] {
+        assert_eq!(phase["target"], target, "{phase}");
+        assert!(phase["total_ops"].as_u64().unwrap() > 0, "{phase}");
+        assert_eq!(phase["errors"], 0, "{phase}\n{text}");
+        assert!(phase["elapsed_s"].as_f64().unwrap() > 0.0, "{phase}");
+    }
+    check_rounds(run, 2);
+
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut keys = |pattern: &str| -> Vec<String> {
+        let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut conn).unwrap();
+        keys
+    };
+    let baseline_keys = keys("charon_.charon-bench-b-*");
+    let store_keys = keys("charon_.charon-bench-[0-9]*");
+    assert_eq!(baseline_keys.len(), 64, "{baseline_keys:?}");
+    assert_eq!(store_keys.len(), 64, "{store_keys:?}");
+    assert!(
+        baseline_keys.iter().all(|k| !store_keys.contains(k)),
+        "the data sets share users"
+    );
+}
+
+/// A sweep runs get alone and upsert alone, baseline and store in
+/// interleaved rounds, at each concurrency, writes them to the JSON and
+/// draws the SVG chart.
 #[test]
 fn bench_sweep_writes_json_and_chart() {
     let server = TestServer::start(Flavor::Redis);
@@ -221,6 +313,7 @@ fn bench_sweep_writes_json_and_chart() {
         let command = if op == "get" { "HGET" } else { "FCALL" };
         check_phase(&run["baseline"], "baseline", &[op], &[command], &text);
         check_phase(&run["store"], "store", &[op], &[command], &text);
+        check_rounds(run, 6);
     }
     let chart = std::fs::read_to_string(&svg).expect("the chart was written");
     assert!(
@@ -239,7 +332,7 @@ fn bench_sweep_writes_json_and_chart() {
 }
 
 /// Bad options are refused before any load: no server, too few users for
-/// the concurrency, a malformed mix.
+/// the concurrency, a malformed mix, rounds too short or none.
 #[test]
 fn bench_refuses_bad_options() {
     let (ok, text) = bench(&["--duration", "1"]);
@@ -258,4 +351,16 @@ fn bench_refuses_bad_options() {
     );
     let (ok, text) = bench(&["--redis", "redis://127.0.0.1:1", "--mix", "get=1,read=2"]);
     assert!(!ok && text.contains("unknown operation"), "{text}");
+    let (ok, text) = bench(&[
+        "--redis",
+        "redis://127.0.0.1:1",
+        "--baseline",
+        "--duration",
+        "0.05",
+        "--rounds",
+        "10",
+    ]);
+    assert!(!ok && text.contains("at least 10 ms per round"), "{text}");
+    let (ok, text) = bench(&["--redis", "redis://127.0.0.1:1", "--rounds", "0"]);
+    assert!(!ok && text.contains("--rounds"), "{text}");
 }

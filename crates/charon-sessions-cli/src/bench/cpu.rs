@@ -1,4 +1,4 @@
-//! CPU time spent during a measured phase, on both sides: this process's
+//! CPU time spent during a measured slice, on both sides: this process's
 //! (the client: the store's or the baseline's work, plus the benchmark's
 //! own bookkeeping, which is the same in both phases), from the operating
 //! system; and the server's, from `INFO cpu` (`used_cpu_user +
@@ -24,6 +24,23 @@ pub struct CpuUse {
     pub client_s: f64,
     /// The server, seconds; `None` when `INFO cpu` could not be read.
     pub server_s: Option<f64>,
+}
+
+impl CpuUse {
+    /// No CPU time yet.
+    pub const ZERO: CpuUse = CpuUse {
+        client_s: 0.0,
+        server_s: Some(0.0),
+    };
+
+    /// Adds `other` (a later slice of the same target); the server's time
+    /// is unknown once one slice's is.
+    pub fn add(self, other: CpuUse) -> CpuUse {
+        CpuUse {
+            client_s: self.client_s + other.client_s,
+            server_s: self.server_s.zip(other.server_s).map(|(a, b)| a + b),
+        }
+    }
 }
 
 impl CpuMark {
@@ -68,7 +85,22 @@ fn parse_cpu(info: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_cpu;
+    use super::{CpuUse, parse_cpu};
+
+    #[test]
+    fn adds_slices_and_loses_an_unknown_server_time() {
+        let a = CpuUse {
+            client_s: 1.0,
+            server_s: Some(0.5),
+        };
+        let sum = CpuUse::ZERO.add(a).add(a);
+        assert_eq!((sum.client_s, sum.server_s), (2.0, Some(1.0)));
+        let unknown = sum.add(CpuUse {
+            client_s: 1.0,
+            server_s: None,
+        });
+        assert_eq!((unknown.client_s, unknown.server_s), (3.0, None));
+    }
 
     #[test]
     fn adds_user_and_system_time() {

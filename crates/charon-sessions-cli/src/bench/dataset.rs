@@ -1,7 +1,10 @@
-//! The data set a benchmark phase runs on: `users` users with
+//! The data set a benchmark target runs on: `users` users with
 //! `sessions_per_user` sessions each, seeded through the store, and what
 //! the benchmark knows of each session (its current lock version, and for
-//! the baseline the prepared `FCALL`).
+//! the baseline the prepared `FCALL`). The baseline and the store get data
+//! sets of their own, on disjoint user ids ([`BASELINE_USERS`],
+//! [`STORE_USERS`]), so that their interleaved rounds never touch each
+//! other's hashes.
 //!
 //! Each operation works on one user, held exclusively for the operation, so
 //! no two operations touch the same hash at once: every `get` finds its
@@ -26,9 +29,16 @@ pub const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Seeding operations in flight at once.
 const SEED_CONCURRENCY: usize = 32;
 
-/// The user id of benchmark user `n`.
-pub fn user_id(n: usize) -> String {
-    format!("charon-bench-{n}")
+/// User id prefix of the store's data set: `charon-bench-<n>`.
+pub const STORE_USERS: &str = "charon-bench-";
+
+/// User id prefix of the baseline's data set: `charon-bench-b-<n>`.
+pub const BASELINE_USERS: &str = "charon-bench-b-";
+
+/// The user id of benchmark user `n` under `prefix` ([`STORE_USERS`] or
+/// [`BASELINE_USERS`]).
+pub fn user_id(prefix: &str, n: usize) -> String {
+    format!("{prefix}{n}")
 }
 
 /// A new login of `user` with a typical application payload (device,
@@ -60,30 +70,31 @@ pub struct Slot {
 
 /// One benchmark user and its sessions.
 pub struct User {
-    /// `charon-bench-<n>`.
+    /// `charon-bench-<n>` or `charon-bench-b-<n>`.
     pub id: String,
     /// The user's sessions.
     pub slots: Vec<Slot>,
 }
 
-/// The users of one phase, each behind its own lock.
+/// The users of one target, each behind its own lock.
 pub struct DataSet {
     users: Vec<Mutex<User>>,
 }
 
 impl DataSet {
-    /// Seeds `users` users with `sessions_per_user` new sessions each
-    /// through `store`: for each user `delete_all` (left over from an
-    /// earlier run), then one `upsert` per session. With `prepare`, also
-    /// builds each session's `FCALL` for the baseline.
+    /// Seeds `users` users (ids `<prefix><n>`) with `sessions_per_user`
+    /// new sessions each through `store`: for each user `delete_all` (left
+    /// over from an earlier run), then one `upsert` per session. With
+    /// `prepare`, also builds each session's `FCALL` for the baseline.
     pub async fn seed(
         store: &RedisStore,
+        prefix: &str,
         users: usize,
         sessions_per_user: usize,
         prepare: bool,
     ) -> anyhow::Result<DataSet> {
         let seeded: Vec<anyhow::Result<User>> = futures_util::stream::iter(0..users)
-            .map(|n| seed_user(store, n, sessions_per_user, prepare))
+            .map(|n| seed_user(store, user_id(prefix, n), sessions_per_user, prepare))
             .buffered(SEED_CONCURRENCY)
             .collect()
             .await;
@@ -110,11 +121,10 @@ impl DataSet {
 
 async fn seed_user(
     store: &RedisStore,
-    n: usize,
+    id: String,
     sessions_per_user: usize,
     prepare: bool,
 ) -> anyhow::Result<User> {
-    let id = user_id(n);
     store
         .delete_all(&id, SESSION_TYPE)
         .await

@@ -5,7 +5,7 @@
 //! a histogram holds tens of thousands of counters, too many to give each
 //! task its own at high concurrency, and an uncontended lock per operation
 //! costs far less than the round trip. A progress bar on stderr shows the
-//! phase.
+//! loop (target, concurrency, mix, round).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -62,15 +62,51 @@ impl OpStats {
     pub fn count(&self) -> u64 {
         self.latency.len()
     }
+
+    /// Adds `other`'s latencies and errors to these; the first error kept
+    /// is this one's, if any.
+    pub fn merge(&mut self, other: &OpStats) {
+        self.latency
+            .add(&other.latency)
+            .expect("histograms of the same bounds");
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
+    }
 }
 
-/// The outcome of one closed loop.
+/// The outcome of one closed loop, or of several added up.
 #[derive(Debug, Clone)]
 pub struct PhaseOutcome {
-    /// From the start until the last task stopped.
+    /// From the start until the last task stopped (summed over loops).
     pub elapsed: Duration,
     /// Per operation, indexed by [`Op::index`].
     pub ops: [OpStats; 4],
+}
+
+impl PhaseOutcome {
+    /// Nothing measured yet: no time, no operation.
+    pub fn empty() -> PhaseOutcome {
+        PhaseOutcome {
+            elapsed: Duration::ZERO,
+            ops: std::array::from_fn(|_| OpStats::new()),
+        }
+    }
+
+    /// Successful operations of all kinds.
+    pub fn count(&self) -> u64 {
+        self.ops.iter().map(OpStats::count).sum()
+    }
+
+    /// Adds `other` (a later loop on the same target): elapsed times
+    /// summed, histograms merged, errors counted, the first error kept.
+    pub fn merge(&mut self, other: &PhaseOutcome) {
+        self.elapsed += other.elapsed;
+        for (mine, theirs) in self.ops.iter_mut().zip(&other.ops) {
+            mine.merge(theirs);
+        }
+    }
 }
 
 /// Runs the closed loop of `spec` against `target` on `data` for

@@ -4,9 +4,13 @@
 //! A run seeds `users × sessions_per_user` sessions ([`dataset`]), then
 //! `concurrency` tasks draw operations from the mix ([`mix`]) and run them
 //! back to back for the duration ([`driver`]) against the store or, with
-//! `--baseline`, first against the bare commands on the same pool
+//! `--baseline`, also against the bare commands on the same pool
 //! ([`target`]), while `CLIENT LIST` counts the connections
-//! ([`connections`]). The figures are printed as tables and written as JSON
+//! ([`connections`]) and the CPU time of both sides is read ([`cpu`]).
+//! With a baseline, each target gets a data set of its own on disjoint
+//! users, is warmed up once, and the two are measured in interleaved
+//! rounds in ABBA order ([`rounds`]), so that a drifting machine weighs
+//! on both alike. The figures are printed as tables and written as JSON
 //! ([`report`]); a sweep over concurrencies can be charted ([`chart`]).
 
 mod chart;
@@ -16,6 +20,7 @@ mod dataset;
 mod driver;
 mod mix;
 mod report;
+mod rounds;
 mod target;
 
 use std::path::PathBuf;
@@ -27,12 +32,13 @@ use anyhow::{Context as _, bail};
 use charon_sessions::RedisStore;
 use clap::Args;
 
-use self::connections::Sampler;
-use self::cpu::{CpuMark, CpuUse};
-use self::dataset::DataSet;
+use self::connections::{Observed, Sampler};
+use self::cpu::CpuMark;
+use self::dataset::{BASELINE_USERS, DataSet, STORE_USERS};
 use self::driver::{PhaseSpec, run_loop};
 use self::mix::{Mix, Op};
 use self::report::{BenchReport, ConnectionReport, PhaseReport, RunReport, Settings};
+use self::rounds::{Side, Slice, Totals};
 use self::target::Target;
 use crate::store_args::StoreArgs;
 
@@ -48,16 +54,26 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     concurrency: u64,
 
-    /// Measured seconds per phase.
+    /// Measured seconds per target (store, and baseline), in total over
+    /// the rounds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     duration: f64,
 
-    /// Unmeasured seconds of load before each phase.
+    /// Unmeasured seconds of load on each target before its first round.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     warmup: f64,
 
-    /// Users seeded before each phase (user ids `charon-bench-<n>`); at
-    /// least the concurrency, since each operation holds one user.
+    /// With `--baseline` (and in `--sweep`): measure baseline and store in
+    /// this many interleaved rounds of `duration / N` each, in ABBA order
+    /// (baseline then store, store then baseline, …). Ignored without a
+    /// baseline: the store is then measured in one stretch.
+    #[arg(long, value_name = "N", default_value_t = 6,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    rounds: u64,
+
+    /// Users seeded per target (the store's ids `charon-bench-<n>`, the
+    /// baseline's `charon-bench-b-<n>`); at least the concurrency, since
+    /// each operation holds one user.
     #[arg(long, value_name = "N", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     users: u64,
@@ -83,9 +99,10 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pool_size: Option<u64>,
 
-    /// First run the bare Redis commands each operation is made of (HGET,
+    /// Also run the bare Redis commands each operation is made of (HGET,
     /// FCALL with a precomputed value, HGETALL, HDEL) at the same
-    /// concurrency on the same pool, and report the store as a ratio of it.
+    /// concurrency on the same pool, interleaved with the store in
+    /// `--rounds` rounds, and report the store as a ratio of it.
     #[arg(long)]
     baseline: bool,
 
@@ -94,7 +111,7 @@ pub struct BenchArgs {
     json: Option<PathBuf>,
 
     /// Instead of one run: at each of these concurrencies, run `get` alone
-    /// and `upsert` alone, baseline then store.
+    /// and `upsert` alone, baseline and store in `--rounds` rounds.
     #[arg(long, value_name = "N,N,...", value_delimiter = ',',
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     sweep: Option<Vec<u64>>,
@@ -128,6 +145,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let users = args.users as usize;
     let sessions_per_user = args.sessions_per_user as usize;
+    let rounds = args.rounds as usize;
     let sweep: Vec<usize> = args
         .sweep
         .clone()
@@ -153,6 +171,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             })
             .collect()
     };
+    let with_baseline = plans.iter().any(|p| p.baseline);
+    if with_baseline && duration / (rounds as u32) < Duration::from_millis(10) {
+        bail!("--duration / --rounds must leave at least 10 ms per round");
+    }
     let most = plans.iter().map(|p| p.concurrency).max().unwrap_or(1);
     if users < most {
         bail!(
@@ -182,14 +204,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let pool = store.pool_state();
     println!(
         "charon-sessions bench on {} (key prefix {:?}): pool of {} connections, at most {}; \
-         {users} users × {sessions_per_user} sessions; {:.1} s measured after {:.1} s warm-up per phase",
+         {users} users × {sessions_per_user} sessions per target; {:.1} s measured per target \
+         after {:.1} s warm-up{}",
         store.server(),
         args.store.key_prefix,
         pool.connections,
         pool.max_connections,
         duration.as_secs_f64(),
         warmup.as_secs_f64(),
+        if with_baseline {
+            format!(", baseline and store interleaved in {rounds} rounds")
+        } else {
+            String::new()
+        },
     );
+    let sizes = Sizes {
+        users,
+        sessions_per_user,
+        rounds,
+    };
 
     let mut runs = Vec::new();
     for plan in &plans {
@@ -199,45 +232,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             duration,
             mix: plan.mix,
         };
+        let m = measure(&store, url.as_deref(), plan, &spec, &sizes).await?;
         let weighted = |op: Op| plan.mix.weight(op) > 0;
-        let baseline = if plan.baseline {
-            let target = Target::Baseline(store.clone());
-            let m = phase(
-                &store,
-                url.as_deref(),
-                &target,
-                &spec,
-                users,
-                sessions_per_user,
-            )
-            .await?;
-            Some(PhaseReport::new(
-                target.name(),
-                &m.outcome,
+        let report = |side: Side, totals: &Totals| {
+            PhaseReport::new(
+                target_of(&store, side).name(),
+                &totals.outcome,
                 weighted,
-                m.connections,
-                m.cpu,
-            ))
-        } else {
-            None
+                connection_report(&store, totals.observed),
+                totals.cpu,
+            )
         };
-        let target = Target::Store(store.clone());
-        let m = phase(
-            &store,
-            url.as_deref(),
-            &target,
-            &spec,
-            users,
-            sessions_per_user,
-        )
-        .await?;
-        let store_report =
-            PhaseReport::new(target.name(), &m.outcome, weighted, m.connections, m.cpu);
         let run = RunReport::new(
             plan.concurrency,
             plan.mix.to_string(),
-            baseline,
-            store_report,
+            m.baseline.as_ref().map(|t| report(Side::Baseline, t)),
+            report(Side::Store, &m.store),
+            m.ratio_per_round,
         );
         if sweep.is_empty() {
             println!(
@@ -245,6 +256,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 run.concurrency, run.mix, run.store.elapsed_s
             );
             println!("{}", run.table());
+            if let Some(line) = run.ratio_line() {
+                println!("{line}");
+            }
             print_totals(&run);
         }
         runs.push(run);
@@ -261,9 +275,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         settings: Settings {
             duration_s: duration.as_secs_f64(),
             warmup_s: warmup.as_secs_f64(),
+            rounds: if with_baseline { rounds } else { 1 },
             users,
             sessions_per_user,
-            baseline: plans.iter().any(|p| p.baseline),
+            baseline: with_baseline,
             sweep,
         },
         pool_max_connections: pool.max_connections,
@@ -293,29 +308,127 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What one phase measured.
-struct Measured {
-    outcome: driver::PhaseOutcome,
-    connections: ConnectionReport,
-    cpu: CpuUse,
+/// How big the data sets are and how the measured time is cut.
+struct Sizes {
+    users: usize,
+    sessions_per_user: usize,
+    /// Interleaved rounds with a baseline (1 without).
+    rounds: usize,
 }
 
-/// Seeds a fresh data set, warms up, then runs the measured loop while
-/// counting connections and CPU time.
-async fn phase(
+/// What one plan measured: each target's slices added up, and the
+/// store/baseline ratio of each round.
+struct Measured {
+    baseline: Option<Totals>,
+    store: Totals,
+    ratio_per_round: Vec<f64>,
+}
+
+fn target_of(store: &RedisStore, side: Side) -> Target {
+    match side {
+        Side::Baseline => Target::Baseline(store.clone()),
+        Side::Store => Target::Store(store.clone()),
+    }
+}
+
+/// Seeds a fresh data set per target on disjoint users, warms each up
+/// once, then runs the measured slices: with a baseline, `rounds` rounds
+/// of one baseline and one store slice in ABBA order; without, one store
+/// slice of the whole duration.
+async fn measure(
+    store: &RedisStore,
+    url: Option<&str>,
+    plan: &Plan,
+    spec: &PhaseSpec,
+    sizes: &Sizes,
+) -> anyhow::Result<Measured> {
+    let sides: &[Side] = if plan.baseline {
+        &[Side::Baseline, Side::Store]
+    } else {
+        &[Side::Store]
+    };
+    let rounds = if plan.baseline { sizes.rounds } else { 1 };
+    let mut data = Vec::new();
+    for &side in sides {
+        let (prefix, prepare) = match side {
+            Side::Baseline => (BASELINE_USERS, true),
+            Side::Store => (STORE_USERS, false),
+        };
+        let seeded =
+            DataSet::seed(store, prefix, sizes.users, sizes.sessions_per_user, prepare).await?;
+        data.push((side, Arc::new(seeded)));
+    }
+    let data_of = |side: Side| {
+        data.iter()
+            .find(|(s, _)| *s == side)
+            .map(|(_, d)| Arc::clone(d))
+            .expect("a data set per measured side")
+    };
+    let label = |side: Side| {
+        format!(
+            "{} c={} {}",
+            target_of(store, side).name(),
+            spec.concurrency,
+            spec.mix
+        )
+    };
+    if !spec.warmup.is_zero() {
+        for &side in sides {
+            let target = target_of(store, side);
+            let label = format!("{} warm-up", label(side));
+            run_loop(&target, &data_of(side), spec, spec.warmup, label).await?;
+        }
+    }
+
+    let length = spec.duration / rounds as u32;
+    let mut baseline = plan.baseline.then(Totals::new);
+    let mut store_totals = Totals::new();
+    let mut ratio_per_round = Vec::new();
+    for round in 0..rounds {
+        let mut ops_per_s = [0.0; 2];
+        for side in rounds::order(round) {
+            if !sides.contains(&side) {
+                continue;
+            }
+            let target = target_of(store, side);
+            let label = format!("{} round {}/{rounds}", label(side), round + 1);
+            let slice =
+                measure_slice(store, url, &target, &data_of(side), spec, length, label).await?;
+            match side {
+                Side::Baseline => {
+                    ops_per_s[0] = slice.ops_per_s();
+                    if let Some(totals) = baseline.as_mut() {
+                        totals.add(&slice);
+                    }
+                }
+                Side::Store => {
+                    ops_per_s[1] = slice.ops_per_s();
+                    store_totals.add(&slice);
+                }
+            }
+        }
+        if plan.baseline && ops_per_s[0] > 0.0 {
+            ratio_per_round.push(ops_per_s[1] / ops_per_s[0]);
+        }
+    }
+    Ok(Measured {
+        baseline,
+        store: store_totals,
+        ratio_per_round,
+    })
+}
+
+/// Runs one measured slice of `length` on `target` while counting
+/// connections and CPU time.
+async fn measure_slice(
     store: &RedisStore,
     url: Option<&str>,
     target: &Target,
+    data: &Arc<DataSet>,
     spec: &PhaseSpec,
-    users: usize,
-    sessions_per_user: usize,
-) -> anyhow::Result<Measured> {
-    let prepare = matches!(target, Target::Baseline(_));
-    let data = Arc::new(DataSet::seed(store, users, sessions_per_user, prepare).await?);
-    let label = format!("{} c={} {}", target.name(), spec.concurrency, spec.mix);
-    if !spec.warmup.is_zero() {
-        run_loop(target, &data, spec, spec.warmup, format!("{label} warm-up")).await?;
-    }
+    length: Duration,
+    label: String,
+) -> anyhow::Result<Slice> {
     let sampler = match url {
         None => None,
         Some(url) => match Sampler::start(url).await {
@@ -327,7 +440,7 @@ async fn phase(
         },
     };
     let cpu = CpuMark::now(store).await;
-    let outcome = run_loop(target, &data, spec, spec.duration, label).await?;
+    let outcome = run_loop(target, data, spec, length, label).await?;
     let cpu = cpu.elapsed(store).await;
     let observed = match sampler {
         Some(sampler) => match sampler.finish().await {
@@ -339,16 +452,20 @@ async fn phase(
         },
         None => None,
     };
-    Ok(Measured {
+    Ok(Slice {
         outcome,
-        connections: ConnectionReport {
-            max_observed: observed.map(|o| o.max),
-            samples: observed.map_or(0, |o| o.samples),
-            failed_samples: observed.map_or(0, |o| o.failed),
-            promised: store.pool_state().max_connections,
-        },
+        observed,
         cpu,
     })
+}
+
+fn connection_report(store: &RedisStore, observed: Option<Observed>) -> ConnectionReport {
+    ConnectionReport {
+        max_observed: observed.map(|o| o.max),
+        samples: observed.map_or(0, |o| o.samples),
+        failed_samples: observed.map_or(0, |o| o.failed),
+        promised: store.pool_state().max_connections,
+    }
 }
 
 fn print_totals(run: &RunReport) {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::cpu::CpuUse;
 use super::driver::{OpStats, PhaseOutcome};
 use super::mix::Op;
+use super::rounds::Spread;
 
 /// Everything one invocation measured (the `--json` file).
 #[derive(Debug, Serialize)]
@@ -33,11 +34,17 @@ pub struct BenchReport {
 /// The options of the invocation.
 #[derive(Debug, Serialize)]
 pub struct Settings {
-    /// Measured seconds per phase.
+    /// Measured seconds per target (baseline, store) and run, in total
+    /// over its rounds.
     pub duration_s: f64,
-    /// Unmeasured seconds before each phase.
+    /// Unmeasured seconds of load on each target before its first round.
     pub warmup_s: f64,
-    /// Users seeded before each phase.
+    /// Interleaved rounds of baseline and store per run (ABBA order), each
+    /// `duration_s / rounds` long; 1 without a baseline (the store is
+    /// measured in one stretch).
+    pub rounds: usize,
+    /// Users seeded per target and run (the store's `charon-bench-<n>`,
+    /// the baseline's `charon-bench-b-<n>`).
     pub users: usize,
     /// Sessions per user.
     pub sessions_per_user: usize,
@@ -60,14 +67,23 @@ pub struct RunReport {
     pub store: PhaseReport,
     /// Per operation: store ops/s divided by baseline ops/s.
     pub ratio: BTreeMap<&'static str, f64>,
+    /// All operations together: store ops/s divided by baseline ops/s;
+    /// `None` without a baseline.
+    pub total_ratio: Option<f64>,
+    /// Per round, in order: the store's ops/s divided by the baseline's
+    /// in that round's two slices (all operations together); empty
+    /// without a baseline.
+    pub ratio_per_round: Vec<f64>,
+    /// Lowest, median and highest of `ratio_per_round`.
+    pub ratio_spread: Option<Spread>,
 }
 
-/// One phase (baseline or store).
+/// One target (baseline or store), its rounds added up.
 #[derive(Debug, Serialize)]
 pub struct PhaseReport {
     /// `"store"` or `"baseline"`.
     pub target: &'static str,
-    /// Measured seconds.
+    /// Measured seconds, summed over the rounds.
     pub elapsed_s: f64,
     /// Successful operations of all kinds.
     pub total_ops: u64,
@@ -77,7 +93,7 @@ pub struct PhaseReport {
     pub errors: u64,
     /// Per operation in the mix, keyed by name.
     pub operations: BTreeMap<&'static str, OpReport>,
-    /// Connections seen during the phase.
+    /// Connections seen during the measured slices (the most in any).
     pub connections: ConnectionReport,
     /// CPU time of this process during the phase, microseconds per
     /// operation (failed ones and re-creations after a delete included).
@@ -184,12 +200,14 @@ fn op_report(op: Op, stats: &OpStats, secs: f64) -> OpReport {
 }
 
 impl RunReport {
-    /// Pairs a store phase with its baseline and computes the ratios.
+    /// Pairs a store phase with its baseline and computes the ratios;
+    /// `ratio_per_round` as [`RunReport::ratio_per_round`].
     pub fn new(
         concurrency: usize,
         mix: String,
         baseline: Option<PhaseReport>,
         store: PhaseReport,
+        ratio_per_round: Vec<f64>,
     ) -> RunReport {
         let mut ratio = BTreeMap::new();
         if let Some(base) = &baseline {
@@ -201,13 +219,38 @@ impl RunReport {
                 }
             }
         }
+        let total_ratio = baseline
+            .as_ref()
+            .filter(|b| b.ops_per_s > 0.0)
+            .map(|b| store.ops_per_s / b.ops_per_s);
+        let ratio_spread = Spread::of(&ratio_per_round);
         RunReport {
             concurrency,
             mix,
             baseline,
             store,
             ratio,
+            total_ratio,
+            ratio_per_round,
+            ratio_spread,
         }
+    }
+
+    /// The line under the table: the overall ratio and the spread of the
+    /// per-round ratios; `None` without a baseline.
+    pub fn ratio_line(&self) -> Option<String> {
+        let total = self.total_ratio?;
+        let mut line = format!("store/baseline, all operations: {:.1} %", total * 100.0);
+        if let Some(s) = &self.ratio_spread {
+            line += &format!(
+                " (per round: min {:.1} %, median {:.1} %, max {:.1} % over {} rounds)",
+                s.min * 100.0,
+                s.median * 100.0,
+                s.max * 100.0,
+                self.ratio_per_round.len()
+            );
+        }
+        Some(line)
     }
 
     /// The table of this run: one row per operation and phase.
@@ -274,6 +317,7 @@ pub fn sweep_table(runs: &[RunReport]) -> Table {
             "baseline ops/s",
             "store ops/s",
             "store/baseline",
+            "per round min–max",
             "baseline p99 µs",
             "store p99 µs",
             "client CPU µs/op baseline → store",
@@ -301,6 +345,9 @@ pub fn sweep_table(runs: &[RunReport]) -> Table {
                 run.ratio
                     .get(name)
                     .map(|r| format!("{:.1} %", r * 100.0))
+                    .unwrap_or_default(),
+                run.ratio_spread
+                    .map(|s| format!("{:.1}–{:.1} %", s.min * 100.0, s.max * 100.0))
                     .unwrap_or_default(),
                 base.map(|b| format!("{:.0}", b.p99_us)).unwrap_or_default(),
                 format!("{:.0}", op.p99_us),
