@@ -172,12 +172,16 @@ fn decode_msgpack(record: &[u8]) -> Result<Session, DecodeError> {
     de.set_max_depth(MAX_DEPTH);
     let PositionalOwned(session) =
         PositionalOwned::deserialize(&mut de).map_err(|e| DecodeError::MessagePack(reason(&e)))?;
-    // The record must be the whole payload: reading one more value fails
-    // at its end.
-    if IgnoredAny::deserialize(&mut de).is_ok() {
-        return Err(DecodeError::MessagePack("bytes after the record"));
+    // The record must be the whole payload: reading on must hit its end
+    // at once (any other outcome means bytes follow, valid or not).
+    match IgnoredAny::deserialize(&mut de) {
+        Err(rmp_serde::decode::Error::InvalidMarkerRead(e))
+            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            Ok(session)
+        }
+        _ => Err(DecodeError::MessagePack("bytes after the record")),
     }
-    Ok(session)
 }
 
 /// A few words on a MessagePack error, without the parts that may quote
@@ -488,6 +492,18 @@ mod tests {
         let (_, payload) = prepare_upsert(&s, usize::MAX).unwrap().unwrap();
         assert!(prepare_upsert(&s, payload.len()).unwrap().is_some());
         assert!(prepare_upsert(&s, payload.len() - 1).is_err());
+    }
+
+    #[test]
+    fn bytes_after_the_record_are_refused() {
+        let good = encode(&sample());
+        assert!(decode(&good).is_ok());
+        // A valid value, a marker MessagePack never uses, a truncated string.
+        for tail in [&[0x01][..], &[0xc1], &[0xd9], &[0x90, 0x90]] {
+            let bytes = [&good[..], tail].concat();
+            let err = decode(&bytes).unwrap_err().to_string();
+            assert!(err.contains("bytes after the record"), "{tail:?}: {err}");
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! Both loops do the same untimed application work, since it competes for
 //! the same cores as the timed operations: the baseline also rotates the
 //! refresh token of its slot's session before an upsert (its prepared
-//! `FCALL` value stays as it is; only the CPU work matches), and also
+//! `FCALL` value stays as it is, but it carries the moved expiry, so the
+//! server's work matches too: `UpsertCommand::cmd_expiring_at`), and also
 //! builds the new session the store builds after a delete (then writes
 //! its prepared value again instead).
 
@@ -153,10 +154,10 @@ async fn baseline_op(
             }
         }
         Op::Upsert => {
-            let written: i64 = store
-                .run_command(&prepared.cmd(*lock + 1))
-                .await
-                .map_err(|e| e.to_string())?;
+            // The expiry the rotation moved, as the store's upsert sends
+            // it: only the value stays the prepared one.
+            let cmd = prepared.cmd_expiring_at(*lock + 1, slot.session.refresh_expires_at);
+            let written: i64 = store.run_command(&cmd).await.map_err(|e| e.to_string())?;
             let elapsed = started.elapsed();
             if written != 1 {
                 return Err("FCALL: lock version conflict".to_owned());
