@@ -166,22 +166,16 @@ pub fn decode(payload: &[u8]) -> Result<Session, DecodeError> {
 }
 
 fn decode_msgpack(record: &[u8]) -> Result<Session, DecodeError> {
-    // Reading from the slice itself (not through `io::Read`) lets strings
-    // be copied straight out of the record.
-    let mut de = rmp_serde::Deserializer::from_read_ref(record);
+    // Read from the slice, which the reader advances: what is left
+    // afterwards are bytes after the record.
+    let mut de = rmp_serde::Deserializer::new(record);
     de.set_max_depth(MAX_DEPTH);
     let PositionalOwned(session) =
         PositionalOwned::deserialize(&mut de).map_err(|e| DecodeError::MessagePack(reason(&e)))?;
-    // The record must be the whole payload: reading on must hit its end
-    // at once (any other outcome means bytes follow, valid or not).
-    match IgnoredAny::deserialize(&mut de) {
-        Err(rmp_serde::decode::Error::InvalidMarkerRead(e))
-            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
-        {
-            Ok(session)
-        }
-        _ => Err(DecodeError::MessagePack("bytes after the record")),
+    if !de.get_ref().is_empty() {
+        return Err(DecodeError::MessagePack("bytes after the record"));
     }
+    Ok(session)
 }
 
 /// A few words on a MessagePack error, without the parts that may quote
@@ -498,8 +492,17 @@ mod tests {
     fn bytes_after_the_record_are_refused() {
         let good = encode(&sample());
         assert!(decode(&good).is_ok());
-        // A valid value, a marker MessagePack never uses, a truncated string.
-        for tail in [&[0x01][..], &[0xc1], &[0xd9], &[0x90, 0x90]] {
+        // A valid value, a marker MessagePack never uses, a truncated string,
+        // empty arrays, unfinished arrays and maps.
+        for tail in [
+            &[0x01][..],
+            &[0xc1],
+            &[0xd9],
+            &[0x90, 0x90],
+            &[0x91],
+            &[0x81],
+            &[0x92, 0x01],
+        ] {
             let bytes = [&good[..], tail].concat();
             let err = decode(&bytes).unwrap_err().to_string();
             assert!(err.contains("bytes after the record"), "{tail:?}: {err}");

@@ -240,13 +240,15 @@ impl Observation {
             Ok(value) => value.outcome(),
             Err(e) => e.kind(),
         };
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
         if !self.span.is_disabled() {
-            let duration_ms = elapsed.as_secs_f64() * 1000.0;
             self.span.record("outcome", outcome);
             self.span.record("duration_ms", duration_ms);
-            self.span
-                .in_scope(|| tracing::debug!(outcome, duration_ms, "store operation finished"));
         }
+        // The event stands on its own: a subscriber may want events without
+        // spans.
+        self.span
+            .in_scope(|| tracing::debug!(outcome, duration_ms, "store operation finished"));
 
         let operation = self.operation as usize;
         let counted = match OUTCOMES.iter().position(|known| *known == outcome) {

@@ -180,6 +180,40 @@ fn assert_a_day(recorded: &Recorded, user: &str, refresh_token_id: &str) {
     );
 }
 
+/// A subscriber that takes events but no spans still gets each
+/// operation's "store operation finished" event, with its outcome.
+#[tokio::test]
+async fn the_finished_event_does_not_need_spans() {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let events_only = tracing_subscriber::fmt::layer()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+            metadata.is_event()
+        }));
+    let subscriber = tracing_subscriber::registry().with(events_only);
+    let store = LocalStore::new();
+    {
+        let _tracing = tracing::subscriber::set_default(subscriber);
+        let mut session = login("erin");
+        store.upsert(&mut session).await.unwrap();
+        assert!(store.get("nosuch", "erin", "full").await.unwrap().is_none());
+    }
+    let log = captured.text();
+    let finished: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("store operation finished"))
+        .collect();
+    assert_eq!(finished.len(), 2, "{log}");
+    assert!(finished[0].contains("outcome=\"ok\""), "{log}");
+    assert!(finished[1].contains("outcome=\"not_found\""), "{log}");
+    assert!(!log.contains("charon_sessions.get"), "no span: {log}");
+}
+
 #[tokio::test]
 async fn local_store_operations_are_traced_and_counted() {
     let store = LocalStore::new();
