@@ -181,7 +181,10 @@ fn bench_with_baseline_reports_every_operation_and_keeps_the_data_set() {
 }
 
 /// Checks the interleaved rounds of a run with a baseline: one
-/// store/baseline ratio per round, each above 0, and their spread.
+/// store/baseline ratio per round, each above 0, and their spread; and the
+/// slices, two per round in ABBA order (baseline, store, store, baseline,
+/// …), each with operations and no error, adding up to each target's
+/// figures, each round's ratio that of its two slices.
 fn check_rounds(run: &Value, rounds: usize) {
     let per_round: Vec<f64> = run["ratio_per_round"]
         .as_array()
@@ -203,10 +206,60 @@ fn check_rounds(run: &Value, rounds: usize) {
         "{run}"
     );
     assert!(run["total_ratio"].as_f64().unwrap() > 0.0, "{run}");
+
+    let slices = run["slices"].as_array().unwrap();
+    let seen: Vec<(u64, &str)> = slices
+        .iter()
+        .map(|s| (s["round"].as_u64().unwrap(), s["target"].as_str().unwrap()))
+        .collect();
+    let expected: Vec<(u64, &str)> = ["baseline", "store", "store", "baseline"]
+        .into_iter()
+        .cycle()
+        .take(2 * rounds)
+        .enumerate()
+        .map(|(i, target)| (i as u64 / 2 + 1, target))
+        .collect();
+    assert_eq!(seen, expected, "not in ABBA order");
+    for slice in slices {
+        assert!(slice["total_ops"].as_u64().unwrap() > 0, "{slice}");
+        assert!(slice["ops_per_s"].as_f64().unwrap() > 0.0, "{slice}");
+        assert!(slice["elapsed_s"].as_f64().unwrap() > 0.0, "{slice}");
+        assert_eq!(slice["errors"], 0, "{slice}");
+    }
+    for target in ["baseline", "store"] {
+        let mine = || slices.iter().filter(|s| s["target"] == target);
+        let ops: u64 = mine().map(|s| s["total_ops"].as_u64().unwrap()).sum();
+        let secs: f64 = mine().map(|s| s["elapsed_s"].as_f64().unwrap()).sum();
+        let phase = &run[target];
+        assert_eq!(ops, phase["total_ops"].as_u64().unwrap(), "{target}: {run}");
+        let elapsed = phase["elapsed_s"].as_f64().unwrap();
+        assert!(
+            (secs - elapsed).abs() < 1e-6,
+            "{target}: {secs} vs {elapsed}"
+        );
+    }
+    for (round, ratio) in per_round.iter().enumerate() {
+        let ops_per_s = |target: &str| {
+            slices
+                .iter()
+                .find(|s| s["round"] == round as u64 + 1 && s["target"] == target)
+                .map(|s| s["ops_per_s"].as_f64().unwrap())
+                .unwrap()
+        };
+        let of_slices = ops_per_s("store") / ops_per_s("baseline");
+        assert!(
+            (ratio - of_slices).abs() <= 1e-9 * of_slices,
+            "round {}: {ratio} vs {of_slices}",
+            round + 1
+        );
+    }
 }
 
-/// `--rounds 2`: baseline and store measured in two interleaved rounds on
-/// data sets of disjoint users, both without error.
+/// `--rounds 2`: baseline and store measured in the order baseline,
+/// store, store, baseline, each without error, and each on its own users:
+/// the lock versions in the baseline's hashes went up by exactly the
+/// baseline's upserts, those in the store's by exactly the store's (no
+/// warm-up, no delete that would reset them).
 #[test]
 fn bench_rounds_interleave_baseline_and_store_on_disjoint_users() {
     let server = TestServer::start(Flavor::Redis);
@@ -220,13 +273,13 @@ fn bench_rounds_interleave_baseline_and_store_on_disjoint_users() {
         "--duration",
         "0.4",
         "--warmup",
-        "0.1",
+        "0",
         "--users",
         "64",
         "--concurrency",
         "8",
         "--mix",
-        "get=50,upsert=50",
+        "get=1,upsert=1",
         "--baseline",
         "--rounds",
         "2",
@@ -244,24 +297,60 @@ fn bench_rounds_interleave_baseline_and_store_on_disjoint_users() {
         assert_eq!(phase["errors"], 0, "{phase}\n{text}");
         assert!(phase["elapsed_s"].as_f64().unwrap() > 0.0, "{phase}");
     }
+    let order: Vec<(u64, &str)> = run["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["round"].as_u64().unwrap(), s["target"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        order,
+        [(1, "baseline"), (1, "store"), (2, "store"), (2, "baseline")]
+    );
     check_rounds(run, 2);
 
     let mut conn = redis::Client::open(server.url())
         .unwrap()
         .get_connection()
         .unwrap();
-    let mut keys = |pattern: &str| -> Vec<String> {
+    // The lock versions (`l.<session id>` fields) of every hash matching
+    // `pattern`; seeding left each at 1.
+    let mut locks = |pattern: &str| -> Vec<u64> {
         let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut conn).unwrap();
-        keys
+        assert_eq!(keys.len(), 64, "{pattern}: {keys:?}");
+        keys.iter()
+            .flat_map(|key| {
+                // Session values are binary; lock versions decimal text.
+                let fields: Vec<(Vec<u8>, Vec<u8>)> =
+                    redis::cmd("HGETALL").arg(key).query(&mut conn).unwrap();
+                fields
+                    .into_iter()
+                    .filter(|(field, _)| field.starts_with(b"l."))
+                    .map(|(_, lock)| std::str::from_utf8(&lock).unwrap().parse::<u64>().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     };
-    let baseline_keys = keys("charon_.charon-bench-b-*");
-    let store_keys = keys("charon_.charon-bench-[0-9]*");
-    assert_eq!(baseline_keys.len(), 64, "{baseline_keys:?}");
-    assert_eq!(store_keys.len(), 64, "{store_keys:?}");
-    assert!(
-        baseline_keys.iter().all(|k| !store_keys.contains(k)),
-        "the data sets share users"
-    );
+    for (pattern, target) in [
+        ("charon_.charon-bench-b-*", "baseline"),
+        ("charon_.charon-bench-[0-9]*", "store"),
+    ] {
+        let locks = locks(pattern);
+        assert_eq!(locks.len(), 64 * 5, "{target}: one lock per session");
+        let upserts = run[target]["operations"]["upsert"]["count"]
+            .as_u64()
+            .unwrap();
+        assert!(upserts > 0, "{target} never upserted");
+        assert!(
+            locks.iter().any(|l| *l > 1),
+            "no lock of the {target}'s users advanced: {locks:?}"
+        );
+        let advanced: u64 = locks.iter().map(|l| l - 1).sum();
+        assert_eq!(
+            advanced, upserts,
+            "the {target}'s locks advanced by other than its {upserts} upserts"
+        );
+    }
 }
 
 /// A sweep runs get alone and upsert alone, baseline and store in

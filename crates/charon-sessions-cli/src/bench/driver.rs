@@ -99,6 +99,11 @@ impl PhaseOutcome {
         self.ops.iter().map(OpStats::count).sum()
     }
 
+    /// Failed operations of all kinds.
+    pub fn errors(&self) -> u64 {
+        self.ops.iter().map(|o| o.errors).sum()
+    }
+
     /// Adds `other` (a later loop on the same target): elapsed times
     /// summed, histograms merged, errors counted, the first error kept.
     pub fn merge(&mut self, other: &PhaseOutcome) {

@@ -37,7 +37,7 @@ use self::cpu::CpuMark;
 use self::dataset::{BASELINE_USERS, DataSet, STORE_USERS};
 use self::driver::{PhaseSpec, run_loop};
 use self::mix::{Mix, Op};
-use self::report::{BenchReport, ConnectionReport, PhaseReport, RunReport, Settings};
+use self::report::{BenchReport, ConnectionReport, PhaseReport, RunReport, Settings, SliceReport};
 use self::rounds::{Side, Slice, Totals};
 use self::target::Target;
 use crate::store_args::StoreArgs;
@@ -65,8 +65,11 @@ pub struct BenchArgs {
 
     /// With `--baseline` (and in `--sweep`): measure baseline and store in
     /// this many interleaved rounds of `duration / N` each, in ABBA order
-    /// (baseline then store, store then baseline, …). Ignored without a
-    /// baseline: the store is then measured in one stretch.
+    /// (baseline then store, store then baseline, …). With an odd N the
+    /// baseline goes first once more than the store (1 round: baseline,
+    /// then store, each in one stretch); an even N balances the order.
+    /// Ignored without a baseline: the store is then measured in one
+    /// stretch.
     #[arg(long, value_name = "N", default_value_t = 6,
           value_parser = clap::value_parser!(u64).range(1..=1000))]
     rounds: u64,
@@ -236,7 +239,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let weighted = |op: Op| plan.mix.weight(op) > 0;
         let report = |side: Side, totals: &Totals| {
             PhaseReport::new(
-                target_of(&store, side).name(),
+                side.name(),
                 &totals.outcome,
                 weighted,
                 connection_report(&store, totals.observed),
@@ -248,7 +251,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             plan.mix.to_string(),
             m.baseline.as_ref().map(|t| report(Side::Baseline, t)),
             report(Side::Store, &m.store),
-            m.ratio_per_round,
+            m.slices,
         );
         if sweep.is_empty() {
             println!(
@@ -316,12 +319,12 @@ struct Sizes {
     rounds: usize,
 }
 
-/// What one plan measured: each target's slices added up, and the
-/// store/baseline ratio of each round.
+/// What one plan measured: each target's slices added up, and each slice
+/// in the order it ran.
 struct Measured {
     baseline: Option<Totals>,
     store: Totals,
-    ratio_per_round: Vec<f64>,
+    slices: Vec<SliceReport>,
 }
 
 fn target_of(store: &RedisStore, side: Side) -> Target {
@@ -364,14 +367,7 @@ async fn measure(
             .map(|(_, d)| Arc::clone(d))
             .expect("a data set per measured side")
     };
-    let label = |side: Side| {
-        format!(
-            "{} c={} {}",
-            target_of(store, side).name(),
-            spec.concurrency,
-            spec.mix
-        )
-    };
+    let label = |side: Side| format!("{} c={} {}", side.name(), spec.concurrency, spec.mix);
     if !spec.warmup.is_zero() {
         for &side in sides {
             let target = target_of(store, side);
@@ -383,9 +379,8 @@ async fn measure(
     let length = spec.duration / rounds as u32;
     let mut baseline = plan.baseline.then(Totals::new);
     let mut store_totals = Totals::new();
-    let mut ratio_per_round = Vec::new();
+    let mut slices = Vec::new();
     for round in 0..rounds {
-        let mut ops_per_s = [0.0; 2];
         for side in rounds::order(round) {
             if !sides.contains(&side) {
                 continue;
@@ -394,27 +389,28 @@ async fn measure(
             let label = format!("{} round {}/{rounds}", label(side), round + 1);
             let slice =
                 measure_slice(store, url, &target, &data_of(side), spec, length, label).await?;
+            slices.push(SliceReport {
+                round: round + 1,
+                target: side.name(),
+                elapsed_s: slice.outcome.elapsed.as_secs_f64(),
+                total_ops: slice.outcome.count(),
+                ops_per_s: slice.ops_per_s(),
+                errors: slice.outcome.errors(),
+            });
             match side {
                 Side::Baseline => {
-                    ops_per_s[0] = slice.ops_per_s();
                     if let Some(totals) = baseline.as_mut() {
                         totals.add(&slice);
                     }
                 }
-                Side::Store => {
-                    ops_per_s[1] = slice.ops_per_s();
-                    store_totals.add(&slice);
-                }
+                Side::Store => store_totals.add(&slice),
             }
-        }
-        if plan.baseline && ops_per_s[0] > 0.0 {
-            ratio_per_round.push(ops_per_s[1] / ops_per_s[0]);
         }
     }
     Ok(Measured {
         baseline,
         store: store_totals,
-        ratio_per_round,
+        slices,
     })
 }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::cpu::CpuUse;
 use super::driver::{OpStats, PhaseOutcome};
 use super::mix::Op;
-use super::rounds::Spread;
+use super::rounds::{Side, Spread};
 
 /// Everything one invocation measured (the `--json` file).
 #[derive(Debug, Serialize)]
@@ -76,6 +76,27 @@ pub struct RunReport {
     pub ratio_per_round: Vec<f64>,
     /// Lowest, median and highest of `ratio_per_round`.
     pub ratio_spread: Option<Spread>,
+    /// Every measured slice in the order it ran: with a baseline two per
+    /// round in ABBA order (baseline, store, store, baseline, …); without,
+    /// the store's one.
+    pub slices: Vec<SliceReport>,
+}
+
+/// One measured slice: one target's part of one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct SliceReport {
+    /// The round, from 1.
+    pub round: usize,
+    /// `"store"` or `"baseline"`.
+    pub target: &'static str,
+    /// Measured seconds.
+    pub elapsed_s: f64,
+    /// Successful operations of all kinds.
+    pub total_ops: u64,
+    /// `total_ops / elapsed_s`.
+    pub ops_per_s: f64,
+    /// Failed operations of all kinds.
+    pub errors: u64,
 }
 
 /// One target (baseline or store), its rounds added up.
@@ -200,14 +221,14 @@ fn op_report(op: Op, stats: &OpStats, secs: f64) -> OpReport {
 }
 
 impl RunReport {
-    /// Pairs a store phase with its baseline and computes the ratios;
-    /// `ratio_per_round` as [`RunReport::ratio_per_round`].
+    /// Pairs a store phase with its baseline and computes the ratios, per
+    /// round from `slices` (in the order they ran).
     pub fn new(
         concurrency: usize,
         mix: String,
         baseline: Option<PhaseReport>,
         store: PhaseReport,
-        ratio_per_round: Vec<f64>,
+        slices: Vec<SliceReport>,
     ) -> RunReport {
         let mut ratio = BTreeMap::new();
         if let Some(base) = &baseline {
@@ -223,6 +244,7 @@ impl RunReport {
             .as_ref()
             .filter(|b| b.ops_per_s > 0.0)
             .map(|b| store.ops_per_s / b.ops_per_s);
+        let ratio_per_round = ratios_per_round(&slices);
         let ratio_spread = Spread::of(&ratio_per_round);
         RunReport {
             concurrency,
@@ -233,6 +255,7 @@ impl RunReport {
             total_ratio,
             ratio_per_round,
             ratio_spread,
+            slices,
         }
     }
 
@@ -288,6 +311,25 @@ impl RunReport {
         }
         table
     }
+}
+
+/// Per round that measured both targets (in round order), the store's
+/// ops/s divided by the baseline's; rounds whose baseline did nothing are
+/// left out.
+fn ratios_per_round(slices: &[SliceReport]) -> Vec<f64> {
+    let last = slices.iter().map(|s| s.round).max().unwrap_or(0);
+    (1..=last)
+        .filter_map(|round| {
+            let of = |side: Side| {
+                slices
+                    .iter()
+                    .find(|s| s.round == round && s.target == side.name())
+                    .map(|s| s.ops_per_s)
+            };
+            let base = of(Side::Baseline).filter(|b| *b > 0.0)?;
+            Some(of(Side::Store)? / base)
+        })
+        .collect()
 }
 
 fn row(name: &str, what: &str, op: &OpReport, ratio: String) -> Vec<String> {
@@ -367,4 +409,35 @@ pub fn sweep_table(runs: &[RunReport]) -> Table {
         column.set_cell_alignment(CellAlignment::Right);
     }
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slice(round: usize, target: &'static str, ops_per_s: f64) -> SliceReport {
+        SliceReport {
+            round,
+            target,
+            elapsed_s: 1.0,
+            total_ops: ops_per_s as u64,
+            ops_per_s,
+            errors: 0,
+        }
+    }
+
+    #[test]
+    fn ratio_per_round_pairs_the_slices_of_each_round() {
+        let slices = [
+            slice(1, "baseline", 100.0),
+            slice(1, "store", 80.0),
+            slice(2, "store", 45.0),
+            slice(2, "baseline", 50.0),
+            slice(3, "baseline", 0.0),
+            slice(3, "store", 10.0),
+        ];
+        assert_eq!(ratios_per_round(&slices), [0.8, 0.9]);
+        assert!(ratios_per_round(&[slice(1, "store", 10.0)]).is_empty());
+        assert!(ratios_per_round(&[]).is_empty());
+    }
 }

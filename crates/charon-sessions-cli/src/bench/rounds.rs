@@ -5,6 +5,12 @@
 //! both targets alike, and neither always goes first. Each target's slices
 //! are added up ([`Totals`]); each round's store/baseline throughput ratio
 //! shows how much the machine drifted ([`Spread`]).
+//!
+//! With an odd number of rounds the baseline goes first once more than the
+//! store (e.g. 3 rounds: baseline first in rounds 1 and 3, the store in
+//! round 2), so a drift is balanced only with an even number; odd counts
+//! are allowed all the same, and 1 round measures each target in one
+//! stretch, baseline first.
 
 use serde::Serialize;
 
@@ -19,6 +25,16 @@ pub enum Side {
     Baseline,
     /// The store.
     Store,
+}
+
+impl Side {
+    /// `"baseline"` or `"store"`, as the reports name the targets.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Baseline => "baseline",
+            Side::Store => "store",
+        }
+    }
 }
 
 /// The order of the two targets in round `round` (0-based): baseline

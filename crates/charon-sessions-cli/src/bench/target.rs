@@ -33,14 +33,6 @@ pub enum Target {
 }
 
 impl Target {
-    /// `"store"` or `"baseline"`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Target::Store(_) => "store",
-            Target::Baseline(_) => "baseline",
-        }
-    }
-
     /// Runs `op` on one of `user`'s sessions (drawn with `rng`) and returns
     /// how long the operation took, or what went wrong.
     pub async fn run(
