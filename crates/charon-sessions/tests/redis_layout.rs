@@ -595,12 +595,7 @@ async fn rejection_warnings_never_show_the_value(flavor: Flavor) {
     hset(&mut conn, &key, b"wrongid", &signed(&victim, &test_key())).await;
 
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
+    let subscriber = captured.subscriber();
     // The test body is polled on this thread, and so is the decoding.
     let guard = tracing::subscriber::set_default(subscriber);
     assert_eq!(store.get("otherkey", "alice", "full").await.unwrap(), None);

@@ -424,12 +424,7 @@ async fn debug_output_never_shows_secrets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_never_contain_session_values_or_keys() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = captured.subscriber();
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let server = TestServer::start(Flavor::Redis);

@@ -47,12 +47,7 @@ async fn recording<F: Future<Output = ()>>(body: F) -> Recorded {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
+    let subscriber = captured.subscriber();
     {
         let _metrics = metrics::set_default_local_recorder(&recorder);
         let _tracing = tracing::subscriber::set_default(subscriber);
