@@ -24,6 +24,7 @@
 //! `outcome` is `ok`, `not_found` (a `get` that found no valid session) or
 //! the error kind ([`StoreError::kind`]).
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::time::Instant;
 
@@ -114,9 +115,11 @@ impl<T> Outcome for Option<T> {
 /// [`StoreError::kind`]) and the labels of every operation
 /// (`OPERATION_LABELS`, `[operation]`, in [`Operation`] order) and of every
 /// operation and outcome (`OPERATION_OUTCOME_LABELS`,
-/// `[operation, outcome]`), built at compile time: an operation's metrics
-/// are then recorded under `&'static` keys, without allocating labels on
-/// every call.
+/// `[operation, outcome]`), and the metric keys over them
+/// (`DURATION_KEYS`, `[operation]`; `OUTCOME_KEYS`, `[operation, outcome]`),
+/// built at compile time: an operation's metrics are then recorded under
+/// `&'static` keys whose hash is already computed, without allocating or
+/// hashing on every call.
 macro_rules! label_tables {
     (operations: [$($operation:literal),*], outcomes: $outcomes:tt) => {
         label_tables!(@outcomes $outcomes);
@@ -124,6 +127,34 @@ macro_rules! label_tables {
             [$([Label::from_static_parts("operation", $operation)]),*];
         static OPERATION_OUTCOME_LABELS: [[[Label; 2]; OUTCOMES.len()]; 5] =
             [$(label_tables!(@row $operation, $outcomes)),*];
+        static DURATION_KEYS: [Key; 5] = {
+            let mut keys = [const { Key::from_static_name(OPERATION_DURATION_SECONDS) }; 5];
+            let mut i = 0;
+            while i < keys.len() {
+                let key = Key::from_static_parts(OPERATION_DURATION_SECONDS, &OPERATION_LABELS[i]);
+                // The placeholder owns nothing; `forget` because a static
+                // cannot run a destructor.
+                std::mem::forget(std::mem::replace(&mut keys[i], key));
+                i += 1;
+            }
+            keys
+        };
+        static OUTCOME_KEYS: [[Key; OUTCOMES.len()]; 5] = {
+            let mut keys =
+                [const { [const { Key::from_static_name(OPERATIONS_TOTAL) }; OUTCOMES.len()] }; 5];
+            let mut i = 0;
+            while i < keys.len() {
+                let mut j = 0;
+                while j < OUTCOMES.len() {
+                    let key =
+                        Key::from_static_parts(OPERATIONS_TOTAL, &OPERATION_OUTCOME_LABELS[i][j]);
+                    std::mem::forget(std::mem::replace(&mut keys[i][j], key));
+                    j += 1;
+                }
+                i += 1;
+            }
+            keys
+        };
     };
     (@outcomes [$($outcome:literal),*]) => {
         const OUTCOMES: &[&str] = &[$($outcome),*];
@@ -252,24 +283,20 @@ impl Observation {
 
         let operation = self.operation as usize;
         let counted = match OUTCOMES.iter().position(|known| *known == outcome) {
-            Some(i) => {
-                Key::from_static_parts(OPERATIONS_TOTAL, &OPERATION_OUTCOME_LABELS[operation][i])
-            }
+            Some(i) => Cow::Borrowed(&OUTCOME_KEYS[operation][i]),
             // A kind added to StoreError but not to OUTCOMES.
-            None => Key::from_parts(
+            None => Cow::Owned(Key::from_parts(
                 OPERATIONS_TOTAL,
                 vec![
                     OPERATION_LABELS[operation][0].clone(),
                     Label::from_static_parts("outcome", outcome),
                 ],
-            ),
+            )),
         };
-        let timed =
-            Key::from_static_parts(OPERATION_DURATION_SECONDS, &OPERATION_LABELS[operation]);
         metrics::with_recorder(|recorder| {
             recorder.register_counter(&counted, &METADATA).increment(1);
             recorder
-                .register_histogram(&timed, &METADATA)
+                .register_histogram(&DURATION_KEYS[operation], &METADATA)
                 .record(elapsed.as_secs_f64());
         });
         if matches!(result, Err(StoreError::Conflict)) {
@@ -403,10 +430,18 @@ mod tests {
         ] {
             let i = operation as usize;
             assert_eq!(OPERATION_LABELS[i][0].value(), operation.name());
+            assert_eq!(
+                DURATION_KEYS[i],
+                Key::from_parts(OPERATION_DURATION_SECONDS, OPERATION_LABELS[i].to_vec())
+            );
             for (j, outcome) in OUTCOMES.iter().enumerate() {
                 let labels = &OPERATION_OUTCOME_LABELS[i][j];
                 assert_eq!(labels[0].value(), operation.name());
                 assert_eq!(labels[1].value(), *outcome);
+                let key = &OUTCOME_KEYS[i][j];
+                assert_eq!(key.name(), OPERATIONS_TOTAL);
+                assert!(key.labels().eq(labels.iter()));
+                assert_eq!(key, &Key::from_parts(OPERATIONS_TOTAL, labels.to_vec()));
             }
         }
         let errors = [
