@@ -1215,6 +1215,110 @@ async fn pool_exhaustion_fails_fast_with_pool_timeout(flavor: Flavor) {
     assert_eq!(other_clients(&mut conn).await, 1);
 }
 
+/// Clients blocked in `BLPOP` now, read with a blocking connection: while
+/// the test's code reads it, nothing else runs on a current-thread runtime.
+fn blocked_clients(probe: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("clients").query(probe).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO clients has blocked_clients")
+}
+
+/// Whether some client blocks in `BLPOP` within `within`, watched without
+/// letting any other task of the (current-thread) runtime run.
+fn blocked_client_appears(probe: &mut redis::Connection, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if blocked_clients(probe) > 0 {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// An operation that had to wait for a connection hands it on before its
+/// caller goes on: with one pooled connection, the operation queued behind
+/// it (a `BLPOP`, visible in `INFO clients`) has sent its command by the
+/// time the first operation returns. An operation that did not wait does
+/// not yield: the one queued behind it only sends once the caller awaits
+/// something. A current-thread runtime, so that the test's synchronous
+/// checks run while no other task can.
+#[tokio::test]
+async fn a_contended_operation_hands_its_connection_on_before_returning() {
+    let server = TestServer::start(Flavor::Redis);
+    let store = RedisStore::connect(
+        RedisStoreConfig::new(server.url(), test_key())
+            .pool_size(1)
+            .pool_max_overflow(0)
+            .command_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    let mut s = login("alice");
+    store.upsert(&mut s).await.unwrap();
+    let mut probe = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let blpop = |list: &str, seconds: f64| {
+        let store = store.clone();
+        let mut cmd = redis::cmd("BLPOP");
+        cmd.arg(list).arg(seconds);
+        tokio::spawn(async move { store.run_command::<Option<Vec<String>>>(&cmd).await })
+    };
+
+    // Contended: the holder keeps the connection 300 ms; `get` queues for
+    // it, and a BLPOP queues behind `get`.
+    let holder = blpop("charon-test-holder", 0.3);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(blocked_clients(&mut probe), 1, "the holder blocks");
+    let first = {
+        let store = store.clone();
+        let (id, user) = (s.id.clone(), s.user_id.clone());
+        tokio::spawn(async move {
+            let found = store.get(&id, &user, "full").await.unwrap();
+            // Synchronously, before this task awaits anything.
+            let handed_on = blocked_client_appears(&mut probe, Duration::from_secs(2));
+            (found, handed_on, probe)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let queued = blpop("charon-test-queued", 0.2);
+    let (found, handed_on, mut probe) = first.await.unwrap();
+    assert_eq!(found.as_ref(), Some(&s));
+    assert!(
+        handed_on,
+        "the queued BLPOP was sent before the contended get returned"
+    );
+    assert_eq!(holder.await.unwrap().unwrap(), None);
+    assert_eq!(queued.await.unwrap().unwrap(), None);
+
+    // Not contended: `get` checks the idle connection out at once; the
+    // BLPOP queued behind it is not sent before `get`'s caller goes on.
+    let first = {
+        let store = store.clone();
+        let (id, user) = (s.id.clone(), s.user_id.clone());
+        tokio::spawn(async move {
+            let found = store.get(&id, &user, "full").await.unwrap();
+            let handed_on = blocked_client_appears(&mut probe, Duration::from_millis(300));
+            (found, handed_on)
+        })
+    };
+    tokio::task::yield_now().await;
+    let queued = blpop("charon-test-queued", 0.2);
+    let (found, handed_on) = first.await.unwrap();
+    assert_eq!(found.as_ref(), Some(&s));
+    assert!(
+        !handed_on,
+        "an uncontended get does not yield to the operation queued behind it"
+    );
+    assert_eq!(queued.await.unwrap().unwrap(), None);
+}
+
 // ---------------------------------------------------------------------------
 // 5. A server too old
 // ---------------------------------------------------------------------------

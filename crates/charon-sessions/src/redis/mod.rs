@@ -174,7 +174,9 @@ impl RedisStore {
     /// Runs one command on a pooled connection.
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let mut conn = self.pool.get().await?;
-        cmd.query_async(&mut *conn).await.map_err(store_error)
+        let result = cmd.query_async(&mut *conn).await.map_err(store_error);
+        conn.release().await;
+        result
     }
 
     fn key(&self, user_id: &str, session_type: &str) -> String {
@@ -312,6 +314,7 @@ impl RedisStore {
             }
             result => result.map_err(store_error)?,
         };
+        conn.release().await;
         if written != 1 {
             return Err(StoreError::Conflict);
         }
