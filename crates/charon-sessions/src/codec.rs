@@ -197,9 +197,10 @@ fn reason(e: &rmp_serde::decode::Error) -> &'static str {
 /// cloning the session to bump its lock version).
 fn encode_with_lock(session: &Session, lock: u64) -> Vec<u8> {
     // Marker, array header, about 100 bytes of ids and times, then the
-    // payload: usually one allocation (the benchmarks' typical session of
-    // four payload entries encodes to 264 bytes).
-    let mut out = Vec::with_capacity(192 + session.extra_payload.len() * 64);
+    // payload at 32 bytes an entry, with room to spare: usually one
+    // allocation (the benchmarks' typical session of four payload entries,
+    // one of them a 111-byte user agent, encodes to 264 bytes).
+    let mut out = Vec::with_capacity(160 + session.extra_payload.len() * 32);
     out.push(FORMAT_MSGPACK);
     PositionalWithLock(session, lock)
         .serialize(&mut rmp_serde::Serializer::new(&mut out))

@@ -132,8 +132,8 @@ macro_rules! label_tables {
             let mut i = 0;
             while i < keys.len() {
                 let key = Key::from_static_parts(OPERATION_DURATION_SECONDS, &OPERATION_LABELS[i]);
-                // The placeholder owns nothing; `forget` because a static
-                // cannot run a destructor.
+                // The placeholder owns nothing; `forget` because const
+                // evaluation cannot run `Key`'s destructor.
                 std::mem::forget(std::mem::replace(&mut keys[i], key));
                 i += 1;
             }

@@ -1240,15 +1240,27 @@ fn blocked_client_appears(probe: &mut redis::Connection, within: Duration) -> bo
     }
 }
 
-/// An operation that had to wait for a connection hands it on before its
-/// caller goes on: with one pooled connection, the operation queued behind
-/// it (a `BLPOP`, visible in `INFO clients`) has sent its command by the
-/// time the first operation returns. An operation that did not wait does
-/// not yield: the one queued behind it only sends once the caller awaits
-/// something. A current-thread runtime, so that the test's synchronous
-/// checks run while no other task can.
+/// Waits (letting other tasks run) until `ready` holds, for at most 5 s.
+async fn until(mut ready: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// An operation whose connection another operation is waiting for hands
+/// it on before its caller goes on: with one pooled connection, the
+/// operation queued behind it (a `BLPOP`, visible in `INFO clients`) has
+/// sent its command by the time the first operation returns, whether the
+/// first had to wait for the connection itself (a `get`) or not (a
+/// `BLPOP` through `run_command`). A current-thread runtime, so that the
+/// synchronous checks after the first operation run while no other task
+/// can; the queued command is written by the connection's redis-rs task,
+/// which runs when the queued operation sends, before the yielding task
+/// resumes.
 #[tokio::test]
-async fn a_contended_operation_hands_its_connection_on_before_returning() {
+async fn a_released_connection_is_handed_on_before_the_caller_goes_on() {
     let server = TestServer::start(Flavor::Redis);
     let store = RedisStore::connect(
         RedisStoreConfig::new(server.url(), test_key())
@@ -1265,17 +1277,18 @@ async fn a_contended_operation_hands_its_connection_on_before_returning() {
         .get_connection()
         .unwrap();
     let blpop = |list: &str, seconds: f64| {
-        let store = store.clone();
         let mut cmd = redis::cmd("BLPOP");
         cmd.arg(list).arg(seconds);
-        tokio::spawn(async move { store.run_command::<Option<Vec<String>>>(&cmd).await })
+        cmd
     };
 
-    // Contended: the holder keeps the connection 300 ms; `get` queues for
-    // it, and a BLPOP queues behind `get`.
-    let holder = blpop("charon-test-holder", 0.3);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(blocked_clients(&mut probe), 1, "the holder blocks");
+    // A get that waited: the holder keeps the connection 1 s, the get
+    // queues for it, and a BLPOP queues behind the get.
+    let holder = {
+        let (store, cmd) = (store.clone(), blpop("charon-test-holder", 1.0));
+        tokio::spawn(async move { store.run_command::<Option<Vec<String>>>(&cmd).await })
+    };
+    until(|| blocked_clients(&mut probe) == 1, "the holder blocks").await;
     let first = {
         let store = store.clone();
         let (id, user) = (s.id.clone(), s.user_id.clone());
@@ -1286,35 +1299,47 @@ async fn a_contended_operation_hands_its_connection_on_before_returning() {
             (found, handed_on, probe)
         })
     };
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    let queued = blpop("charon-test-queued", 0.2);
+    until(|| store.pool_state().waiting == 1, "the get waits").await;
+    let queued = {
+        let (store, cmd) = (store.clone(), blpop("charon-test-queued", 0.2));
+        tokio::spawn(async move { store.run_command::<Option<Vec<String>>>(&cmd).await })
+    };
+    until(|| store.pool_state().waiting == 2, "the BLPOP waits").await;
     let (found, handed_on, mut probe) = first.await.unwrap();
     assert_eq!(found.as_ref(), Some(&s));
     assert!(
         handed_on,
-        "the queued BLPOP was sent before the contended get returned"
+        "the queued BLPOP was sent before the get that waited returned"
     );
     assert_eq!(holder.await.unwrap().unwrap(), None);
     assert_eq!(queued.await.unwrap().unwrap(), None);
 
-    // Not contended: `get` checks the idle connection out at once; the
-    // BLPOP queued behind it is not sent before `get`'s caller goes on.
-    let first = {
-        let store = store.clone();
-        let (id, user) = (s.id.clone(), s.user_id.clone());
-        tokio::spawn(async move {
-            let found = store.get(&id, &user, "full").await.unwrap();
-            let handed_on = blocked_client_appears(&mut probe, Duration::from_millis(300));
-            (found, handed_on)
-        })
+    // An operation that did not wait: a BLPOP checks the idle connection
+    // out at once, another queues behind it.
+    let store_first = store.clone();
+    let first = tokio::spawn(async move {
+        let reply = store_first
+            .run_command::<Option<Vec<String>>>(&blpop("charon-test-first", 0.5))
+            .await
+            .unwrap();
+        let handed_on = blocked_client_appears(&mut probe, Duration::from_secs(2));
+        (reply, handed_on)
+    });
+    until(
+        || store.pool_state().waiting == 0 && store.pool_state().idle == 0,
+        "the first BLPOP has the connection",
+    )
+    .await;
+    let queued = {
+        let (store, cmd) = (store.clone(), blpop("charon-test-queued", 0.2));
+        tokio::spawn(async move { store.run_command::<Option<Vec<String>>>(&cmd).await })
     };
-    tokio::task::yield_now().await;
-    let queued = blpop("charon-test-queued", 0.2);
-    let (found, handed_on) = first.await.unwrap();
-    assert_eq!(found.as_ref(), Some(&s));
+    until(|| store.pool_state().waiting == 1, "the second BLPOP waits").await;
+    let (reply, handed_on) = first.await.unwrap();
+    assert_eq!(reply, None);
     assert!(
-        !handed_on,
-        "an uncontended get does not yield to the operation queued behind it"
+        handed_on,
+        "the queued BLPOP was sent before the BLPOP that did not wait returned"
     );
     assert_eq!(queued.await.unwrap().unwrap(), None);
 }

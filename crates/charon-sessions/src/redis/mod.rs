@@ -21,6 +21,7 @@ pub(crate) mod topology;
 use std::fmt;
 use std::sync::Arc;
 
+use redis::aio::ConnectionLike as _;
 use tracing::warn;
 
 use self::config::RedisStoreConfig;
@@ -174,9 +175,14 @@ impl RedisStore {
     /// Runs one command on a pooled connection.
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let mut conn = self.pool.get().await?;
-        let result = cmd.query_async(&mut *conn).await.map_err(store_error);
-        conn.release().await;
-        result
+        // As `Cmd::query_async`, with the connection handed on before the
+        // reply is converted.
+        let reply = conn.req_packed_command(cmd).await;
+        self.pool.release(conn).await;
+        let value = reply
+            .and_then(redis::Value::extract_error)
+            .map_err(store_error)?;
+        redis::from_redis_value(value).map_err(|e| store_error(e.into()))
     }
 
     fn key(&self, user_id: &str, session_type: &str) -> String {
@@ -314,7 +320,7 @@ impl RedisStore {
             }
             result => result.map_err(store_error)?,
         };
-        conn.release().await;
+        self.pool.release(conn).await;
         if written != 1 {
             return Err(StoreError::Conflict);
         }

@@ -131,48 +131,9 @@ impl managed::Manager for ConnectionManager {
     }
 }
 
-/// A connection checked out of the pool; returns to it when dropped or
-/// [released](Self::release).
-pub(crate) struct PooledConnection {
-    object: managed::Object<ConnectionManager>,
-    /// The checkout had to wait: every connection was busy, so other
-    /// operations are likely queued for this one.
-    contended: bool,
-}
-
-impl PooledConnection {
-    /// Returns the connection to the pool and, when the checkout had to
-    /// wait for it, yields to the scheduler once before the caller goes
-    /// on.
-    ///
-    /// Returning the connection wakes the next operation waiting for one,
-    /// but on Tokio that operation only runs once the current task stops
-    /// running. Without the yield it would wait for the caller's own work
-    /// after the command (verifying and decoding the value, and whatever
-    /// the application does next), and the connection would sit idle
-    /// meanwhile. Under no contention nothing waits, and nothing yields.
-    pub(crate) async fn release(self) {
-        let contended = self.contended;
-        drop(self.object);
-        if contended {
-            tokio::task::yield_now().await;
-        }
-    }
-}
-
-impl std::ops::Deref for PooledConnection {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        &self.object
-    }
-}
-
-impl std::ops::DerefMut for PooledConnection {
-    fn deref_mut(&mut self) -> &mut Connection {
-        &mut self.object
-    }
-}
+/// A connection checked out of the pool; returns to it when dropped (or
+/// through [`Pool::release`]).
+pub(crate) type PooledConnection = managed::Object<ConnectionManager>;
 
 /// The size settings of a [`Pool`].
 #[derive(Debug, Clone, Copy)]
@@ -256,23 +217,34 @@ impl Pool {
         // would make every operation's future (which the `SessionStore`
         // trait boxes) larger than the allocator's per-thread cache serves
         // (about 1 KiB), and be copied as it moves.
-        let mut checkout = Box::pin(self.inner.get());
-        let mut polls = 0u32;
-        let object = std::future::poll_fn(|cx| {
-            polls += 1;
-            checkout.as_mut().poll(cx)
-        })
-        .await;
+        let checkout = Box::pin(self.inner.get()).await;
         crate::telemetry::pool_waited(started);
-        let object = object.map_err(|e| match e {
+        checkout.map_err(|e| match e {
             managed::PoolError::Timeout(_) => StoreError::PoolTimeout(self.checkout_timeout),
             managed::PoolError::Backend(e) => super::store_error(e),
             other => StoreError::Connection(Box::new(other)),
-        })?;
-        Ok(PooledConnection {
-            object,
-            contended: polls > 1,
         })
+    }
+
+    /// Returns `conn` to the pool once its command has been answered and,
+    /// when another operation is waiting for a connection, yields to the
+    /// scheduler before the caller goes on.
+    ///
+    /// Returning the connection wakes the operation waiting for it, but on
+    /// Tokio that operation only runs once the current task stops running.
+    /// Without the yield it would wait for the caller's own work after the
+    /// command (verifying and decoding the value, and whatever the
+    /// application does next) while the connection sits idle; with it, the
+    /// waiting operation sends its command first, and the caller resumes
+    /// after the other tasks ready to run (Tokio's `yield_now`). When
+    /// nothing waits, nothing yields. Dropping the returned future at any
+    /// point still returns the connection.
+    pub(crate) async fn release(&self, conn: PooledConnection) {
+        let waiting = self.inner.status().waiting > 0;
+        drop(conn);
+        if waiting {
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Open, idle and waiting connections now.
