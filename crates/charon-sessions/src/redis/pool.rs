@@ -10,6 +10,11 @@
 //! recently used connections are the idle ones); this module adds the warm
 //! core, its upkeep and the overflow reaping.
 //!
+//! A connection goes back through [`Pool::release`] once its command is
+//! answered: when other operations are waiting for one, the caller yields
+//! once, so that the next operation sends before the caller verifies and
+//! decodes the reply (see there).
+//!
 //! Connections are not pinged on checkout (that would be a second round
 //! trip per operation). Instead a connection is flagged broken, and replaced
 //! at its next checkout, when redis-rs reports that its socket closed (a
