@@ -166,16 +166,41 @@ pub fn decode(payload: &[u8]) -> Result<Session, DecodeError> {
 }
 
 fn decode_msgpack(record: &[u8]) -> Result<Session, DecodeError> {
-    // Read from the slice, which the reader advances: what is left
-    // afterwards are bytes after the record.
-    let mut de = rmp_serde::Deserializer::new(record);
+    // Strings are read in place (no copy through a reader's buffer).
+    let mut de = rmp_serde::Deserializer::from_read_ref(record);
     de.set_max_depth(MAX_DEPTH);
     let PositionalOwned(session) =
         PositionalOwned::deserialize(&mut de).map_err(|e| DecodeError::MessagePack(reason(&e)))?;
-    if !de.get_ref().is_empty() {
+    if !at_end(&mut de) {
         return Err(DecodeError::MessagePack("bytes after the record"));
     }
     Ok(session)
+}
+
+/// Whether `de` has no input left, found by asking it for one more value:
+/// with none left, reading that value's first byte (its marker) fails at
+/// the end of input. Any byte at all is a marker, so with input left that
+/// read succeeds, and what follows fails otherwise: a value hands
+/// [`NoValue`] something it refuses, a truncated one fails past its marker.
+/// Costs one failed read, where measuring the rest would walk it.
+fn at_end<'de, R: rmp_serde::decode::ReadSlice<'de>>(de: &mut rmp_serde::Deserializer<R>) -> bool {
+    use rmp_serde::decode::Error;
+    matches!(
+        de.deserialize_any(NoValue),
+        Err(Error::InvalidMarkerRead(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// A visitor that accepts nothing: every `visit_*` keeps serde's default,
+/// an "invalid type" error, and reads no further.
+struct NoValue;
+
+impl Visitor<'_> for NoValue {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the end of the record")
+    }
 }
 
 /// A few words on a MessagePack error, without the parts that may quote
@@ -504,6 +529,11 @@ mod tests {
             &[0x91],
             &[0x81],
             &[0x92, 0x01],
+            &[0xc0],
+            &[0xcd, 0x01],
+            &[0xd4],
+            &[0xdc, 0x00, 0x01],
+            &[0xa3, b'a', b'b', b'c'],
         ] {
             let bytes = [&good[..], tail].concat();
             let err = decode(&bytes).unwrap_err().to_string();
