@@ -177,12 +177,19 @@ fn decode_msgpack(record: &[u8]) -> Result<Session, DecodeError> {
     Ok(session)
 }
 
-/// Whether `de` has no input left, found by asking it for one more value:
-/// with none left, reading that value's first byte (its marker) fails at
-/// the end of input. Any byte at all is a marker, so with input left that
-/// read succeeds, and what follows fails otherwise: a value hands
-/// [`NoValue`] something it refuses, a truncated one fails past its marker.
-/// Costs one failed read, where measuring the rest would walk it.
+/// Whether `de` has no input left after the record.
+///
+/// The borrowing deserializer has no accessor for the unread input (its
+/// `get_ref` returns the whole record), so this asks it for one more
+/// value. In rmp-serde 1.3 only the first byte of a value is read as a
+/// marker, and any byte is a marker; every later short read (a length, a
+/// string, a number) is an `InvalidDataRead`. So the reply is an
+/// `InvalidMarkerRead` at the end of input exactly when nothing is left.
+/// With input left, [`NoValue`] refuses whatever value follows, and a
+/// truncated one fails past its marker. (A marker left cached by the record
+/// would also be refused; decoding a [`Session`] leaves none.) The unit
+/// test `bytes_after_the_record_are_refused` pins this for every
+/// single-byte tail and every truncated value kind.
 fn at_end<'de, R: rmp_serde::decode::ReadSlice<'de>>(de: &mut rmp_serde::Deserializer<R>) -> bool {
     use rmp_serde::decode::Error;
     matches!(
@@ -191,8 +198,8 @@ fn at_end<'de, R: rmp_serde::decode::ReadSlice<'de>>(de: &mut rmp_serde::Deseria
     )
 }
 
-/// A visitor that accepts nothing: every `visit_*` keeps serde's default,
-/// an "invalid type" error, and reads no further.
+/// A visitor that refuses every value (serde's default "invalid type" for
+/// each `visit_*`), so [`at_end`] never mistakes a value for the end.
 struct NoValue;
 
 impl Visitor<'_> for NoValue {
@@ -519,25 +526,85 @@ mod tests {
     fn bytes_after_the_record_are_refused() {
         let good = encode(&sample());
         assert!(decode(&good).is_ok());
-        // A valid value, a marker MessagePack never uses, a truncated string,
-        // empty arrays, unfinished arrays and maps.
-        for tail in [
-            &[0x01][..],
-            &[0xc1],
-            &[0xd9],
-            &[0x90, 0x90],
-            &[0x91],
-            &[0x81],
-            &[0x92, 0x01],
-            &[0xc0],
-            &[0xcd, 0x01],
-            &[0xd4],
-            &[0xdc, 0x00, 0x01],
-            &[0xa3, b'a', b'b', b'c'],
-        ] {
+        let refused = |tail: &[u8]| {
             let bytes = [&good[..], tail].concat();
-            let err = decode(&bytes).unwrap_err().to_string();
-            assert!(err.contains("bytes after the record"), "{tail:?}: {err}");
+            match decode(&bytes) {
+                Err(e) => e.to_string().contains("bytes after the record"),
+                Ok(_) => false,
+            }
+        };
+        // Every byte is a marker: each one alone (a whole value such as
+        // nil or a fixint, a marker MessagePack never uses, or the start of
+        // an unfinished value) is refused.
+        for byte in 0..=u8::MAX {
+            assert!(refused(&[byte]), "tail {byte:#04x}");
+        }
+        // One value of each kind that is longer than its marker (strings,
+        // binaries, exts, numbers and containers of every width), cut short
+        // after each byte of its header and just before its end, and whole.
+        let values: Vec<Vec<u8>> = vec![
+            rmp_serde::to_vec("abc").unwrap(),
+            rmp_serde::to_vec(&"x".repeat(40)).unwrap(),
+            rmp_serde::to_vec(&"x".repeat(300)).unwrap(),
+            rmp_serde::to_vec(&"x".repeat(70_000)).unwrap(),
+            rmp_serde::to_vec(&bin(5)).unwrap(),
+            rmp_serde::to_vec(&bin(300)).unwrap(),
+            rmp_serde::to_vec(&bin(70_000)).unwrap(),
+            vec![0xd4, 0x01, 0x02],
+            vec![0xd5, 0x01, 0x02, 0x03],
+            vec![0xd6, 0x01, 0, 0, 0, 0],
+            vec![0xd7, 0x01, 0, 0, 0, 0, 0, 0, 0, 0],
+            vec![0xd8, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            vec![0xc7, 0x02, 0x01, 0xaa, 0xbb],
+            vec![0xc8, 0x00, 0x02, 0x01, 0xaa, 0xbb],
+            vec![0xc9, 0x00, 0x00, 0x00, 0x02, 0x01, 0xaa, 0xbb],
+            rmp_serde::to_vec(&200u8).unwrap(),
+            rmp_serde::to_vec(&60_000u16).unwrap(),
+            rmp_serde::to_vec(&4_000_000_000u32).unwrap(),
+            rmp_serde::to_vec(&u64::MAX).unwrap(),
+            rmp_serde::to_vec(&-100i8).unwrap(),
+            rmp_serde::to_vec(&-30_000i16).unwrap(),
+            rmp_serde::to_vec(&-2_000_000_000i32).unwrap(),
+            rmp_serde::to_vec(&i64::MIN).unwrap(),
+            rmp_serde::to_vec(&1.5f32).unwrap(),
+            rmp_serde::to_vec(&0.1f64).unwrap(),
+            rmp_serde::to_vec(&[1, 2]).unwrap(),
+            rmp_serde::to_vec(&vec![0u8; 20]).unwrap(),
+            [&[0xdd, 0, 0, 0, 2][..], &[1, 2]].concat(),
+            rmp_serde::to_vec(&json!({"a": [1, {"b": "c"}]})).unwrap(),
+            [
+                &[0xde, 0, 1][..],
+                &rmp_serde::to_vec(&("k", 1)).unwrap()[1..],
+            ]
+            .concat(),
+            [
+                &[0xdf, 0, 0, 0, 1][..],
+                &rmp_serde::to_vec(&("k", 1)).unwrap()[1..],
+            ]
+            .concat(),
+        ];
+        for value in &values {
+            // Of a long value, the first twelve prefixes and the last one
+            // (each prefix is a decode of the whole record).
+            let ends = (1..=value.len()).filter(|&end| end <= 12 || end + 2 > value.len());
+            for end in ends {
+                let tail = &value[..end];
+                assert!(refused(tail), "tail {:02x?}", &tail[..tail.len().min(8)]);
+            }
+        }
+    }
+
+    /// `len` bytes that serialise as a MessagePack bin (a `Vec<u8>`
+    /// serialises as an array).
+    fn bin(len: usize) -> RawBin {
+        RawBin(vec![7; len])
+    }
+
+    struct RawBin(Vec<u8>);
+
+    impl Serialize for RawBin {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(&self.0)
         }
     }
 
