@@ -3,9 +3,13 @@
 //! the machine's speed (every operation ran, none failed, the connection
 //! count kept the pool's promise, the data set is intact); never timings.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
+use std::sync::LazyLock;
 
+use charon_sessions::codec;
+use charon_sessions::signing::{self, SigningKey};
 use charon_sessions_testkit::{Flavor, TestServer};
 use serde_json::Value;
 
@@ -309,48 +313,147 @@ fn bench_rounds_interleave_baseline_and_store_on_disjoint_users() {
     );
     check_rounds(run, 2);
 
+    let stored = stored_sessions(&server);
+    for target in ["baseline", "store"] {
+        check_locks_advanced(&stored[target], run, target);
+    }
+    // The store wrote each session with the lock version of its lock field.
+    for (lock, value) in &stored["store"] {
+        assert_eq!(stored_lock_version(value), *lock);
+    }
+}
+
+/// `--control` (the A/A check of the method): both sides run the bare
+/// commands, in the same ABBA rounds on their own users. The store side's
+/// lock fields advanced by exactly its upserts, many beyond 2, but its
+/// values are still the seeded one (lock version 1 inside) or the one
+/// prepared at seeding (2, which the bare `FCALL` replays): the store's
+/// `upsert`, which writes the lock field's version into the value, never
+/// ran.
+#[test]
+fn bench_control_runs_the_bare_commands_on_both_sides() {
+    let server = TestServer::start(Flavor::Redis);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("control.json");
+    let (ok, text) = bench(&[
+        "--redis",
+        &server.url(),
+        "--base-secret",
+        "bench secret",
+        "--duration",
+        "0.4",
+        "--warmup",
+        "0",
+        "--users",
+        "64",
+        "--concurrency",
+        "8",
+        "--mix",
+        "get=1,upsert=1",
+        "--baseline",
+        "--control",
+        "--rounds",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "bench failed:\n{text}");
+    assert!(text.contains("control run (--control)"), "{text}");
+    let report = read_json(&json);
+    assert_eq!(report["settings"]["control"], true);
+    let run = &report["runs"][0];
+    check_rounds(run, 2);
+    let stored = stored_sessions(&server);
+    for target in ["baseline", "store"] {
+        check_locks_advanced(&stored[target], run, target);
+        assert!(
+            stored[target].iter().any(|(lock, _)| *lock > 2),
+            "{target}: no lock field beyond 2, nothing tells the writers apart"
+        );
+        for (lock, value) in &stored[target] {
+            let inside = stored_lock_version(value);
+            assert!(inside <= 2, "{target}: value of lock {lock} has {inside}");
+        }
+    }
+
+    // Refused without a baseline, and with a sweep.
+    let (ok, text) = bench(&["--redis", &server.url(), "--control"]);
+    assert!(!ok && text.contains("--baseline"), "{text}");
+    let (ok, text) = bench(&[
+        "--redis",
+        &server.url(),
+        "--baseline",
+        "--control",
+        "--sweep",
+        "1",
+    ]);
+    assert!(!ok && text.contains("--sweep"), "{text}");
+}
+
+/// Every seeded session of each side, read straight from the server (64
+/// users of 5 sessions each): its lock field (`l.<session id>`) and its
+/// value, keyed by `"baseline"` (users `charon-bench-b-<n>`) and
+/// `"store"` (`charon-bench-<n>`).
+fn stored_sessions(server: &TestServer) -> HashMap<&'static str, Vec<(u64, Vec<u8>)>> {
     let mut conn = redis::Client::open(server.url())
         .unwrap()
         .get_connection()
         .unwrap();
-    // The lock versions (`l.<session id>` fields) of every hash matching
-    // `pattern`; seeding left each at 1.
-    let mut locks = |pattern: &str| -> Vec<u64> {
+    let mut of = |pattern: &str| -> Vec<(u64, Vec<u8>)> {
         let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut conn).unwrap();
         assert_eq!(keys.len(), 64, "{pattern}: {keys:?}");
         keys.iter()
             .flat_map(|key| {
                 // Session values are binary; lock versions decimal text.
-                let fields: Vec<(Vec<u8>, Vec<u8>)> =
+                let fields: HashMap<Vec<u8>, Vec<u8>> =
                     redis::cmd("HGETALL").arg(key).query(&mut conn).unwrap();
+                assert_eq!(fields.len(), 2 * 5, "{key}");
                 fields
-                    .into_iter()
-                    .filter(|(field, _)| field.starts_with(b"l."))
-                    .map(|(_, lock)| std::str::from_utf8(&lock).unwrap().parse::<u64>().unwrap())
+                    .iter()
+                    .filter_map(|(field, lock)| Some((field.strip_prefix(b"l.")?, lock)))
+                    .map(|(id, lock)| {
+                        let lock = std::str::from_utf8(lock).unwrap().parse().unwrap();
+                        (lock, fields[id].clone())
+                    })
                     .collect::<Vec<_>>()
             })
             .collect()
     };
-    for (pattern, target) in [
-        ("charon_.charon-bench-b-*", "baseline"),
-        ("charon_.charon-bench-[0-9]*", "store"),
-    ] {
-        let locks = locks(pattern);
-        assert_eq!(locks.len(), 64 * 5, "{target}: one lock per session");
-        let upserts = run[target]["operations"]["upsert"]["count"]
-            .as_u64()
-            .unwrap();
-        assert!(upserts > 0, "{target} never upserted");
-        assert!(
-            locks.iter().any(|l| *l > 1),
-            "no lock of the {target}'s users advanced: {locks:?}"
-        );
-        let advanced: u64 = locks.iter().map(|l| l - 1).sum();
-        assert_eq!(
-            advanced, upserts,
-            "the {target}'s locks advanced by other than its {upserts} upserts"
-        );
-    }
+    HashMap::from([
+        ("baseline", of("charon_.charon-bench-b-*")),
+        ("store", of("charon_.charon-bench-[0-9]*")),
+    ])
+}
+
+/// Checks that the lock fields of `target`'s sessions (seeded at 1)
+/// advanced by exactly the upserts `run` counted for it, and that some did.
+fn check_locks_advanced(stored: &[(u64, Vec<u8>)], run: &Value, target: &str) {
+    let locks: Vec<u64> = stored.iter().map(|(lock, _)| *lock).collect();
+    assert_eq!(locks.len(), 64 * 5, "{target}: one lock per session");
+    let upserts = run[target]["operations"]["upsert"]["count"]
+        .as_u64()
+        .unwrap();
+    assert!(upserts > 0, "{target} never upserted");
+    assert!(
+        locks.iter().any(|l| *l > 1),
+        "no lock of the {target}'s users advanced: {locks:?}"
+    );
+    let advanced: u64 = locks.iter().map(|l| l - 1).sum();
+    assert_eq!(
+        advanced, upserts,
+        "the {target}'s locks advanced by other than its {upserts} upserts"
+    );
+}
+
+/// The lock version inside a stored value (signed with the tests' base
+/// secret `"bench secret"`).
+fn stored_lock_version(value: &[u8]) -> u64 {
+    static KEY: LazyLock<SigningKey> =
+        LazyLock::new(|| SigningKey::from_base_secret(b"bench secret"));
+    let payload = signing::verify(value, &KEY).expect("a value the benchmark signed");
+    codec::decode(payload)
+        .expect("a session record")
+        .lock_version
 }
 
 /// A sweep runs get alone and upsert alone, baseline and store in

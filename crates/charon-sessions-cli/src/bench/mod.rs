@@ -10,8 +10,10 @@
 //! With a baseline, each target gets a data set of its own on disjoint
 //! users, is warmed up once, and the two are measured in interleaved
 //! rounds in ABBA order ([`rounds`]), so that a drifting machine weighs
-//! on both alike. The figures are printed as tables and written as JSON
-//! ([`report`]); a sweep over concurrencies can be charted ([`chart`]).
+//! on both alike. A control run (`--control`) puts the bare commands on
+//! both sides, to check the method itself. The figures are printed as
+//! tables and written as JSON ([`report`]); a sweep over concurrencies
+//! can be charted ([`chart`]).
 
 mod chart;
 mod connections;
@@ -109,6 +111,14 @@ pub struct BenchArgs {
     #[arg(long)]
     baseline: bool,
 
+    /// A check of the method (an A/A run): with `--baseline`, the `store`
+    /// side runs the bare commands too, on its own data set, in the same
+    /// interleaved rounds. Its ratio is what the method and the machine
+    /// make of two identical loops: 100 % when the method is fair, and its
+    /// spread over repeated runs is the machine's noise.
+    #[arg(long, requires = "baseline", conflicts_with = "sweep")]
+    control: bool,
+
     /// Write every figure to this file as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -130,6 +140,8 @@ struct Plan {
     concurrency: usize,
     mix: Mix,
     baseline: bool,
+    /// The `store` side runs the bare commands too (`--control`).
+    control: bool,
 }
 
 /// Runs the benchmark; `Ok(FAILURE)` when any operation failed.
@@ -161,6 +173,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             concurrency: args.concurrency as usize,
             mix: args.mix,
             baseline: args.baseline,
+            control: args.control,
         }]
     } else {
         sweep
@@ -170,6 +183,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     concurrency,
                     mix: format!("{op}=1").parse().expect("a one-operation mix"),
                     baseline: true,
+                    control: false,
                 })
             })
             .collect()
@@ -221,6 +235,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             String::new()
         },
     );
+    if args.control {
+        println!(
+            "control run (--control): the store side runs the bare commands too, on its own \
+             data set; a fair method gives 100 % up to the machine's noise"
+        );
+    }
     let sizes = Sizes {
         users,
         sessions_per_user,
@@ -282,6 +302,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             users,
             sessions_per_user,
             baseline: with_baseline,
+            control: args.control,
             sweep,
         },
         pool_max_connections: pool.max_connections,
@@ -327,10 +348,12 @@ struct Measured {
     slices: Vec<SliceReport>,
 }
 
-fn target_of(store: &RedisStore, side: Side) -> Target {
+/// What `side` runs: the store's operations on the store side, the bare
+/// commands on the baseline side and, in a control run, on both.
+fn target_of(store: &RedisStore, side: Side, control: bool) -> Target {
     match side {
-        Side::Baseline => Target::Baseline(store.clone()),
-        Side::Store => Target::Store(store.clone()),
+        Side::Store if !control => Target::Store(store.clone()),
+        _ => Target::Baseline(store.clone()),
     }
 }
 
@@ -355,7 +378,8 @@ async fn measure(
     for &side in sides {
         let (prefix, prepare) = match side {
             Side::Baseline => (BASELINE_USERS, true),
-            Side::Store => (STORE_USERS, false),
+            // The bare commands replay prepared ones.
+            Side::Store => (STORE_USERS, plan.control),
         };
         let seeded =
             DataSet::seed(store, prefix, sizes.users, sizes.sessions_per_user, prepare).await?;
@@ -370,7 +394,7 @@ async fn measure(
     let label = |side: Side| format!("{} c={} {}", side.name(), spec.concurrency, spec.mix);
     if !spec.warmup.is_zero() {
         for &side in sides {
-            let target = target_of(store, side);
+            let target = target_of(store, side, plan.control);
             let label = format!("{} warm-up", label(side));
             run_loop(&target, &data_of(side), spec, spec.warmup, label).await?;
         }
@@ -385,7 +409,7 @@ async fn measure(
             if !sides.contains(&side) {
                 continue;
             }
-            let target = target_of(store, side);
+            let target = target_of(store, side, plan.control);
             let label = format!("{} round {}/{rounds}", label(side), round + 1);
             let slice =
                 measure_slice(store, url, &target, &data_of(side), spec, length, label).await?;

@@ -50,6 +50,9 @@ pub struct Settings {
     pub sessions_per_user: usize,
     /// Whether the bare-command baseline ran.
     pub baseline: bool,
+    /// Whether this was a control run (`--control`): the `store` figures
+    /// are then those of the bare commands on the store's data set.
+    pub control: bool,
     /// The concurrencies of `--sweep`, empty without it.
     pub sweep: Vec<usize>,
 }
