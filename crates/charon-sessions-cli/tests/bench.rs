@@ -267,32 +267,8 @@ fn check_rounds(run: &Value, rounds: usize) {
 #[test]
 fn bench_rounds_interleave_baseline_and_store_on_disjoint_users() {
     let server = TestServer::start(Flavor::Redis);
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("rounds.json");
-    let (ok, text) = bench(&[
-        "--redis",
-        &server.url(),
-        "--base-secret",
-        "bench secret",
-        "--duration",
-        "0.4",
-        "--warmup",
-        "0",
-        "--users",
-        "64",
-        "--concurrency",
-        "8",
-        "--mix",
-        "get=1,upsert=1",
-        "--baseline",
-        "--rounds",
-        "2",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert!(ok, "bench failed:\n{text}");
+    let (text, report) = two_rounds(&server, &[]);
     assert!(text.contains("over 2 rounds"), "{text}");
-    let report = read_json(&json);
     assert_eq!(report["settings"]["rounds"], 2);
     let run = &report["runs"][0];
     for (phase, target) in [(&run["baseline"], "baseline"), (&run["store"], "store")] {
@@ -333,33 +309,8 @@ fn bench_rounds_interleave_baseline_and_store_on_disjoint_users() {
 #[test]
 fn bench_control_runs_the_bare_commands_on_both_sides() {
     let server = TestServer::start(Flavor::Redis);
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("control.json");
-    let (ok, text) = bench(&[
-        "--redis",
-        &server.url(),
-        "--base-secret",
-        "bench secret",
-        "--duration",
-        "0.4",
-        "--warmup",
-        "0",
-        "--users",
-        "64",
-        "--concurrency",
-        "8",
-        "--mix",
-        "get=1,upsert=1",
-        "--baseline",
-        "--control",
-        "--rounds",
-        "2",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert!(ok, "bench failed:\n{text}");
+    let (text, report) = two_rounds(&server, &["--control"]);
     assert!(text.contains("control run (--control)"), "{text}");
-    let report = read_json(&json);
     assert_eq!(report["settings"]["control"], true);
     let run = &report["runs"][0];
     check_rounds(run, 2);
@@ -390,10 +341,46 @@ fn bench_control_runs_the_bare_commands_on_both_sides() {
     assert!(!ok && text.contains("--sweep"), "{text}");
 }
 
-/// Every seeded session of each side, read straight from the server (64
-/// users of 5 sessions each): its lock field (`l.<session id>`) and its
-/// value, keyed by `"baseline"` (users `charon-bench-b-<n>`) and
-/// `"store"` (`charon-bench-<n>`).
+/// A short run of `get` and `upsert` with the baseline, in two rounds
+/// with no warm-up, on 64 users of 5 sessions per side, the base secret
+/// `"bench secret"` and `extra` options; it must succeed. Its output and
+/// its JSON report.
+fn two_rounds(server: &TestServer, extra: &[&str]) -> (String, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("rounds.json");
+    let url = server.url();
+    let mut args = vec![
+        "--redis",
+        &url,
+        "--base-secret",
+        "bench secret",
+        "--duration",
+        "0.4",
+        "--warmup",
+        "0",
+        "--users",
+        "64",
+        "--concurrency",
+        "8",
+        "--mix",
+        "get=1,upsert=1",
+        "--baseline",
+        "--rounds",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (ok, text) = bench(&args);
+    assert!(ok, "bench failed:\n{text}");
+    let report = read_json(&json);
+    (text, report)
+}
+
+/// Every seeded session of each side of a [`two_rounds`] run, read
+/// straight from the server (64 users of 5 sessions each): its lock field
+/// (`l.<session id>`) and its value, keyed by `"baseline"` (users
+/// `charon-bench-b-<n>`) and `"store"` (`charon-bench-<n>`).
 fn stored_sessions(server: &TestServer) -> HashMap<&'static str, Vec<(u64, Vec<u8>)>> {
     let mut conn = redis::Client::open(server.url())
         .unwrap()
