@@ -376,11 +376,12 @@ async fn measure(
     let rounds = if plan.baseline { sizes.rounds } else { 1 };
     let mut data = Vec::new();
     for &side in sides {
-        let (prefix, prepare) = match side {
-            Side::Baseline => (BASELINE_USERS, true),
-            // The bare commands replay prepared ones.
-            Side::Store => (STORE_USERS, plan.control),
+        let prefix = match side {
+            Side::Baseline => BASELINE_USERS,
+            Side::Store => STORE_USERS,
         };
+        // The bare commands replay prepared ones.
+        let prepare = matches!(target_of(store, side, plan.control), Target::Baseline(_));
         let seeded =
             DataSet::seed(store, prefix, sizes.users, sizes.sessions_per_user, prepare).await?;
         data.push((side, Arc::new(seeded)));
