@@ -263,7 +263,8 @@ fn check_rounds(run: &Value, rounds: usize) {
 /// store, store, baseline, each without error, and each on its own users:
 /// the lock versions in the baseline's hashes went up by exactly the
 /// baseline's upserts, those in the store's by exactly the store's (no
-/// warm-up, no delete that would reset them).
+/// warm-up, no delete that would reset them), and the store wrote each
+/// value with its lock field's version.
 #[test]
 fn bench_rounds_interleave_baseline_and_store_on_disjoint_users() {
     let server = TestServer::start(Flavor::Redis);
