@@ -20,16 +20,18 @@ pub struct RevokeArgs {
     store: StoreArgs,
 
     /// The user the session belongs to.
-    #[arg(long, value_name = "USER_ID", value_parser = admin::parse_user_id)]
+    #[arg(long, value_name = "USER_ID", value_parser = admin::parse_user_id,
+          allow_hyphen_values = true)]
     user: String,
 
     /// The session to revoke.
-    #[arg(long, value_name = "SESSION_ID", value_parser = admin::parse_session_id)]
+    #[arg(long, value_name = "SESSION_ID", value_parser = admin::parse_session_id,
+          allow_hyphen_values = true)]
     session: String,
 
     /// Session type.
     #[arg(long = "type", value_name = "TYPE", default_value = charon_sessions::DEFAULT_SESSION_TYPE,
-          value_parser = admin::parse_session_type)]
+          value_parser = admin::parse_session_type, allow_hyphen_values = true)]
     session_type: String,
 }
 

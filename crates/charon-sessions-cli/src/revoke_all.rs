@@ -20,12 +20,13 @@ pub struct RevokeAllArgs {
     store: StoreArgs,
 
     /// The user whose sessions to revoke.
-    #[arg(long, value_name = "USER_ID", value_parser = admin::parse_user_id)]
+    #[arg(long, value_name = "USER_ID", value_parser = admin::parse_user_id,
+          allow_hyphen_values = true)]
     user: String,
 
     /// Session type.
     #[arg(long = "type", value_name = "TYPE", default_value = charon_sessions::DEFAULT_SESSION_TYPE,
-          value_parser = admin::parse_session_type)]
+          value_parser = admin::parse_session_type, allow_hyphen_values = true)]
     session_type: String,
 }
 

@@ -380,6 +380,57 @@ async fn revoke_deletes_one_session() {
     );
 }
 
+/// Session ids, user ids and session types may start with `-` (random
+/// url-safe ids do, one time in 64): `list`, `revoke` and `revoke-all` take
+/// such values after their options, not as options of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_starting_with_a_hyphen_are_option_values() {
+    let server = TestServer::start(Flavor::Redis);
+    let store = store(&server, "charon_").await;
+    let mut sessions = Vec::new();
+    for id in ["-z0", "-q1"] {
+        let mut s = Session::new_login("-dash", DAY);
+        s.id = id.to_owned();
+        s.session_type = "-kind".to_owned();
+        store.upsert(&mut s).await.unwrap();
+        sessions.push(s);
+    }
+    let url = server.url();
+    let owner = ["--user", "-dash", "--type", "-kind"];
+
+    let listing = json(&cli(
+        &[&["list", "--redis", &url, "--json"][..], &owner].concat(),
+        &with_secret(),
+    ));
+    assert_eq!(listing["key"], "charon_.-dash.-kind");
+    assert_eq!(
+        listing["sessions"].as_array().unwrap().len(),
+        2,
+        "{listing}"
+    );
+
+    let run = cli(
+        &[&["revoke", "--redis", &url, "--session", "-z0"][..], &owner].concat(),
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("revoked session -z0"), "{}", run.stdout);
+    let left = store.get_all("-dash", "-kind").await.unwrap();
+    assert_eq!(left, sessions[1..]);
+
+    let run = cli(
+        &[&["revoke-all", "--redis", &url][..], &owner].concat(),
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains("revoked 1 session(s)"),
+        "{}",
+        run.stdout
+    );
+    assert!(store.get_all("-dash", "-kind").await.unwrap().is_empty());
+}
+
 /// `revoke-all` deletes the user's hash of that type only, and reports how
 /// many sessions it held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
