@@ -87,8 +87,7 @@ pub async fn open_store(
     let config = RedisStoreConfig::new(url, key)
         .key_prefix(&store.key_prefix)
         .register_functions(false)
-        .pool_size(1)
-        .pool_max_overflow(0);
+        .pool_size(1);
     RedisStore::connect(config)
         .await
         .context("cannot open the Redis store")

@@ -118,6 +118,8 @@ fn bench_with_baseline_reports_every_operation_and_keeps_the_data_set() {
         "3",
         "--pool-size",
         "4",
+        "--max-in-flight",
+        "8",
         // Deletes and get_all often enough to run in any 2 s.
         "--mix",
         "get=40,upsert=30,get_all=15,delete=15",
@@ -137,7 +139,8 @@ fn bench_with_baseline_reports_every_operation_and_keeps_the_data_set() {
         "{report}"
     );
     assert_eq!(report["pool_size"], 4);
-    assert_eq!(report["pool_max_connections"], 4 + 5);
+    assert_eq!(report["max_connections"], 4);
+    assert_eq!(report["max_in_flight"], 8);
     assert_eq!(report["settings"]["users"], 40);
     assert_eq!(report["settings"]["sessions_per_user"], 3);
     assert_eq!(report["settings"]["baseline"], true);

@@ -11,6 +11,7 @@
 //! - `payload`: the application data every store keeps for a session;
 //! - `stores`: the stores behind one `Contender` trait, one file each;
 //! - `driver`: seeding, the closed loop and the clean-up;
+//! - `rounds`: the stores' slices in interleaved rounds;
 //! - `stats`: latency histograms and error counts;
 //! - `probe`: a plain connection to look at the server;
 //! - `report`: the tables and the `--json` document.
@@ -20,11 +21,11 @@ mod mix;
 mod payload;
 mod probe;
 mod report;
+mod rounds;
 mod stats;
 mod stores;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -34,11 +35,10 @@ use clap::{Parser, ValueEnum};
 use crate::driver::LoadConfig;
 use crate::mix::Mix;
 use crate::probe::Probe;
-use crate::report::{Report, StoreReport};
-use crate::stores::Contender;
+use crate::report::Report;
 use crate::stores::actix::{Actix, Connection};
 use crate::stores::charon::Charon;
-use crate::stores::tower::Tower;
+use crate::stores::tower::{TOWER_POOL, Tower};
 
 /// Benchmarks charon-sessions against tower-sessions' and actix-session's
 /// Redis stores: the same login/refresh/read loop against one server.
@@ -53,15 +53,25 @@ struct Args {
     /// Workers per store, each running one operation at a time.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     concurrency: u32,
-    /// Seconds of measured load per store (e.g. 10, 2.5 or 10s).
+    /// Seconds of measured load per store (e.g. 10, 2.5 or 10s), in total
+    /// over the rounds.
     #[arg(long, default_value = "10", value_parser = parse_seconds)]
     duration: Duration,
+    /// The measured load is split into this many rounds; each round runs
+    /// every store for `duration / rounds`, in `--stores` order in even
+    /// rounds and in reverse order in odd ones, so that a drifting machine
+    /// weighs on all stores alike.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rounds: u32,
     /// Relative weights of the operations.
     #[arg(long, default_value = "read=70,refresh=25,login=5")]
     mix: Mix,
-    /// Connections each store gets.
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pool: u32,
+    /// Connections each store gets; without it, each store is configured
+    /// as its documentation recommends (charon-sessions: its defaults;
+    /// tower-sessions: a fred pool of 6; actix-session pooled: deadpool-redis'
+    /// default size).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pool: Option<u32>,
     /// Sessions each worker logs in before the measured phase.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     sessions_per_worker: u32,
@@ -114,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
         (None, None) => unreachable!("a server is started when no URL is given"),
     };
     let mut probe = Probe::connect(&url).await?;
-    let pool = args.pool as usize;
+    let pool = args.pool.map(|p| p as usize);
     let run_id = charon_sessions::random_id();
     let mut report = Report {
         server_version: probe.server_version().await?,
@@ -122,15 +132,14 @@ async fn main() -> anyhow::Result<()> {
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         concurrency: args.concurrency as usize,
         duration_s: args.duration.as_secs_f64(),
+        rounds: args.rounds,
         mix: args.mix.to_string(),
         pool,
         sessions_per_worker: args.sessions_per_worker as usize,
         stores: Vec::new(),
         note: report::LESS_WORK_NOTE,
     };
-    // The server's clients before any store connected; each store's
-    // connections are counted above it.
-    let idle = probe.connected_clients().await?;
+    let mut entrants = Vec::new();
     for name in &args.stores {
         let config = LoadConfig {
             concurrency: args.concurrency as usize,
@@ -139,61 +148,46 @@ async fn main() -> anyhow::Result<()> {
             sessions_per_worker: args.sessions_per_worker as usize,
             user_prefix: format!("peers-{run_id}-{name:?}"),
         };
-        eprintln!("running {name:?} for {:?} ...", args.duration);
-        let store_report = match name {
+        // Each store's connections are counted above those already open.
+        let before = probe.connected_clients().await?;
+        eprintln!("connecting and seeding {name:?} ...");
+        let entrant = match name {
             StoreName::Charon => {
-                let client = format!("charon-sessions RedisStore, pool_size {pool}, no overflow");
-                bench(
-                    "charon",
-                    client,
-                    Charon::connect(&url, pool).await?,
-                    &config,
-                    &mut probe,
-                    idle,
-                )
-                .await?
+                let store = Charon::connect(&url, pool).await?;
+                let client = store.describe();
+                rounds::prepare("charon", client, store, config, &mut probe, before).await?
             }
             StoreName::Tower => {
-                let client = format!("tower-sessions-redis-store, fred Pool of {pool}");
-                bench(
-                    "tower",
-                    client,
-                    Tower::connect(&url, pool).await?,
-                    &config,
-                    &mut probe,
-                    idle,
-                )
-                .await?
+                let size = pool.unwrap_or(TOWER_POOL);
+                let client = format!("tower-sessions-redis-store, fred Pool of {size}");
+                let store = Tower::connect(&url, size).await?;
+                rounds::prepare("tower", client, store, config, &mut probe, before).await?
             }
             StoreName::Actix => {
-                let client =
-                    format!("actix-session RedisSessionStore, deadpool-redis pool of {pool}");
-                bench(
-                    "actix",
-                    client,
-                    Actix::connect(&url, Connection::Pooled(pool)).await?,
-                    &config,
-                    &mut probe,
-                    idle,
-                )
-                .await?
+                let store = Actix::connect(&url, Connection::Pooled(pool)).await?;
+                let client = format!(
+                    "actix-session RedisSessionStore, deadpool-redis pool of {}",
+                    store.pool_size().unwrap_or_default()
+                );
+                rounds::prepare("actix", client, store, config, &mut probe, before).await?
             }
             StoreName::ActixSingle => {
                 let client = "actix-session RedisSessionStore, one ConnectionManager (its default)"
                     .to_owned();
-                bench(
-                    "actix-single",
-                    client,
-                    Actix::connect(&url, Connection::Single).await?,
-                    &config,
-                    &mut probe,
-                    idle,
-                )
-                .await?
+                let store = Actix::connect(&url, Connection::Single).await?;
+                rounds::prepare("actix-single", client, store, config, &mut probe, before).await?
             }
         };
-        report.stores.push(store_report);
-        probe.wait_for_clients(idle, Duration::from_secs(5)).await?;
+        entrants.push(entrant);
+    }
+    eprintln!(
+        "running {} rounds of {:?} per store ...",
+        args.rounds,
+        args.duration / args.rounds
+    );
+    rounds::run(&mut entrants, args.duration, args.rounds, &mut probe).await?;
+    for entrant in entrants {
+        report.stores.push(entrant.finish().await?);
     }
     report.fill_ratios();
     println!("{}", report.render());
@@ -203,47 +197,4 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(server);
     Ok(())
-}
-
-/// Seeds, runs the measured phase (counting the store's connections in its
-/// middle), measures one session's bytes, deletes the sessions and closes
-/// the store. `idle` is the server's client count before the store connected.
-async fn bench<C: Contender>(
-    name: &str,
-    client: String,
-    store: C,
-    config: &LoadConfig,
-    probe: &mut Probe,
-    idle: u64,
-) -> anyhow::Result<StoreReport> {
-    let store = Arc::new(store);
-    let workers = driver::seed(&store, config)
-        .await
-        .with_context(|| format!("{name}: seeding"))?;
-    let (key, field) = store.location(&workers[0].user, &workers[0].handles[0]);
-    let bytes = probe.session_bytes(&key, field.as_deref()).await?;
-    let load = driver::run(&store, config, workers);
-    let count = async {
-        tokio::time::sleep(config.duration / 2).await;
-        probe.connected_clients().await
-    };
-    let (outcome, connected) = tokio::join!(load, count);
-    let outcome = outcome.with_context(|| format!("{name}: the measured phase"))?;
-    let report = StoreReport::new(
-        name,
-        client,
-        connected?.saturating_sub(idle),
-        &outcome.stats,
-        outcome.elapsed.as_secs_f64(),
-        bytes,
-        outcome.first_errors,
-    );
-    driver::clean_up(&store, outcome.workers)
-        .await
-        .with_context(|| format!("{name}: deleting the sessions"))?;
-    match Arc::try_unwrap(store) {
-        Ok(store) => store.close().await,
-        Err(_) => unreachable!("every worker has finished"),
-    }
-    Ok(report)
 }

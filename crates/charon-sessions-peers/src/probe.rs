@@ -1,8 +1,6 @@
 //! A plain redis-rs connection beside the stores under test, to look at
 //! the server: its version, its client count and what a session occupies.
 
-use std::time::{Duration, Instant};
-
 use anyhow::Context as _;
 use redis::aio::MultiplexedConnection;
 
@@ -48,6 +46,14 @@ impl Probe {
             .with_context(|| format!("INFO {section} has no {field}"))
     }
 
+    /// The server's CPU time so far (`INFO cpu`: `used_cpu_user` +
+    /// `used_cpu_sys`), seconds.
+    pub async fn server_cpu_seconds(&mut self) -> anyhow::Result<f64> {
+        let user: f64 = self.info_field("cpu", "used_cpu_user").await?.parse()?;
+        let sys: f64 = self.info_field("cpu", "used_cpu_sys").await?.parse()?;
+        Ok(user + sys)
+    }
+
     /// `redis_version` (Valkey reports a compatible one, too).
     pub async fn server_version(&mut self) -> anyhow::Result<String> {
         self.info_field("server", "redis_version").await
@@ -60,16 +66,6 @@ impl Probe {
             .await?
             .parse()?;
         Ok(count.saturating_sub(1))
-    }
-
-    /// Waits until at most `count` clients (besides the probe) are connected,
-    /// or `timeout` has passed: a closed store's connections linger a moment.
-    pub async fn wait_for_clients(&mut self, count: u64, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        while self.connected_clients().await? > count && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(())
     }
 
     /// What the session at `key` (and `field`, for a hash) occupies.

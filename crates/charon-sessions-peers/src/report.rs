@@ -53,7 +53,8 @@ pub struct StoreReport {
     pub name: String,
     /// The crate and how it reaches Redis.
     pub client: String,
-    /// Client connections the store held on the server in mid-run.
+    /// Client connections the store opened on the server, counted after
+    /// its seeding (`INFO clients`, above those open before it connected).
     pub connections: u64,
     /// Length of the measured phase, seconds.
     pub elapsed_s: f64,
@@ -71,6 +72,12 @@ pub struct StoreReport {
     pub kinds: Vec<KindReport>,
     /// What one freshly logged-in session occupies.
     pub bytes: SessionBytes,
+    /// This process's CPU time (user + system) over the store's slices,
+    /// per successful operation, microseconds.
+    pub client_cpu_us_per_op: f64,
+    /// The server's CPU time (`INFO cpu`) over the store's slices, per
+    /// successful operation, microseconds.
+    pub server_cpu_us_per_op: f64,
     /// The first error messages, if any.
     pub first_errors: Vec<String>,
 }
@@ -102,6 +109,8 @@ impl StoreReport {
                 .map(|kind| KindReport::new(kind, stats.kind(kind), elapsed_s))
                 .collect(),
             bytes,
+            client_cpu_us_per_op: 0.0,
+            server_cpu_us_per_op: 0.0,
             first_errors,
         }
     }
@@ -118,12 +127,16 @@ pub struct Report {
     pub cpus: usize,
     /// Workers per store.
     pub concurrency: usize,
-    /// Requested length of each store's measured phase, seconds.
+    /// Requested length of each store's measured phase, seconds, in total
+    /// over the rounds.
     pub duration_s: f64,
+    /// Interleaved rounds the phases were split into.
+    pub rounds: u32,
     /// The operation mix.
     pub mix: String,
-    /// Connections each store was given.
-    pub pool: usize,
+    /// Connections each store was given (`--pool`); `None`: each store's
+    /// documented default.
+    pub pool: Option<usize>,
     /// Sessions each worker logged in before the measured phase.
     pub sessions_per_worker: usize,
     /// Per store, in the order they ran.
@@ -173,7 +186,7 @@ impl Report {
                 store.errors,
             ));
             out.push_str(&format!(
-                "{} — {}, {} connections in mid-run\n{table}\n",
+                "{} — {}, {} connections\n{table}\n",
                 store.name, store.client, store.connections
             ));
             for error in &store.first_errors {
@@ -186,6 +199,8 @@ impl Report {
             "ops/s",
             "vs charon",
             "p99 ms",
+            "client µs/op",
+            "server µs/op",
             "errors",
             "conns",
             "key B",
@@ -203,6 +218,10 @@ impl Report {
                 )
                 .set_alignment(CellAlignment::Right),
                 Cell::new(millis(store.p99_us)).set_alignment(CellAlignment::Right),
+                Cell::new(format!("{:.1}", store.client_cpu_us_per_op))
+                    .set_alignment(CellAlignment::Right),
+                Cell::new(format!("{:.1}", store.server_cpu_us_per_op))
+                    .set_alignment(CellAlignment::Right),
                 Cell::new(store.errors).set_alignment(CellAlignment::Right),
                 Cell::new(store.connections).set_alignment(CellAlignment::Right),
                 Cell::new(bytes.key).set_alignment(CellAlignment::Right),
@@ -218,13 +237,17 @@ impl Report {
             ]);
         }
         out.push_str(&format!(
-            "Redis {}, {} CPUs, concurrency {}, {} s per store, mix {}, {} connections each\n{table}\n\n{LESS_WORK_NOTE}\n",
+            "Redis {}, {} CPUs, concurrency {}, {} s per store in {} interleaved rounds, mix {}, {}\n{table}\n\n{LESS_WORK_NOTE}\n",
             self.server_version,
             self.cpus,
             self.concurrency,
             self.duration_s,
+            self.rounds,
             self.mix,
-            self.pool
+            match self.pool {
+                Some(pool) => format!("{pool} connections each"),
+                None => "each store as its documentation recommends".to_owned(),
+            }
         ));
         out
     }

@@ -45,8 +45,8 @@
 //!   layout, the Lua function library, the least-privilege ACL rule
 //!   ([`acl_rule`]), the server check ([`ServerInfo`]), the topology
 //!   (`topology.rs`: one server, Redis Cluster or Sentinel, through
-//!   redis-rs), the connection pool ([`PoolState`]; deadpool), and raw
-//!   commands on the pool for tools ([`RedisStore::run_command`],
+//!   redis-rs), the shared, pipelined connections ([`PoolState`]), and
+//!   raw commands on them for tools ([`RedisStore::run_command`],
 //!   [`UpsertCommand`]).
 //!
 //! # Requirements
@@ -77,7 +77,7 @@ pub use crate::local::LocalStore;
 pub use crate::redis::RedisStore;
 pub use crate::redis::acl::{REQUIRED_COMMANDS, acl_rule};
 pub use crate::redis::config::{DEFAULT_KEY_PREFIX, RedisStoreConfig};
-pub use crate::redis::pool::PoolState;
+pub use crate::redis::connections::PoolState;
 pub use crate::redis::raw::UpsertCommand;
 pub use crate::redis::server::{REQUIRED_SERVER, ServerInfo, ServerKind};
 pub use crate::session::{

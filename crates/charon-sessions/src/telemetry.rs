@@ -19,7 +19,8 @@
 //! | `charon_sessions_lock_conflicts_total` | counter | `session_type` |
 //! | `charon_sessions_rejected_values_total` | counter | `reason`: `signature`, `decode`, `owner_mismatch`, `expired` |
 //! | `charon_sessions_function_registrations_total` | counter | — |
-//! | `charon_sessions_pool_wait_seconds` | histogram (seconds) | — |
+//! | `charon_sessions_pool_wait_seconds` | histogram (seconds): how long an operation waited for a place in flight | — |
+//! | `charon_sessions_reconnections_total` | counter: shared connections opened again after their socket closed | — |
 //!
 //! `outcome` is `ok`, `not_found` (a `get` that found no valid session) or
 //! the error kind ([`StoreError::kind`]).
@@ -48,6 +49,8 @@ pub const REJECTED_VALUES_TOTAL: &str = "charon_sessions_rejected_values_total";
 pub const FUNCTION_REGISTRATIONS_TOTAL: &str = "charon_sessions_function_registrations_total";
 /// `charon_sessions_pool_wait_seconds`.
 pub const POOL_WAIT_SECONDS: &str = "charon_sessions_pool_wait_seconds";
+/// `charon_sessions_reconnections_total`.
+pub const RECONNECTIONS_TOTAL: &str = "charon_sessions_reconnections_total";
 
 /// A store operation, as named in spans and metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,9 +413,14 @@ pub(crate) fn function_registered() {
     metrics::counter!(FUNCTION_REGISTRATIONS_TOTAL).increment(1);
 }
 
-/// Records how long a checkout waited for a pooled connection.
-pub(crate) fn pool_waited(started: Instant) {
-    metrics::histogram!(POOL_WAIT_SECONDS).record(started.elapsed().as_secs_f64());
+/// Records how long an operation waited for a place in flight.
+pub(crate) fn place_waited(waited: std::time::Duration) {
+    metrics::histogram!(POOL_WAIT_SECONDS).record(waited.as_secs_f64());
+}
+
+/// Counts a shared connection opened again after its socket closed.
+pub(crate) fn connection_replaced() {
+    metrics::counter!(RECONNECTIONS_TOTAL).increment(1);
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! real Valkey 9: the raw key/field layout and per-field expiry, the function
 //! library and its re-registration, hostile stored values, validation before
 //! I/O, one command per operation, key prefix, database, Unix socket, AUTH,
-//! signing keys derived from a base secret, and the connection pool.
+//! signing keys derived from a base secret. The connection model is in
+//! `tests/connections.rs`.
 //!
 //! Every behaviour is one `async fn name(flavor: Flavor)` below;
 //! `on_both_servers!` expands each into a `#[tokio::test]` in module `redis8`
@@ -12,7 +13,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use charon_sessions::signing::{self, SigningKey};
@@ -23,8 +23,7 @@ use charon_sessions_testkit::{Flavor, TestServer, free_port};
 use redis::aio::MultiplexedConnection;
 
 use common::raw::{
-    Captured, client_pause, command_calls, data_command_calls, exists, hget, hgetall, hset, key_of,
-    raw, raw_url,
+    Captured, command_calls, data_command_calls, exists, hget, hgetall, hset, key_of, raw, raw_url,
 };
 use common::{HOUR, login, redis_store, test_key};
 
@@ -72,10 +71,6 @@ on_both_servers!(
     unix_socket_url_works,
     auth_password_is_used_and_never_shown,
     base_secret_keys_interoperate,
-    pool_opens_pool_size_connections,
-    pool_stays_at_pool_size_under_sequential_use,
-    pool_checkout_times_out_and_recovers,
-    pool_overflows_under_load_and_shrinks_when_idle,
     rejection_warnings_never_show_the_value,
 );
 
@@ -949,227 +944,4 @@ async fn base_secret_keys_interoperate(flavor: Flavor) {
 
     assert_eq!(other.get(&session.id, "alice", "full").await.unwrap(), None);
     assert!(other.get_all("alice", "full").await.unwrap().is_empty());
-}
-
-// ---------------------------------------------------------------------------
-// Pool
-// ---------------------------------------------------------------------------
-
-/// The number of client connections other than `conn` itself.
-async fn other_clients(conn: &mut MultiplexedConnection) -> usize {
-    let me: i64 = redis::cmd("CLIENT")
-        .arg("ID")
-        .query_async(conn)
-        .await
-        .unwrap();
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query_async(conn)
-        .await
-        .unwrap();
-    list.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with(&format!("id={me} ")))
-        .count()
-}
-
-/// With pool_size 2 and max overflow 1, a connected store holds exactly two
-/// connections to the server (the setup connection is closed).
-async fn pool_opens_pool_size_connections(flavor: Flavor) {
-    let server = TestServer::start(flavor);
-    let mut conn = raw(&server).await;
-    assert_eq!(other_clients(&mut conn).await, 0);
-    let store = RedisStore::connect(
-        RedisStoreConfig::new(server.url(), test_key())
-            .pool_size(2)
-            .pool_max_overflow(1),
-    )
-    .await
-    .unwrap();
-    // The closed setup connection may take a moment to leave the list.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut n = other_clients(&mut conn).await;
-    while n != 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        n = other_clients(&mut conn).await;
-    }
-    assert_eq!(n, 2, "store connections on the server");
-    assert_eq!(store.pool_state().connections, 2);
-    assert_eq!(store.pool_state().idle, 2);
-}
-
-/// Overflow connections are for load: one caller at a time (never more than
-/// one connection checked out) keeps the pool at pool_size connections.
-async fn pool_stays_at_pool_size_under_sequential_use(flavor: Flavor) {
-    let server = TestServer::start(flavor);
-    let mut conn = raw(&server).await;
-    let store = RedisStore::connect(
-        RedisStoreConfig::new(server.url(), test_key())
-            .pool_size(2)
-            .pool_max_overflow(1),
-    )
-    .await
-    .unwrap();
-    assert_eq!(store.pool_state().connections, 2);
-    for i in 0..10 {
-        store.get("x", "alice", "full").await.unwrap();
-        // Let any connection the pool decided to open arrive.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(
-            store.pool_state().connections,
-            2,
-            "pool connections after sequential get #{}",
-            i + 1
-        );
-    }
-    assert_eq!(
-        other_clients(&mut conn).await,
-        2,
-        "store connections on the server"
-    );
-}
-
-/// With one pooled connection busy on a paused server, other calls fail
-/// with PoolTimeout after the checkout timeout instead of hanging, and once
-/// the pause ends every call succeeds again.
-async fn pool_checkout_times_out_and_recovers(flavor: Flavor) {
-    const CHECKOUT: Duration = Duration::from_millis(300);
-    let server = TestServer::start(flavor);
-    let mut conn = raw(&server).await;
-    let store = RedisStore::connect(
-        RedisStoreConfig::new(server.url(), test_key())
-            .pool_size(1)
-            .pool_max_overflow(0)
-            .checkout_timeout(CHECKOUT)
-            .command_timeout(Duration::from_secs(5)),
-    )
-    .await
-    .unwrap();
-    let mut session = login("alice");
-    store.upsert(&mut session).await.unwrap();
-
-    client_pause(&mut conn, 2000, "ALL").await;
-    let paused_at = Instant::now();
-
-    let run_gets = |store: &RedisStore| {
-        let tasks: Vec<_> = (0..5)
-            .map(|_| {
-                let store = store.clone();
-                let id = session.id.clone();
-                tokio::spawn(async move {
-                    let started = Instant::now();
-                    let result = store.get(&id, "alice", "full").await;
-                    (result, started.elapsed())
-                })
-            })
-            .collect();
-        async move {
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await.unwrap());
-            }
-            out
-        }
-    };
-
-    let results = tokio::time::timeout(Duration::from_secs(10), run_gets(&store))
-        .await
-        .expect("no call may hang");
-    let mut timeouts = 0;
-    for (result, elapsed) in &results {
-        match result {
-            Ok(found) => assert_eq!(found.as_ref(), Some(&session)),
-            Err(StoreError::PoolTimeout(d)) => {
-                assert_eq!(*d, CHECKOUT);
-                assert!(*elapsed < Duration::from_millis(1500), "took {elapsed:?}");
-                timeouts += 1;
-            }
-            Err(e) => panic!("unexpected error {e:?} after {elapsed:?}"),
-        }
-    }
-    assert!(timeouts >= 1, "{results:?}");
-
-    let resume = Duration::from_millis(2100).saturating_sub(paused_at.elapsed());
-    tokio::time::sleep(resume).await;
-    let results = tokio::time::timeout(Duration::from_secs(10), run_gets(&store))
-        .await
-        .expect("no call may hang");
-    for (result, elapsed) in results {
-        assert_eq!(
-            result.unwrap_or_else(|e| panic!("after the pause: {e:?} after {elapsed:?}")),
-            Some(session.clone())
-        );
-    }
-}
-
-/// Under load the pool grows past pool_size, never beyond pool_size +
-/// pool_max_overflow, and closes the overflow again once it has been idle
-/// for idle_timeout, keeping the pool_size core.
-async fn pool_overflows_under_load_and_shrinks_when_idle(flavor: Flavor) {
-    let server = TestServer::start(flavor);
-    let mut conn = raw(&server).await;
-    let store = Arc::new(
-        RedisStore::connect(
-            RedisStoreConfig::new(server.url(), test_key())
-                .pool_size(2)
-                .pool_max_overflow(2)
-                .idle_timeout(Duration::from_millis(400))
-                .command_timeout(Duration::from_secs(5)),
-        )
-        .await
-        .unwrap(),
-    );
-    // Hold every pooled connection busy: the server answers nothing for a
-    // moment, so 10 concurrent calls need more connections than the core.
-    client_pause(&mut conn, 500, "ALL").await;
-    let calls: Vec<_> = (0..10)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move { store.get("x", "alice", "full").await })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let busy = store.pool_state();
-    assert!(busy.waiting > 0 && busy.connections <= 4, "{busy:?}");
-    assert_eq!(busy.max_connections, 4);
-    for call in calls {
-        call.await.unwrap().unwrap();
-    }
-    // The overflow connections were being opened while the server was
-    // paused; they are open now.
-    let after = store.pool_state();
-    assert_eq!(
-        after.connections, 4,
-        "grown to pool_size + overflow: {after:?}"
-    );
-    assert_eq!(
-        other_clients(&mut conn).await,
-        4,
-        "never more than 4 on the server"
-    );
-
-    // Idle: the overflow goes, the core stays.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while store.pool_state().connections > 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        store.pool_state().connections,
-        2,
-        "{:?}",
-        store.pool_state()
-    );
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(
-        store.pool_state().connections,
-        2,
-        "the core is never reaped"
-    );
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut n = other_clients(&mut conn).await;
-    while n != 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        n = other_clients(&mut conn).await;
-    }
-    assert_eq!(n, 2, "closed overflow connections leave the server");
-    store.get("x", "alice", "full").await.unwrap();
 }

@@ -1,6 +1,7 @@
 //! Observability on real stores: every operation's span and metrics
 //! (operations by kind and outcome, lock conflicts, rejected values,
-//! function re-registrations, pool wait), user ids left out on request, and
+//! function re-registrations, waits for a place in flight, replaced
+//! connections), user ids left out on request, and
 //! no secret in any of it.
 //!
 //! The metrics recorder (metrics-util's `DebuggingRecorder`) and the tracing
@@ -14,7 +15,7 @@ use std::collections::BTreeMap;
 use charon_sessions::signing::SigningKey;
 use charon_sessions::telemetry::{
     FUNCTION_REGISTRATIONS_TOTAL, LOCK_CONFLICTS_TOTAL, OPERATION_DURATION_SECONDS,
-    OPERATIONS_TOTAL, POOL_WAIT_SECONDS, REJECTED_VALUES_TOTAL,
+    OPERATIONS_TOTAL, POOL_WAIT_SECONDS, RECONNECTIONS_TOTAL, REJECTED_VALUES_TOTAL,
 };
 use charon_sessions::{LocalStore, RedisStore, RedisStoreConfig, SessionStore};
 use charon_sessions_testkit::{Flavor, TestServer};
@@ -232,9 +233,43 @@ async fn redis_store_operations_are_traced_and_counted(flavor: Flavor) {
     })
     .await;
     assert_a_day(&recorded, "alice", &secret.0);
-    // Every operation that reached Redis checked a connection out: all but
+    // Every operation that reached Redis took a place in flight: all but
     // the invalid get.
     assert_eq!(recorded.samples(POOL_WAIT_SECONDS), 7);
+    assert_eq!(recorded.counter(RECONNECTIONS_TOTAL), 0);
+}
+
+/// A shared connection killed on the server is counted once it has been
+/// opened again.
+async fn replaced_connections_are_counted(flavor: Flavor) {
+    let server = TestServer::start(flavor);
+    let store = RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()).pool_size(2))
+        .await
+        .unwrap();
+    let mut conn = raw(&server).await;
+    let recorded = recording(async {
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(killed, 2);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while store.pool_state().connections < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                store.pool_state()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(recorded.counter(RECONNECTIONS_TOTAL), 2);
 }
 
 /// Values that fail each check are counted by reason; a lost function
@@ -373,6 +408,7 @@ macro_rules! on_both_servers {
 
 on_both_servers!(
     redis_store_operations_are_traced_and_counted,
+    replaced_connections_are_counted,
     rejections_and_reregistrations_are_counted,
     user_ids_can_be_left_out,
 );

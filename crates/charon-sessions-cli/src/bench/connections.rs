@@ -2,14 +2,14 @@
 //! own, outside the pool, names itself [`SAMPLER_NAME`] (`CLIENT SETNAME`),
 //! runs `CLIENT LIST` every 100 ms and counts the redis-rs clients
 //! (`lib-name=redis-rs`, which redis-rs sets on every connection) not so
-//! named. The highest count is compared with what the pool promises,
-//! `pool_size + pool_max_overflow`.
+//! named. The highest count is compared with what the store promises,
+//! `pool_size` (plus `replica_wait_connections` with `wait_for_replicas`).
 //!
 //! Each measured slice starts a sampler of its own; the previous slice's
 //! sampler connection may still be closing on the server when the next
 //! one takes its first sample. Excluding by name rather than by the
 //! sampler's own id leaves out every sampler, itself included, so none is
-//! ever counted as a pool connection.
+//! ever counted as a store connection.
 //!
 //! Other redis-rs clients of the same server would be counted too: run
 //! the benchmark against a server of its own.

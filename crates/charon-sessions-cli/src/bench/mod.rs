@@ -97,12 +97,17 @@ pub struct BenchArgs {
     )]
     mix: Mix,
 
-    /// Connections the store's pool keeps open (`RedisStoreConfig::pool_size`);
-    /// defaults to the store's default, 10 (plus up to 5 overflow
-    /// connections under load).
+    /// Shared connections the store opens (`RedisStoreConfig::pool_size`);
+    /// defaults to the store's default.
     #[arg(long, value_name = "N",
-          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
     pool_size: Option<u64>,
+
+    /// Most operations in flight (`RedisStoreConfig::max_in_flight`);
+    /// defaults to the store's default.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    max_in_flight: Option<u64>,
 
     /// Also run the bare Redis commands each operation is made of (HGET,
     /// FCALL with a precomputed value, HGETALL, HDEL) at the same
@@ -215,18 +220,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(size) = args.pool_size {
         config = config.pool_size(size as usize);
     }
+    if let Some(limit) = args.max_in_flight {
+        config = config.max_in_flight(limit as usize);
+    }
     let store = RedisStore::connect(config)
         .await
         .context("cannot open the Redis store")?;
     let pool = store.pool_state();
     println!(
-        "charon-sessions bench on {} (key prefix {:?}): pool of {} connections, at most {}; \
+        "charon-sessions bench on {} (key prefix {:?}): {} shared connections, at most {} \
+         operations in flight; \
          {users} users × {sessions_per_user} sessions per target; {:.1} s measured per target \
          after {:.1} s warm-up{}",
         store.server(),
         args.store.key_prefix,
         pool.connections,
-        pool.max_connections,
+        pool.max_in_flight,
         duration.as_secs_f64(),
         warmup.as_secs_f64(),
         if with_baseline {
@@ -305,8 +314,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             control: args.control,
             sweep,
         },
-        pool_max_connections: pool.max_connections,
+        max_connections: pool.max_connections,
         pool_size: pool.connections,
+        max_in_flight: pool.max_in_flight,
         runs,
     };
     if let Some(path) = &args.json {
@@ -493,7 +503,7 @@ fn print_totals(run: &RunReport) {
     let line = |p: &PhaseReport| {
         let conns = match p.connections.max_observed {
             Some(max) => format!(
-                "at most {max} connections seen ({} CLIENT LIST samples; the pool promises at most {})",
+                "at most {max} connections seen ({} CLIENT LIST samples; the store promises at most {})",
                 p.connections.samples, p.connections.promised
             ),
             None => "connections not counted".to_owned(),

@@ -23,10 +23,13 @@ pub struct BenchReport {
     pub server: String,
     /// How the runs were made.
     pub settings: Settings,
-    /// Maximum connections the pool may open: `pool_size + pool_max_overflow`.
-    pub pool_max_connections: usize,
-    /// Connections the pool opened at connect (`pool_size`).
+    /// Most connections the store opens: `pool_size` (plus
+    /// `replica_wait_connections` with `wait_for_replicas`).
+    pub max_connections: usize,
+    /// Shared connections the store opened at connect (`pool_size`).
     pub pool_size: usize,
+    /// Most operations in flight (`max_in_flight`).
+    pub max_in_flight: usize,
     /// One entry per concurrency (and, in a sweep, per operation).
     pub runs: Vec<RunReport>,
 }
@@ -162,7 +165,8 @@ pub struct ConnectionReport {
     pub samples: usize,
     /// `CLIENT LIST` calls that failed (e.g. timed out) and were skipped.
     pub failed_samples: usize,
-    /// What the pool promises at most: `pool_size + pool_max_overflow`.
+    /// What the store promises at most: `pool_size` (plus
+    /// `replica_wait_connections` with `wait_for_replicas`).
     pub promised: usize,
 }
 

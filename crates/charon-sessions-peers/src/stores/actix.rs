@@ -20,8 +20,9 @@ pub enum Connection {
     /// `ConnectionManager`, a single multiplexed connection.
     Single,
     /// `RedisSessionStore::new_pooled` over a deadpool-redis pool of this
-    /// many connections (feature `redis-pool`).
-    Pooled(usize),
+    /// many connections (feature `redis-pool`); `None`: deadpool-redis'
+    /// default size, as in actix-session's documentation.
+    Pooled(Option<usize>),
 }
 
 /// The store with its default settings (no key prefix).
@@ -44,7 +45,7 @@ impl Actix {
             }),
             Connection::Pooled(size) => {
                 let mut config = deadpool_redis::Config::from_url(url);
-                config.pool = Some(deadpool_redis::PoolConfig::new(size));
+                config.pool = size.map(deadpool_redis::PoolConfig::new);
                 let pool = config
                     .create_pool(Some(deadpool_redis::Runtime::Tokio1))
                     .context("deadpool-redis: the pool")?;
@@ -57,6 +58,13 @@ impl Actix {
                 })
             }
         }
+    }
+}
+
+impl Actix {
+    /// The deadpool-redis pool's most connections, if pooled.
+    pub fn pool_size(&self) -> Option<usize> {
+        self.pool.as_ref().map(|pool| pool.status().max_size)
     }
 }
 

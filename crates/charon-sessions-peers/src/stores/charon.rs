@@ -10,8 +10,7 @@ use charon_sessions::{DEFAULT_KEY_PREFIX, RedisStore, RedisStoreConfig, Session,
 use crate::payload::{REFRESH_TTL_SECONDS, extra_payload};
 use crate::stores::Contender;
 
-/// The store with its default settings but the pool: `pool_size` fixed
-/// connections and no overflow.
+/// The store with its default settings, or `pool_size` shared connections.
 pub struct Charon {
     /// The store under test.
     store: RedisStore,
@@ -19,15 +18,25 @@ pub struct Charon {
 
 impl Charon {
     /// Connects with a random signing key (PBKDF2 would only slow the start).
-    pub async fn connect(url: &str, pool_size: usize) -> anyhow::Result<Charon> {
+    pub async fn connect(url: &str, pool_size: Option<usize>) -> anyhow::Result<Charon> {
         let key: [u8; 32] = rand::random();
-        let config = RedisStoreConfig::new(url, SigningKey::from_bytes(&key))
-            .pool_size(pool_size)
-            .pool_max_overflow(0);
+        let mut config = RedisStoreConfig::new(url, SigningKey::from_bytes(&key));
+        if let Some(size) = pool_size {
+            config = config.pool_size(size);
+        }
         let store = RedisStore::connect(config)
             .await
             .context("connecting charon-sessions' RedisStore")?;
         Ok(Charon { store })
+    }
+
+    /// How the store reaches Redis, for the report.
+    pub fn describe(&self) -> String {
+        let state = self.store.pool_state();
+        format!(
+            "charon-sessions RedisStore, {} shared connections, max_in_flight {}",
+            state.connections, state.max_in_flight
+        )
     }
 }
 

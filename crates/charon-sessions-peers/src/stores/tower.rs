@@ -15,6 +15,9 @@ use tower_sessions_redis_store::fred::prelude::{ClientLike as _, Config, Pool};
 use crate::payload::{REFRESH_TTL_SECONDS, login_fields, rotation};
 use crate::stores::Contender;
 
+/// The pool size tower-sessions-redis-store's README and example use.
+pub const TOWER_POOL: usize = 6;
+
 /// The store over a fred round-robin `Pool` (as in its README) of
 /// `pool_size` clients, fred's default configuration otherwise.
 pub struct Tower {

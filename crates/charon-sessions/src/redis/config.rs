@@ -1,5 +1,5 @@
 //! [`RedisStoreConfig`]: where the server is, how values are signed, and how
-//! the connection pool behaves. Setters follow bb8's builder style; the
+//! the store shares its connections. Setters follow bb8's builder style; the
 //! cross-field checks run at [`RedisStore::connect`](crate::RedisStore::connect).
 
 use std::fmt;
@@ -11,6 +11,17 @@ use crate::store::{DEFAULT_MAX_SESSION_SIZE, StoreError};
 
 /// The default key prefix, Charon's.
 pub const DEFAULT_KEY_PREFIX: &str = "charon_";
+
+/// Default [`RedisStoreConfig::pool_size`]: shared connections per node.
+const DEFAULT_POOL_SIZE: usize = 2;
+/// Default [`RedisStoreConfig::max_in_flight`].
+const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// Default [`RedisStoreConfig::replica_wait_connections`].
+const DEFAULT_REPLICA_WAIT_CONNECTIONS: usize = 16;
+/// Most connections of either kind per node a configuration may ask for.
+const MAX_POOL_SIZE: usize = 1024;
+/// Largest `max_in_flight` (far below what Tokio's semaphore can count).
+const MAX_IN_FLIGHT_LIMIT: usize = 1 << 20;
 
 /// Where the data lives: one server, a cluster, or a primary found
 /// through Sentinel.
@@ -49,7 +60,7 @@ pub(crate) enum Topology {
 ///
 /// let config = RedisStoreConfig::new("redis://127.0.0.1:6379/0", SigningKey::from_bytes(&[7; 32]))
 ///     .key_prefix("myapp")
-///     .pool_size(20)
+///     .max_in_flight(512)
 ///     .checkout_timeout(Duration::from_secs(1));
 /// // Neither the signing key nor a password in the URL is ever shown.
 /// assert!(format!("{config:?}").contains("<redacted>"));
@@ -60,9 +71,9 @@ pub struct RedisStoreConfig {
     pub(crate) signing_key: SigningKey,
     pub(crate) key_prefix: String,
     pub(crate) pool_size: usize,
-    pub(crate) pool_max_overflow: usize,
+    pub(crate) max_in_flight: usize,
     pub(crate) checkout_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
+    pub(crate) replica_wait_connections: usize,
     pub(crate) connect_timeout: Duration,
     pub(crate) command_timeout: Duration,
     pub(crate) max_session_size: usize,
@@ -96,9 +107,9 @@ impl RedisStoreConfig {
     /// one of them answers "function not found" (a promoted replica, an
     /// added node).
     ///
-    /// Pool sizing differs from a single server: each pooled connection is
-    /// a cluster connection holding one multiplexed socket per node, so the
-    /// pool opens up to `(pool_size + pool_max_overflow) × nodes` sockets.
+    /// Each of the [`pool_size`](Self::pool_size) shared connections is a
+    /// cluster connection holding one multiplexed socket per node, so the
+    /// store opens `pool_size` sockets to every node.
     pub fn cluster<I, U>(seed_urls: I, signing_key: SigningKey) -> RedisStoreConfig
     where
         I: IntoIterator<Item = U>,
@@ -114,12 +125,12 @@ impl RedisStoreConfig {
     /// which then also applies to the data nodes), `primary_name` the name
     /// they monitor it by (`sentinel monitor <name> …`).
     ///
-    /// Each new pooled connection asks the sentinels for the current
+    /// Each connection the store opens asks the sentinels for the current
     /// primary (`SENTINEL MASTERS`) and checks that it is one (`ROLE`).
     /// After a failover, connections to the old primary fail (closed, or
-    /// `READONLY` once it is demoted) and are replaced at their next
-    /// checkout by connections to the new one; the function library is
-    /// loaded there at the first upsert that finds it missing.
+    /// `READONLY` once it is demoted) and are replaced in the background by
+    /// connections to the new one; the function library is loaded there at
+    /// the first upsert that finds it missing.
     ///
     /// The data nodes' credentials, when they differ from none, are set with
     /// [`sentinel_node_credentials`](Self::sentinel_node_credentials).
@@ -146,10 +157,10 @@ impl RedisStoreConfig {
             topology,
             signing_key,
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
-            pool_size: 10,
-            pool_max_overflow: 5,
+            pool_size: DEFAULT_POOL_SIZE,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             checkout_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(60),
+            replica_wait_connections: DEFAULT_REPLICA_WAIT_CONNECTIONS,
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
             max_session_size: DEFAULT_MAX_SESSION_SIZE,
@@ -240,32 +251,41 @@ impl RedisStoreConfig {
         self
     }
 
-    /// Connections the pool opens at connect and keeps open, even when idle.
-    /// At least 1.
+    /// Shared connections to each server node, opened at connect and kept
+    /// open. Every operation sends its command on one of them in turn, and
+    /// concurrent commands travel pipelined on the same socket, so a few
+    /// connections serve thousands of concurrent operations; more rarely
+    /// help (see `BENCHMARKS.md` for the measurement behind the default).
+    /// A connection whose socket closes is replaced in the background while
+    /// the others keep serving. At least 1.
     ///
-    /// Defaults to 10.
+    /// Defaults to 2.
     #[must_use]
     pub fn pool_size(mut self, pool_size: usize) -> Self {
         self.pool_size = pool_size;
         self
     }
 
-    /// Extra connections the pool may open when all
-    /// [`pool_size`](Self::pool_size) connections are busy; each is closed
-    /// again after [`idle_timeout`](Self::idle_timeout) unused. The pool
-    /// never holds more than `pool_size + pool_max_overflow` connections.
+    /// Most operations in flight at once (sent and not yet answered, or
+    /// being prepared to send), over all connections. An operation beyond
+    /// the limit waits for a place, at most
+    /// [`checkout_timeout`](Self::checkout_timeout), then fails with
+    /// [`StoreError::PoolTimeout`]. The limit keeps an overloaded or stalled
+    /// server from collecting an unbounded queue of commands (and the
+    /// application an unbounded queue of waiting requests). At least 1.
     ///
-    /// Defaults to 5.
+    /// Defaults to 1024.
     #[must_use]
-    pub fn pool_max_overflow(mut self, pool_max_overflow: usize) -> Self {
-        self.pool_max_overflow = pool_max_overflow;
+    pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.max_in_flight = max_in_flight;
         self
     }
 
-    /// How long an operation waits for a free pooled connection before it
-    /// fails with [`StoreError::PoolTimeout`]. When the pool has room and
-    /// opens a new connection instead, that may take up to
-    /// [`connect_timeout`](Self::connect_timeout) more.
+    /// How long an operation may wait for a place among
+    /// [`max_in_flight`](Self::max_in_flight), or for a connection being
+    /// reopened, or (with [`wait_for_replicas`](Self::wait_for_replicas))
+    /// for one of the upserts' own connections, before it fails with
+    /// [`StoreError::PoolTimeout`]. Nothing has been sent then.
     ///
     /// Defaults to 5 seconds.
     #[must_use]
@@ -274,14 +294,22 @@ impl RedisStoreConfig {
         self
     }
 
-    /// How long an overflow connection may sit unused before it is closed.
-    /// Connections up to [`pool_size`](Self::pool_size) are kept.
+    /// With [`wait_for_replicas`](Self::wait_for_replicas): most
+    /// connections kept for upserts, each lent to one upsert at a time.
     ///
-    /// Defaults to 60 seconds. The pool checks four times per idle timeout
-    /// (at most every 15 s), so a connection may live up to that much longer.
+    /// `WAIT` blocks the connection it runs on until the replicas answer
+    /// (up to its timeout), so upserts that wait for replicas do not use
+    /// the shared connections, where they would hold up every command
+    /// queued behind them; they take one of these instead, opened when
+    /// first needed and kept. An upsert finding all of them busy waits for
+    /// one, at most [`checkout_timeout`](Self::checkout_timeout). In a
+    /// cluster each is a cluster connection (a socket per node). Unused
+    /// without `wait_for_replicas`. At least 1.
+    ///
+    /// Defaults to 16.
     #[must_use]
-    pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
-        self.idle_timeout = idle_timeout;
+    pub fn replica_wait_connections(mut self, replica_wait_connections: usize) -> Self {
+        self.replica_wait_connections = replica_wait_connections;
         self
     }
 
@@ -295,7 +323,8 @@ impl RedisStoreConfig {
     }
 
     /// How long one command may wait for its reply before it fails with
-    /// [`StoreError::Connection`] (and the connection is replaced).
+    /// [`StoreError::Connection`]. The connection stays: its other commands
+    /// are unaffected, and the late reply is discarded when it comes.
     ///
     /// Defaults to 2 seconds.
     #[must_use]
@@ -471,17 +500,23 @@ impl RedisStoreConfig {
                 );
             }
         }
-        if self.pool_size == 0 {
-            return invalid("pool_size must be at least 1");
-        }
-        if self.pool_size.checked_add(self.pool_max_overflow).is_none() {
-            return invalid("pool_size + pool_max_overflow is too large");
+        for (name, value, max) in [
+            ("pool_size", self.pool_size, MAX_POOL_SIZE),
+            ("max_in_flight", self.max_in_flight, MAX_IN_FLIGHT_LIMIT),
+            (
+                "replica_wait_connections",
+                self.replica_wait_connections,
+                MAX_POOL_SIZE,
+            ),
+        ] {
+            if value == 0 || value > max {
+                return invalid(&format!("{name} must be between 1 and {max}"));
+            }
         }
         for (name, value) in [
             ("checkout_timeout", self.checkout_timeout),
             ("connect_timeout", self.connect_timeout),
             ("command_timeout", self.command_timeout),
-            ("idle_timeout", self.idle_timeout),
         ] {
             if value.is_zero() {
                 return invalid(&format!("{name} must be greater than zero"));
@@ -565,9 +600,9 @@ impl fmt::Debug for RedisStoreConfig {
             .field("signing_key", &self.signing_key)
             .field("key_prefix", &self.key_prefix)
             .field("pool_size", &self.pool_size)
-            .field("pool_max_overflow", &self.pool_max_overflow)
+            .field("max_in_flight", &self.max_in_flight)
             .field("checkout_timeout", &self.checkout_timeout)
-            .field("idle_timeout", &self.idle_timeout)
+            .field("replica_wait_connections", &self.replica_wait_connections)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("max_session_size", &self.max_session_size)
@@ -603,7 +638,8 @@ mod tests {
     fn defaults() {
         let c = config("redis://127.0.0.1");
         assert_eq!(c.key_prefix, "charon_");
-        assert_eq!((c.pool_size, c.pool_max_overflow), (10, 5));
+        assert_eq!((c.pool_size, c.max_in_flight), (2, 1024));
+        assert_eq!(c.replica_wait_connections, 16);
         assert_eq!(c.checkout_timeout, Duration::from_secs(5));
         assert_eq!(c.max_session_size, 65_536);
         c.check().unwrap();
@@ -679,8 +715,11 @@ mod tests {
     fn cross_field_checks() {
         let msg = |c: RedisStoreConfig| c.check().unwrap_err().to_string();
         assert!(msg(config("redis://x").pool_size(0)).contains("pool_size"));
+        assert!(msg(config("redis://x").pool_size(1025)).contains("between 1 and 1024"));
+        assert!(msg(config("redis://x").max_in_flight(0)).contains("max_in_flight"));
         assert!(
-            msg(config("redis://x").pool_max_overflow(usize::MAX)).contains("pool_max_overflow")
+            msg(config("redis://x").replica_wait_connections(0))
+                .contains("replica_wait_connections")
         );
         assert!(msg(config("redis://x").key_prefix("a.b")).contains("key_prefix"));
         assert!(

@@ -6,7 +6,9 @@
 //! several deployments can share one server. This module is the only place
 //! that runs `FUNCTION LOAD` or `FCALL`.
 
+use std::future::Future;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis::aio::ConnectionLike;
 use sha2::{Digest, Sha256};
@@ -54,6 +56,48 @@ pub(crate) async fn load(conn: &mut impl ConnectionLike) -> Result<(), StoreErro
         .await
         .map_err(store_error)?;
     Ok(())
+}
+
+/// Loads the library again after the server lost it, once for all the
+/// upserts that found it missing at the same time.
+///
+/// Each upsert notes the [`generation`](Self::generation) before it sends
+/// its `FCALL`. One that then fails with "function not found" calls
+/// [`reload`](Self::reload) with that note: the first one in loads the
+/// library; the others, queued behind it, see that a load finished after
+/// their `FCALL` was sent and only retry.
+#[derive(Debug, Default)]
+pub(crate) struct Reloader {
+    /// Loads completed so far.
+    generation: AtomicU64,
+    /// Held while loading.
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    /// The loads completed so far; note it before sending an `FCALL`.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Runs `load` unless a load completed since `seen` (the caller's note
+    /// from before its `FCALL`); `Ok(true)` when this call loaded it.
+    ///
+    /// # Errors
+    ///
+    /// `load`'s error; the next caller then tries to load it itself.
+    pub(crate) async fn reload<F>(&self, seen: u64, load: F) -> Result<bool, StoreError>
+    where
+        F: Future<Output = Result<(), StoreError>>,
+    {
+        let _loading = self.loading.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen {
+            return Ok(false);
+        }
+        load.await?;
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(true)
+    }
 }
 
 /// `FCALL <upsert> 1 key field lock_field new_lock value exat`.

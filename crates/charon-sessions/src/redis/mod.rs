@@ -4,30 +4,35 @@
 //! Owns everything that talks to Redis: configuration ([`config`]), key
 //! layout ([`keys`]), the function library ([`functions`]), the server check
 //! ([`server`]), connecting to one server, a cluster or through Sentinel
-//! ([`topology`]) and the pool ([`pool`]). Data flows one way: validate →
-//! key/encode/sign → one Redis command → verify/decode → result. It never
-//! retries an operation, except `FCALL` once after re-registering a lost
-//! function library.
+//! ([`topology`]), the shared connections ([`connections`]) and the
+//! connections of upserts that wait for replicas ([`replica_wait`]). Data
+//! flows one way: validate → key/encode/sign → one Redis command →
+//! verify/decode → result. It never retries an operation, except `FCALL`
+//! once after re-registering a lost function library.
 
 pub(crate) mod acl;
 pub(crate) mod config;
+pub(crate) mod connections;
 pub(crate) mod functions;
 pub(crate) mod keys;
-pub(crate) mod pool;
 pub(crate) mod raw;
+pub(crate) mod replica_wait;
 pub(crate) mod server;
 pub(crate) mod topology;
 
 use std::fmt;
 use std::sync::Arc;
 
-use redis::aio::ConnectionLike as _;
+use redis::aio::ConnectionLike;
 use tracing::warn;
 
 use self::config::RedisStoreConfig;
+use self::connections::{Connections, PoolState};
+use self::functions::Reloader;
 use self::keys::{hash_key, is_lock_field, lock_field};
-use self::pool::{ConnectionManager, Pool, PoolSettings, PoolState};
+use self::replica_wait::ReplicaWaitLane;
 use self::server::ServerInfo;
+use self::topology::Connector;
 use crate::codec;
 use crate::session::{Session, unix_now, validate_address, validate_owner};
 use crate::signing::{self, SigningKey};
@@ -43,7 +48,7 @@ use crate::telemetry::{self, Rejection};
 /// has a TTL of its own; it vanishes with its last field. Upserts run in a
 /// Redis function that checks the lock version atomically.
 ///
-/// Cheap to clone: clones share the pool.
+/// Cheap to clone: clones share the connections.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), charon_sessions::StoreError> {
@@ -60,8 +65,14 @@ use crate::telemetry::{self, Rejection};
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    /// Connections to the server, shared by clones.
-    pool: Pool,
+    /// The shared connections, shared by clones too.
+    connections: Connections,
+    /// With `wait_for_replicas`: the upserts' own connections.
+    replica_wait: Option<ReplicaWaitLane>,
+    /// Loads a lost function library once for all who found it missing.
+    reloader: Arc<Reloader>,
+    /// Most connections to one node: shared ones plus the replica-wait lane.
+    max_connections: usize,
     /// The signing key first, then the older keys still accepted on read.
     keys: Arc<[SigningKey]>,
     /// Whether a lost function library may be loaded again.
@@ -83,21 +94,24 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("server", &self.server)
             .field("key_prefix", &self.key_prefix)
-            .field("pool", &self.pool.state())
+            .field("pool", &self.pool_state())
             .finish_non_exhaustive()
     }
 }
 
 impl RedisStore {
     /// Connects, checks the server, registers the function library and
-    /// starts the pool.
+    /// opens the shared connections.
     ///
-    /// In order: the configuration's cross-field checks; one connection
-    /// outside the pool runs `INFO server` (Redis >= 8.0 or Valkey >= 9.0
-    /// required) and, unless
+    /// In order: the configuration's cross-field checks; one connection of
+    /// its own runs `INFO server` (Redis >= 8.0 or Valkey >= 9.0 required)
+    /// and, unless
     /// [`register_functions(false)`](RedisStoreConfig::register_functions),
-    /// `FUNCTION LOAD REPLACE`, then closes; then the pool opens its
-    /// [`pool_size`](RedisStoreConfig::pool_size) connections.
+    /// `FUNCTION LOAD REPLACE`, then closes; then the
+    /// [`pool_size`](RedisStoreConfig::pool_size) shared connections open.
+    /// The connections of upserts that
+    /// [wait for replicas](RedisStoreConfig::wait_for_replicas) open when
+    /// first needed.
     ///
     /// # Errors
     ///
@@ -109,15 +123,20 @@ impl RedisStore {
     /// not run `INFO` or `FUNCTION LOAD`, [`StoreError::Server`] for other
     /// error replies.
     pub async fn connect(config: RedisStoreConfig) -> Result<RedisStore, StoreError> {
-        let (manager, server) = prepare_server(&config, config.register_functions).await?;
-
-        let pool = Pool::start(
-            manager,
-            PoolSettings {
-                size: config.pool_size,
-                max_overflow: config.pool_max_overflow,
+        let (connector, server) = prepare_server(&config, config.register_functions).await?;
+        let replica_wait = match config.wait_for_replicas {
+            Some(_) => Some(ReplicaWaitLane::new(
+                connector.clone(),
+                config.replica_wait_connections,
+            )?),
+            None => None,
+        };
+        let connections = Connections::start(
+            connector,
+            connections::Settings {
+                pool_size: config.pool_size,
+                max_in_flight: config.max_in_flight,
                 checkout_timeout: config.checkout_timeout,
-                idle_timeout: config.idle_timeout,
             },
         )
         .await?;
@@ -125,7 +144,13 @@ impl RedisStore {
             .chain(config.verification_keys)
             .collect();
         Ok(RedisStore {
-            pool,
+            connections,
+            replica_wait,
+            reloader: Arc::default(),
+            max_connections: config.pool_size
+                + config
+                    .wait_for_replicas
+                    .map_or(0, |_| config.replica_wait_connections),
             keys,
             register_functions: config.register_functions,
             key_prefix: config.key_prefix,
@@ -161,9 +186,19 @@ impl RedisStore {
         &self.server
     }
 
-    /// The pool's current state: open, idle and awaited connections.
+    /// The connections' current state: open and being replaced, the
+    /// operations in flight and waiting for a place.
     pub fn pool_state(&self) -> PoolState {
-        self.pool.state()
+        let state = self.connections.state();
+        PoolState {
+            connections: state.open,
+            reconnecting: state.reconnecting,
+            in_flight: state.in_flight,
+            waiting: state.waiting,
+            max_in_flight: state.max_in_flight,
+            replica_wait_connections: self.replica_wait.as_ref().map_or(0, ReplicaWaitLane::open),
+            max_connections: self.max_connections,
+        }
     }
 
     /// The name of the registered function library
@@ -172,17 +207,67 @@ impl RedisStore {
         &functions::LIBRARY.name
     }
 
-    /// Runs one command on a pooled connection.
+    /// Runs one command on a shared connection.
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.pool.get().await?;
-        // As `Cmd::query_async`, with the connection handed on before the
-        // reply is converted.
-        let reply = conn.req_packed_command(cmd).await;
-        self.pool.release(conn).await;
+        let mut lease = self.connections.lease().await?;
+        let reply = lease.send(cmd).await;
+        // The place in flight ends with the reply, before it is converted.
+        drop(lease);
         let value = reply
             .and_then(redis::Value::extract_error)
             .map_err(store_error)?;
         redis::from_redis_value(value).map_err(|e| store_error(e.into()))
+    }
+
+    /// Runs the upsert `cmd` (with `WAIT` when configured): on a shared
+    /// connection, or on one of the replica-wait lane's. Loads a lost
+    /// function library (once, however many upserts found it missing) and
+    /// retries once. Returns the function's reply and, with `WAIT`, how
+    /// many replicas acknowledged.
+    async fn run_upsert(&self, cmd: &redis::Cmd) -> Result<(i64, Option<usize>), StoreError> {
+        let seen = self.reloader.generation();
+        let place = self.connections.place().await?;
+        match (&self.replica_wait, self.wait_for_replicas) {
+            (Some(lane), Some(wait)) => {
+                let remaining = self.connections.remaining(&place);
+                let checkout_timeout = self.connections.checkout_timeout();
+                let mut conn = lane.get(remaining, checkout_timeout).await?;
+                self.upsert_on(&mut *conn, cmd, Some(wait), seen).await
+            }
+            _ => {
+                let mut lease = self.connections.lease_with(place).await?;
+                self.upsert_on(&mut lease, cmd, None, seen).await
+            }
+        }
+    }
+
+    /// [`run_upsert`](Self::run_upsert) on `conn`; `seen` is the
+    /// reloader's generation from before the `FCALL` was sent.
+    async fn upsert_on(
+        &self,
+        conn: &mut impl ConnectionLike,
+        cmd: &redis::Cmd,
+        wait: Option<(usize, std::time::Duration)>,
+        seen: u64,
+    ) -> Result<(i64, Option<usize>), StoreError> {
+        match functions::call_upsert(conn, cmd, wait).await {
+            Err(e) if functions::is_function_not_found(&e) && !self.register_functions => Err(
+                StoreError::FunctionLibraryMissing(functions::LIBRARY.name.clone()),
+            ),
+            Err(e) if functions::is_function_not_found(&e) => {
+                if self.reloader.reload(seen, functions::load(conn)).await? {
+                    warn!(
+                        library = %functions::LIBRARY.name,
+                        "function library missing on the server (restart, FUNCTION FLUSH or failover): registering it again"
+                    );
+                    telemetry::function_registered();
+                }
+                functions::call_upsert(conn, cmd, wait)
+                    .await
+                    .map_err(store_error)
+            }
+            result => result.map_err(store_error),
+        }
     }
 
     fn key(&self, user_id: &str, session_type: &str) -> String {
@@ -244,27 +329,22 @@ impl RedisStore {
     }
 }
 
-/// The configuration's checks, then on one connection outside the pool
-/// the server check and, when `register`, `FUNCTION LOAD`. Returns the
-/// connection factory for the pool and what the server is.
+/// The configuration's checks, then on one connection of its own the
+/// server check and, when `register`, `FUNCTION LOAD`. Returns the
+/// connector (topology, URLs, TLS certificates, timeouts) and what the
+/// server is.
 async fn prepare_server(
     config: &RedisStoreConfig,
     register: bool,
-) -> Result<(ConnectionManager, ServerInfo), StoreError> {
+) -> Result<(Connector, ServerInfo), StoreError> {
     config.check()?;
-    let manager = connection_manager(config)?;
-    let mut setup = manager.open().await.map_err(store_error)?;
+    let connector = Connector::new(config)?;
+    let mut setup = connector.connect(None).await.map_err(store_error)?;
     let server = server::check(&mut setup).await?;
     if register {
         functions::load(&mut setup).await?;
     }
-    Ok((manager, server))
-}
-
-/// The connection factory for `config`: topology, URLs, TLS certificates,
-/// timeouts.
-fn connection_manager(config: &RedisStoreConfig) -> Result<ConnectionManager, StoreError> {
-    Ok(ConnectionManager::new(topology::Connector::new(config)?))
+    Ok((connector, server))
 }
 
 /// The operations themselves; the trait impl wraps them in telemetry.
@@ -299,28 +379,8 @@ impl RedisStore {
             &value,
             session.refresh_expires_at,
         );
-        let mut conn = self.pool.get().await?;
+        let (written, acknowledged) = self.run_upsert(&cmd).await?;
         let wait = self.wait_for_replicas;
-        let (written, acknowledged) = match functions::call_upsert(&mut *conn, &cmd, wait).await {
-            Err(e) if functions::is_function_not_found(&e) && !self.register_functions => {
-                return Err(StoreError::FunctionLibraryMissing(
-                    functions::LIBRARY.name.clone(),
-                ));
-            }
-            Err(e) if functions::is_function_not_found(&e) => {
-                warn!(
-                    library = %functions::LIBRARY.name,
-                    "function library missing on the server (restart, FUNCTION FLUSH or failover): registering it again"
-                );
-                functions::load(&mut *conn).await?;
-                telemetry::function_registered();
-                functions::call_upsert(&mut *conn, &cmd, wait)
-                    .await
-                    .map_err(store_error)?
-            }
-            result => result.map_err(store_error)?,
-        };
-        self.pool.release(conn).await;
         if written != 1 {
             return Err(StoreError::Conflict);
         }

@@ -1,7 +1,7 @@
-//! Raw access to a [`RedisStore`]'s pool, for tools such as the benchmark's
-//! bare-command baseline (`charon-sessions bench --baseline`) and admin
-//! commands: run one command on a pooled connection, and build the exact
-//! `FCALL` an upsert sends.
+//! Raw access to a [`RedisStore`]'s connections, for tools such as the
+//! benchmark's bare-command baseline (`charon-sessions bench --baseline`)
+//! and admin commands: run one command on a shared connection, and build
+//! the exact `FCALL` an upsert sends.
 //!
 //! Nothing here validates, verifies or decodes: these are the Redis
 //! commands the store's operations are made of, without the store's work
@@ -17,18 +17,20 @@ use crate::signing;
 use crate::store::StoreError;
 
 impl RedisStore {
-    /// Runs one command on a pooled connection (the pool and client the
-    /// store's operations use) and converts the reply to `T`.
+    /// Runs one command on a shared connection (the connections and client
+    /// the store's operations use) and converts the reply to `T`.
     ///
     /// For tools such as the benchmark baseline and admin commands: no
     /// validation, no retry, and no re-registration of a lost function
     /// library (an `FCALL` then fails with the server's "function not
-    /// found" error, as [`StoreError::Server`]). Waits for a free
-    /// connection like any operation.
+    /// found" error, as [`StoreError::Server`]). Takes a place in flight
+    /// like any operation. Never send a blocking command (`BLPOP`, `WAIT`,
+    /// …): it would hold up every command queued behind it on the shared
+    /// connection.
     ///
     /// # Errors
     ///
-    /// [`StoreError::PoolTimeout`] when no connection became free in time;
+    /// [`StoreError::PoolTimeout`] when no place in flight became free in time;
     /// otherwise as the operations: [`StoreError::Connection`],
     /// [`StoreError::Auth`] or [`StoreError::Server`] for the command's
     /// failure or error reply, [`StoreError::Server`] when the reply does

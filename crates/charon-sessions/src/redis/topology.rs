@@ -3,10 +3,10 @@
 //! store sees one [`Node`] type, a redis-rs connection of either kind.
 //!
 //! This module only connects: it neither retries commands nor decides when
-//! a connection is broken (that is the pool's business).
+//! a connection must be replaced (that is [`connections`](super::connections)'
+//! business).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -20,6 +20,9 @@ use tokio::sync::Mutex;
 
 use super::config::{RedisStoreConfig, Topology};
 use crate::store::StoreError;
+
+/// Called when a connection's socket closed.
+pub(crate) type OnClosed = Arc<dyn Fn() + Send + Sync>;
 
 /// Opens [`Node`] connections for one topology.
 #[derive(Clone)]
@@ -147,22 +150,21 @@ impl Connector {
         }
     }
 
-    /// Opens one connection. When `broken` is given, it is set when redis-rs
-    /// reports that the connection's socket closed (single server and
-    /// sentinel; a cluster connection reconnects to its nodes by itself).
+    /// Opens one connection. When `on_closed` is given, it is called when
+    /// redis-rs reports that the connection's socket closed (single server
+    /// and sentinel; a cluster connection reconnects to its nodes by
+    /// itself). It runs on the connection's own redis-rs task: it must not
+    /// block.
     ///
     /// Sentinel: asks the sentinels for the current primary first.
-    pub(crate) async fn connect(
-        &self,
-        broken: Option<Arc<AtomicBool>>,
-    ) -> Result<Node, RedisError> {
-        let with_notice = |config: &AsyncConnectionConfig| match &broken {
+    pub(crate) async fn connect(&self, on_closed: Option<OnClosed>) -> Result<Node, RedisError> {
+        let with_notice = |config: &AsyncConnectionConfig| match &on_closed {
             None => config.clone(),
-            Some(flag) => {
-                let flag = Arc::clone(flag);
+            Some(on_closed) => {
+                let on_closed = Arc::clone(on_closed);
                 config.clone().set_push_sender(move |info: PushInfo| {
                     if info.kind == PushKind::Disconnection {
-                        flag.store(true, Ordering::Relaxed);
+                        on_closed();
                     }
                     Ok::<(), std::convert::Infallible>(())
                 })
@@ -219,6 +221,15 @@ impl Node {
     /// Whether this is a cluster connection.
     pub(crate) fn is_cluster(&self) -> bool {
         matches!(self, Node::Cluster(_))
+    }
+
+    /// Sends one command and returns its reply: on a single connection
+    /// without the boxed future of [`ConnectionLike`].
+    pub(crate) async fn send(&mut self, cmd: &Cmd) -> Result<Value, RedisError> {
+        match self {
+            Node::Single(c) => c.send_packed_command(cmd).await,
+            Node::Cluster(c) => c.req_packed_command(cmd).await,
+        }
     }
 }
 

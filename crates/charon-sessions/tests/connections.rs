@@ -1,0 +1,865 @@
+//! The shared connection model, against real servers started by each test:
+//! operations share `pool_size` pipelined connections, a place among
+//! `max_in_flight` bounds the wait, a closed connection is replaced once in
+//! the background, a server that is down sees no reconnect storm, a timeout
+//! leaves a healthy connection alone, a lost function library is loaded
+//! once for many upserts, no write is ever sent twice, and upserts that
+//! wait for replicas do not hold up the others.
+//!
+//! Each test prints a `FIGURES` line (see with `--no-capture`).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore, StoreError};
+use charon_sessions_testkit::{Flavor, TestServer};
+use redis::aio::MultiplexedConnection;
+
+use common::raw::{client_pause, command_calls, raw};
+use common::{HOUR, login, test_key};
+
+/// Expands each listed behaviour into one test per server flavour.
+macro_rules! on_both_servers {
+    ($($name:ident),* $(,)?) => {
+        mod redis8 {
+            use charon_sessions_testkit::Flavor;
+            $(
+                #[doc = concat!("`", stringify!($name), "` on Redis 8 (see that function).")]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(Flavor::Redis).await;
+                }
+            )*
+        }
+        mod valkey9 {
+            use charon_sessions_testkit::Flavor;
+            $(
+                #[doc = concat!("`", stringify!($name), "` on Valkey 9 (see that function).")]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(Flavor::Valkey).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_servers!(
+    pool_size_connections_serve_any_concurrency,
+    max_in_flight_bounds_the_wait_with_pool_timeout,
+    a_closed_connection_is_replaced_once_while_the_others_serve,
+    an_idle_store_reopens_its_connections_after_a_restart,
+    no_reconnect_storm_while_the_server_is_down,
+    a_command_timeout_leaves_the_connection_open,
+    a_lost_function_library_is_loaded_once_for_many_upserts,
+    a_write_whose_connection_dropped_is_never_sent_again,
+    upserts_waiting_for_replicas_do_not_hold_up_the_others,
+);
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The ids of the server's clients other than `conn` itself.
+async fn other_client_ids(conn: &mut MultiplexedConnection) -> BTreeSet<u64> {
+    let me: u64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(conn)
+        .await
+        .unwrap();
+    list.lines()
+        .filter_map(|l| l.split_whitespace().next()?.strip_prefix("id="))
+        .filter_map(|id| id.parse().ok())
+        .filter(|id| *id != me)
+        .collect()
+}
+
+/// Waits until the server has exactly `n` clients besides `conn` (the
+/// closed setup connection, or a killed one, may take a moment to leave),
+/// and returns their ids.
+async fn settle_on_clients(conn: &mut MultiplexedConnection, n: usize) -> BTreeSet<u64> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ids = other_client_ids(conn).await;
+        if ids.len() == n || Instant::now() >= deadline {
+            assert_eq!(ids.len(), n, "store connections on the server: {ids:?}");
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `INFO stats` `total_connections_received`: every connection the server
+/// ever accepted.
+async fn connections_received(conn: &mut MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO stats has total_connections_received")
+}
+
+/// Waits (at most 5 s) until the store reports `n` open shared connections.
+async fn until_open(store: &RedisStore, n: usize) -> Duration {
+    let started = Instant::now();
+    while store.pool_state().connections != n {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the store did not reach {n} open connections: {:?}",
+            store.pool_state()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+/// One store operation of each kind, chosen by `k`, on the session `s`;
+/// returns what it read or wrote.
+async fn any_operation(
+    store: &RedisStore,
+    k: usize,
+    s: &mut Session,
+) -> Result<Option<Vec<Session>>, StoreError> {
+    let (user, id) = (s.user_id.clone(), s.id.clone());
+    match k % 5 {
+        0 => store
+            .get(&id, &user, "full")
+            .await
+            .map(|r| Some(r.into_iter().collect())),
+        1 => {
+            s.rotate_refresh_token(HOUR);
+            store.upsert(s).await.map(|()| Some(vec![s.clone()]))
+        }
+        2 => store.get_all(&user, "full").await.map(Some),
+        3 => store.delete(&id, &user, "full").await.map(|()| None),
+        _ => store.delete_all(&user, "full").await.map(|()| None),
+    }
+}
+
+/// Runs `tasks` tasks reading their own session in a loop until `stop`;
+/// each call's (start, end, result ok) since `t0`.
+fn read_load(
+    store: &RedisStore,
+    sessions: &[Session],
+    t0: Instant,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<(Duration, Duration, bool)>>> {
+    sessions
+        .iter()
+        .map(|s| {
+            let (store, s, stop) = (store.clone(), s.clone(), Arc::clone(stop));
+            tokio::spawn(async move {
+                let mut calls = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let start = t0.elapsed();
+                    let result = store.get(&s.id, &s.user_id, "full").await;
+                    let ok = match result {
+                        Ok(found) => {
+                            assert_eq!(found.as_ref(), Some(&s), "a read returned a wrong result");
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                    calls.push((start, t0.elapsed(), ok));
+                    if !ok {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+                calls
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------
+
+/// A store with `pool_size` n holds exactly n connections on the server,
+/// for one caller and for 256 concurrent ones alike: with pool_size 1, 256
+/// reads are all in flight at once on the one socket while the server is
+/// paused (no operation waits for a connection), and all return the right
+/// session when it resumes.
+async fn pool_size_connections_serve_any_concurrency(flavor: Flavor) {
+    const CALLS: usize = 256;
+    let server = TestServer::start(flavor);
+    let mut conn = raw(&server).await;
+    for n in [1, 3] {
+        let store = RedisStore::connect(
+            RedisStoreConfig::new(server.url(), test_key())
+                .pool_size(n)
+                .command_timeout(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+        let ids = settle_on_clients(&mut conn, n).await;
+        let state = store.pool_state();
+        assert_eq!((state.connections, state.reconnecting), (n, 0), "{state:?}");
+        assert_eq!(state.max_connections, n);
+
+        let mut s = login("alice");
+        store.upsert(&mut s).await.unwrap();
+        client_pause(&mut conn, 400, "ALL").await;
+        let calls: Vec<_> = (0..CALLS)
+            .map(|_| {
+                let (store, s) = (store.clone(), s.clone());
+                tokio::spawn(async move { store.get(&s.id, "alice", "full").await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let paused = store.pool_state();
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap().as_ref(), Some(&s));
+        }
+        assert_eq!(
+            (paused.in_flight, paused.waiting),
+            (CALLS, 0),
+            "every read in flight at once, none waiting: {paused:?}"
+        );
+        assert_eq!(
+            other_client_ids(&mut conn).await,
+            ids,
+            "the same {n} connections, no other"
+        );
+        assert_eq!(store.pool_state().in_flight, 0);
+        eprintln!(
+            "FIGURES pool_size_connections_serve_any_concurrency {flavor:?}: pool_size {n}: \
+             {n} connection(s) on the server; {CALLS} reads in flight at once on them \
+             (state while paused: {paused:?})"
+        );
+        drop(store);
+        settle_on_clients(&mut conn, 0).await;
+    }
+}
+
+/// With `max_in_flight` 4 and a checkout timeout of 200 ms, while the
+/// server is paused for 600 ms, 64 concurrent calls (all five operations,
+/// each on its own user) either complete correctly after the pause (the 4
+/// that had a place) or fail with `PoolTimeout` after about the checkout
+/// timeout (never before it, never 300 ms after it); nothing else fails,
+/// nothing hangs, and a timed-out write changed nothing.
+async fn max_in_flight_bounds_the_wait_with_pool_timeout(flavor: Flavor) {
+    const CHECKOUT: Duration = Duration::from_millis(200);
+    const PAUSE_MS: u64 = 600;
+    const CALLS: usize = 64;
+    let server = TestServer::start(flavor);
+    let mut conn = raw(&server).await;
+    let store = RedisStore::connect(
+        RedisStoreConfig::new(server.url(), test_key())
+            .max_in_flight(4)
+            .checkout_timeout(CHECKOUT)
+            .command_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    let mut sessions = Vec::new();
+    for k in 0..CALLS {
+        let mut s = login(&format!("limit-{k}"));
+        store.upsert(&mut s).await.unwrap();
+        sessions.push(s);
+    }
+
+    client_pause(&mut conn, PAUSE_MS, "ALL").await;
+    let paused_at = Instant::now();
+    let tasks: Vec<_> = sessions
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let (store, mut s) = (store.clone(), s.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let result = any_operation(&store, k, &mut s).await;
+                (k, result, started.elapsed())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let during = store.pool_state();
+    let mut results = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+    })
+    .await
+    .expect("no call may hang");
+
+    let bound = CHECKOUT + Duration::from_millis(300);
+    let (mut completed, mut timed_out, mut other) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, result, took) in &results {
+        match result {
+            Ok(value) => {
+                if k % 5 == 0 || k % 5 == 2 {
+                    assert_eq!(value, &Some(vec![sessions[*k].clone()]), "call {k}");
+                }
+                completed.push(*took);
+            }
+            Err(StoreError::PoolTimeout(d)) => {
+                assert_eq!(*d, CHECKOUT);
+                timed_out.push((*k, *took));
+            }
+            Err(e) => other.push(format!("call {k} after {}: {e:?}", ms(*took))),
+        }
+    }
+    let min_timeout = timed_out.iter().map(|(_, t)| *t).min().unwrap_or_default();
+    let max_timeout = timed_out.iter().map(|(_, t)| *t).max().unwrap_or_default();
+    eprintln!(
+        "FIGURES max_in_flight {flavor:?}: max_in_flight 4, checkout_timeout {}, server paused \
+         {PAUSE_MS} ms, {CALLS} concurrent calls: completed {} (slowest {}), PoolTimeout {} \
+         ({}..{}, bound {}), other errors {}; while paused: {during:?}",
+        ms(CHECKOUT),
+        completed.len(),
+        ms(completed.iter().copied().max().unwrap_or_default()),
+        timed_out.len(),
+        ms(min_timeout),
+        ms(max_timeout),
+        ms(bound),
+        other.len(),
+    );
+    assert!(other.is_empty(), "{}", other.join("\n"));
+    assert_eq!(completed.len(), 4, "the calls that had a place complete");
+    assert_eq!(timed_out.len(), CALLS - 4);
+    assert_eq!(
+        (during.in_flight, during.waiting),
+        (4, CALLS - 4),
+        "{during:?}"
+    );
+    assert!(
+        min_timeout >= CHECKOUT,
+        "PoolTimeout after only {}",
+        ms(min_timeout)
+    );
+    assert!(
+        max_timeout <= bound,
+        "PoolTimeout after {}",
+        ms(max_timeout)
+    );
+
+    // After the pause the timed-out calls have changed nothing.
+    tokio::time::sleep(Duration::from_millis(PAUSE_MS + 50).saturating_sub(paused_at.elapsed()))
+        .await;
+    for (k, _) in &timed_out {
+        let s = &sessions[*k];
+        assert_eq!(
+            store.get(&s.id, &s.user_id, "full").await.unwrap().as_ref(),
+            Some(s),
+            "call {k} timed out and must have changed nothing"
+        );
+    }
+    let after = store.pool_state();
+    assert_eq!((after.in_flight, after.waiting), (0, 0), "{after:?}");
+}
+
+/// With 4 shared connections under a read load of 32 tasks, one
+/// connection killed on the server (`CLIENT KILL ID`) is replaced exactly
+/// once (the server accepts one new connection, and holds 4 again), while
+/// the others keep serving: reads complete during the replacement, at most
+/// the reads in flight on the killed connection fail, and none fails from
+/// 200 ms after the kill.
+async fn a_closed_connection_is_replaced_once_while_the_others_serve(flavor: Flavor) {
+    let server = TestServer::start(flavor);
+    let mut conn = raw(&server).await;
+    let store = RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()).pool_size(4))
+        .await
+        .unwrap();
+    let ids = settle_on_clients(&mut conn, 4).await;
+    let mut sessions = Vec::new();
+    for k in 0..32 {
+        let mut s = login(&format!("reader-{k}"));
+        store.upsert(&mut s).await.unwrap();
+        sessions.push(s);
+    }
+    let received = connections_received(&mut conn).await;
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = read_load(&store, &sessions, t0, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let victim = *ids.iter().next().unwrap();
+    let kill_at = t0.elapsed();
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(victim)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let replaced_in = until_open(&store, 4).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut calls = Vec::new();
+    for t in tasks {
+        calls.extend(t.await.unwrap());
+    }
+
+    let new_connections = connections_received(&mut conn).await - received;
+    let now_ids = settle_on_clients(&mut conn, 4).await;
+    let failed: Vec<_> = calls.iter().filter(|c| !c.2).collect();
+    let served_meanwhile = calls
+        .iter()
+        .filter(|c| c.2 && c.0 >= kill_at && c.1 <= kill_at + replaced_in)
+        .count();
+    let late_failures = failed
+        .iter()
+        .filter(|c| c.0 >= kill_at + Duration::from_millis(200))
+        .count();
+    eprintln!(
+        "FIGURES replaced_once {flavor:?}: 4 connections, 32 reading tasks, {} calls; one \
+         connection killed: {new_connections} new connection(s), open again after {}; {} \
+         calls failed (all started before kill+200 ms: {}); {served_meanwhile} reads \
+         completed on the other connections while it was replaced",
+        calls.len(),
+        ms(replaced_in),
+        failed.len(),
+        late_failures == 0,
+    );
+    assert_eq!(new_connections, 1, "replaced exactly once");
+    assert!(!now_ids.contains(&victim));
+    assert_eq!(ids.intersection(&now_ids).count(), 3, "the others stayed");
+    assert!(failed.len() <= 32, "only the reads in flight on it fail");
+    assert_eq!(late_failures, 0, "no failure from 200 ms after the kill");
+    assert!(calls.len() > 1000, "the load ran: {} calls", calls.len());
+    assert_eq!(store.pool_state().reconnecting, 0);
+}
+
+/// A store left idle across a server restart (SIGKILL, restart on the same
+/// port) notices its connections closed (the RESP3 disconnection notice),
+/// opens its `pool_size` connections again by itself without any call,
+/// and its first calls after that all succeed.
+async fn an_idle_store_reopens_its_connections_after_a_restart(flavor: Flavor) {
+    let mut server = TestServer::start(flavor);
+    let store = RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()).pool_size(3))
+        .await
+        .unwrap();
+    assert_eq!(store.pool_state().connections, 3);
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let down = store.pool_state();
+    assert_eq!(down.connections, 0, "{down:?}");
+    server.restart();
+    let back = Instant::now();
+    let mut conn = raw(&server).await;
+    until_open(&store, 3).await;
+    let ids = settle_on_clients(&mut conn, 3).await;
+    let reopened = back.elapsed();
+    for _ in 0..6 {
+        let mut s = login("alice");
+        store
+            .upsert(&mut s)
+            .await
+            .unwrap_or_else(|e| panic!("first calls after the restart must succeed: {e}"));
+        assert_eq!(store.get(&s.id, "alice", "full").await.unwrap(), Some(s));
+    }
+    assert_eq!(
+        other_client_ids(&mut conn).await,
+        ids,
+        "no connection was added"
+    );
+    eprintln!(
+        "FIGURES idle_store_reopens {flavor:?}: pool_size 3, while down {down:?}; open again {} \
+         after the restart; 0 of 12 first calls failed",
+        ms(reopened)
+    );
+}
+
+/// While the server is down (its port answered by a listener that counts
+/// connection attempts and closes each at once), 64 tasks calling the store
+/// back to back for 2 s get `StoreError::Connection` at once, never a hang,
+/// and the store tries to connect at most a few times per connection per
+/// second (its growing delay), never once per call. Once the server is
+/// back, the store is serving again within a second.
+async fn no_reconnect_storm_while_the_server_is_down(flavor: Flavor) {
+    let mut server = TestServer::start(flavor);
+    let store = RedisStore::connect(
+        RedisStoreConfig::new(server.url(), test_key())
+            .pool_size(2)
+            .connect_timeout(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap();
+    let mut sessions = Vec::new();
+    for k in 0..64 {
+        let mut s = login(&format!("storm-{k}"));
+        store.upsert(&mut s).await.unwrap();
+        sessions.push(s);
+    }
+    server.kill();
+    let listener = TcpListener::bind(("127.0.0.1", server.port())).expect("the freed port");
+    listener.set_nonblocking(true).unwrap();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counting = Arc::new(AtomicBool::new(true));
+    let counter = {
+        let (attempts, counting) = (Arc::clone(&attempts), Arc::clone(&counting));
+        std::thread::spawn(move || {
+            while counting.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((socket, _)) => {
+                        attempts.fetch_add(1, Ordering::Relaxed);
+                        drop(socket);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        })
+    };
+
+    const DOWN_FOR: Duration = Duration::from_secs(2);
+    let t0 = Instant::now();
+    let tasks: Vec<_> = sessions
+        .iter()
+        .map(|s| {
+            let (store, s) = (store.clone(), s.clone());
+            tokio::spawn(async move {
+                let (mut calls, mut slowest) = (0usize, Duration::ZERO);
+                while t0.elapsed() < DOWN_FOR {
+                    let started = Instant::now();
+                    match store.get(&s.id, &s.user_id, "full").await {
+                        Err(StoreError::Connection(_) | StoreError::PoolTimeout(_)) => {}
+                        other => panic!("while the server is down: {other:?}"),
+                    }
+                    slowest = slowest.max(started.elapsed());
+                    calls += 1;
+                    tokio::task::yield_now().await;
+                }
+                (calls, slowest)
+            })
+        })
+        .collect();
+    let (mut calls, mut slowest) = (0, Duration::ZERO);
+    for t in tasks {
+        let (c, s) = t.await.unwrap();
+        calls += c;
+        slowest = slowest.max(s);
+    }
+    counting.store(false, Ordering::Relaxed);
+    counter.join().unwrap();
+    let attempts = attempts.load(Ordering::Relaxed);
+
+    server.restart();
+    let back = Instant::now();
+    until_open(&store, 2).await;
+    let s = &sessions[0];
+    assert_eq!(
+        store.get(&s.id, &s.user_id, "full").await.unwrap(),
+        None,
+        "data lost"
+    );
+    let serving_after = back.elapsed();
+    eprintln!(
+        "FIGURES no_reconnect_storm {flavor:?}: pool_size 2, server down {}: {calls} calls failed \
+         (slowest {}), {attempts} connection attempts; serving again {} after the restart",
+        ms(DOWN_FOR),
+        ms(slowest),
+        ms(serving_after)
+    );
+    assert!(calls > 1000, "the calls went on: {calls}");
+    // The delay doubles from 50 ms to 400 ms: about 8 attempts per
+    // connection in 2 s.
+    assert!(
+        attempts <= 24,
+        "{attempts} connection attempts in {}",
+        ms(DOWN_FOR)
+    );
+    assert!(attempts >= 2, "the store kept trying: {attempts}");
+    assert!(
+        slowest < Duration::from_millis(700),
+        "a call took {}",
+        ms(slowest)
+    );
+    assert!(
+        serving_after < Duration::from_secs(1),
+        "{}",
+        ms(serving_after)
+    );
+}
+
+/// A command that times out on a healthy connection does not tear it down:
+/// with one shared connection and a command timeout of 300 ms, an upsert
+/// held by `CLIENT PAUSE WRITE` fails with `Connection` (a timeout) while
+/// the server keeps the connection; afterwards the same connection (same
+/// client id, no new connection accepted) serves reads at once, and the
+/// late reply to the timed-out upsert is never mistaken for theirs.
+async fn a_command_timeout_leaves_the_connection_open(flavor: Flavor) {
+    let server = TestServer::start(flavor);
+    let mut conn = raw(&server).await;
+    let store = RedisStore::connect(
+        RedisStoreConfig::new(server.url(), test_key())
+            .pool_size(1)
+            .command_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let ids = settle_on_clients(&mut conn, 1).await;
+    let mut reader = login("reader");
+    store.upsert(&mut reader).await.unwrap();
+    let received = connections_received(&mut conn).await;
+
+    client_pause(&mut conn, 800, "WRITE").await;
+    let mut writer = login("writer");
+    let started = Instant::now();
+    let err = store
+        .upsert(&mut writer)
+        .await
+        .expect_err("held by the pause");
+    let took = started.elapsed();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert_eq!(writer.lock_version, 0, "not acknowledged");
+    // Reads queued on the same socket behind the held write wait for it too;
+    // once the pause ends they are answered, each with its own reply.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    for _ in 0..20 {
+        assert_eq!(
+            store
+                .get(&reader.id, "reader", "full")
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(&reader)
+        );
+    }
+    let state = store.pool_state();
+    eprintln!(
+        "FIGURES command_timeout {flavor:?}: upsert timed out after {} ({err}); then 20 reads \
+         on the same connection; connections accepted meanwhile: {}; {state:?}",
+        ms(took),
+        connections_received(&mut conn).await - received,
+    );
+    assert!(took < Duration::from_millis(600), "took {}", ms(took));
+    assert_eq!(
+        other_client_ids(&mut conn).await,
+        ids,
+        "the same connection"
+    );
+    assert_eq!(
+        connections_received(&mut conn).await,
+        received,
+        "no reconnect"
+    );
+    assert_eq!((state.connections, state.reconnecting), (1, 0));
+    // The write itself ran when the pause ended: its outcome was unknown.
+    let stored = store.get(&writer.id, "writer", "full").await.unwrap();
+    assert_eq!(stored.map(|s| s.lock_version), Some(1));
+}
+
+/// After `FUNCTION FLUSH`, 64 concurrent upserts of new sessions all
+/// succeed; the server sees exactly one `FUNCTION LOAD`, and each upsert
+/// sent its `FCALL` at most twice (those that found the library missing
+/// retried once).
+async fn a_lost_function_library_is_loaded_once_for_many_upserts(flavor: Flavor) {
+    const UPSERTS: u64 = 64;
+    let server = TestServer::start(flavor);
+    let mut conn = raw(&server).await;
+    let store = RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()).pool_size(2))
+        .await
+        .unwrap();
+    redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let before = command_calls(&mut conn).await;
+    let tasks: Vec<_> = (0..UPSERTS)
+        .map(|k| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut s = login(&format!("lost-{k}"));
+                store.upsert(&mut s).await.map(|()| s)
+            })
+        })
+        .collect();
+    let mut sessions = Vec::new();
+    for t in tasks {
+        sessions.push(t.await.unwrap().expect("every upsert succeeds"));
+    }
+    let after = command_calls(&mut conn).await;
+    let delta = |c: &str| after.get(c).copied().unwrap_or(0) - before.get(c).copied().unwrap_or(0);
+    let (loads, fcalls) = (delta("function|load"), delta("fcall"));
+    eprintln!(
+        "FIGURES function_reload {flavor:?}: {UPSERTS} concurrent upserts after FUNCTION FLUSH: \
+         {loads} FUNCTION LOAD, {fcalls} FCALL ({} retried)",
+        fcalls - UPSERTS
+    );
+    assert_eq!(loads, 1, "loaded once");
+    assert!(
+        (UPSERTS + 1..=2 * UPSERTS).contains(&fcalls),
+        "each FCALL sent once, those that failed once more: {fcalls}"
+    );
+    for s in &sessions {
+        assert_eq!(
+            store.get(&s.id, &s.user_id, "full").await.unwrap().as_ref(),
+            Some(s)
+        );
+    }
+}
+
+/// An upsert whose connection drops while its `FCALL` waits on the server
+/// (held by `CLIENT PAUSE WRITE`, then the connection killed) fails with
+/// `Connection` and is not sent again on the replacement connection: once
+/// the pause ends the server has run no `FCALL` and stores nothing.
+async fn a_write_whose_connection_dropped_is_never_sent_again(flavor: Flavor) {
+    let server = TestServer::start(flavor);
+    let mut conn = raw(&server).await;
+    let store = RedisStore::connect(
+        RedisStoreConfig::new(server.url(), test_key())
+            .pool_size(1)
+            .command_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    let victim = *settle_on_clients(&mut conn, 1).await.iter().next().unwrap();
+    let before = command_calls(&mut conn).await;
+
+    client_pause(&mut conn, 1000, "WRITE").await;
+    let upsert = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut s = login("writer");
+            let result = store.upsert(&mut s).await;
+            (s, result)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(victim)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let (s, result) = upsert.await.unwrap();
+    assert!(
+        matches!(result, Err(StoreError::Connection(_))),
+        "{result:?}"
+    );
+    until_open(&store, 1).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = command_calls(&mut conn).await;
+    let fcalls =
+        after.get("fcall").copied().unwrap_or(0) - before.get("fcall").copied().unwrap_or(0);
+    let stored = store.get(&s.id, "writer", "full").await.unwrap();
+    eprintln!(
+        "FIGURES never_sent_again {flavor:?}: upsert on a killed connection: {}; FCALLs run \
+         afterwards: {fcalls}; stored: {}",
+        result.unwrap_err(),
+        stored.is_some()
+    );
+    assert_eq!(fcalls, 0, "the write was not sent again");
+    assert_eq!(stored, None);
+}
+
+/// With `wait_for_replicas(1, 300 ms)` on a server without replicas, every
+/// upsert waits the full 300 ms and fails with `ReplicationTimeout`. 8 such
+/// upserts at a time, in a loop, run on connections of their own (at most
+/// `replica_wait_connections`, 4 here); reads on the shared connections
+/// meanwhile answer in milliseconds, not after a `WAIT`.
+async fn upserts_waiting_for_replicas_do_not_hold_up_the_others(flavor: Flavor) {
+    const WAIT: Duration = Duration::from_millis(300);
+    let server = TestServer::start(flavor);
+    let mut conn = raw(&server).await;
+    let store = RedisStore::connect(
+        RedisStoreConfig::new(server.url(), test_key())
+            .pool_size(1)
+            .replica_wait_connections(4)
+            .checkout_timeout(Duration::from_secs(5))
+            .wait_for_replicas(1, WAIT),
+    )
+    .await
+    .unwrap();
+    let mut reader = login("reader");
+    match store.upsert(&mut reader).await {
+        Err(StoreError::ReplicationTimeout {
+            acknowledged: 0,
+            required: 1,
+        }) => {}
+        other => panic!("expected ReplicationTimeout, got {other:?}"),
+    }
+    let t0 = Instant::now();
+    let writers: Vec<_> = (0..8)
+        .map(|k| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut s = login(&format!("writer-{k}"));
+                let mut slowest = Duration::ZERO;
+                let mut n = 0;
+                while t0.elapsed() < Duration::from_secs(2) {
+                    let started = Instant::now();
+                    match store.upsert(&mut s).await {
+                        Err(StoreError::ReplicationTimeout { .. }) => {}
+                        other => panic!("expected ReplicationTimeout, got {other:?}"),
+                    }
+                    slowest = slowest.max(started.elapsed());
+                    n += 1;
+                }
+                (n, slowest)
+            })
+        })
+        .collect();
+    let mut read_latencies = Vec::new();
+    let mut most_lane = 0;
+    while t0.elapsed() < Duration::from_secs(2) {
+        let started = Instant::now();
+        assert_eq!(
+            store
+                .get(&reader.id, "reader", "full")
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(&reader)
+        );
+        read_latencies.push(started.elapsed());
+        most_lane = most_lane.max(store.pool_state().replica_wait_connections);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut upserts = 0;
+    let mut slowest_upsert = Duration::ZERO;
+    for w in writers {
+        let (n, slowest) = w.await.unwrap();
+        upserts += n;
+        slowest_upsert = slowest_upsert.max(slowest);
+    }
+    read_latencies.sort();
+    let p99 = read_latencies[read_latencies.len() * 99 / 100];
+    let max = *read_latencies.last().unwrap();
+    let clients = other_client_ids(&mut conn).await.len();
+    eprintln!(
+        "FIGURES replica_wait {flavor:?}: WAIT 1 {} without replicas, 8 upserting tasks: \
+         {upserts} upserts (slowest {}) on at most {most_lane} connections of their own; {} \
+         reads meanwhile: p99 {}, max {}; {clients} connections on the server",
+        ms(WAIT),
+        ms(slowest_upsert),
+        read_latencies.len(),
+        ms(p99),
+        ms(max),
+    );
+    assert!(upserts >= 16, "{upserts}");
+    assert!(most_lane <= 4, "{most_lane}");
+    assert!(clients <= 1 + 4, "{clients}");
+    assert!(
+        max < Duration::from_millis(100),
+        "a read waited {}",
+        ms(max)
+    );
+    assert!(
+        slowest_upsert < WAIT * 3,
+        "8 upserts share 4 connections: at most two WAITs each ({})",
+        ms(slowest_upsert)
+    );
+}
