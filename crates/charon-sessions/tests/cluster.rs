@@ -1,7 +1,7 @@
 //! RedisStore on a 3-primary, 3-replica Redis 8 cluster started by the
 //! test (testkit `TestCluster`): the behavioural suite, the spread of users
-//! over the primaries, a primary killed under load, and the function
-//! library lost on one node.
+//! over the primaries, the connections per node, a primary killed under
+//! load, and the function library lost on one node.
 
 mod common;
 
@@ -72,6 +72,66 @@ async fn users_spread_over_all_primaries() {
     assert_eq!(counts.len(), 3);
     assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 1000);
     assert!(counts.iter().all(|(_, n)| *n > 0), "{counts:?}");
+}
+
+/// The store opens `pool_size` connections to every primary, however many
+/// operations run at once: 3 shared cluster connections, 256 concurrent
+/// operations over users on all primaries, then `CLIENT LIST` on each node
+/// (connections counted by redis-rs's library name, the setup connection
+/// closed before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_primary_holds_pool_size_connections() {
+    let cluster = start().await;
+    let store = connect(
+        RedisStoreConfig::cluster(cluster.urls(), test_key()).pool_size(3),
+        &cluster,
+    )
+    .await;
+    let tasks: Vec<_> = (0..256)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut s = login(&format!("spread-{i}"));
+                store.upsert(&mut s).await.unwrap();
+                assert_eq!(store.get(&s.id, &s.user_id, "full").await.unwrap(), Some(s));
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let count = |port: u16| {
+        redis_cli(port, &["CLIENT", "LIST"])
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("lib-name=redis-rs"))
+            .count()
+    };
+    // The closed setup connection may take a moment to leave.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (primaries, replicas) = loop {
+        let primaries: Vec<usize> = cluster
+            .primaries()
+            .into_iter()
+            .map(|p| count(cluster.nodes()[p].port()))
+            .collect();
+        let replicas: Vec<usize> = cluster
+            .primaries()
+            .into_iter()
+            .map(|p| count(cluster.nodes()[cluster.replica_of(p)].port()))
+            .collect();
+        if primaries.iter().all(|n| *n == 3) || std::time::Instant::now() > deadline {
+            break (primaries, replicas);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!(
+        "FIGURES cluster connections, pool_size 3, after 256 concurrent operations: per primary \
+         {primaries:?}, per replica {replicas:?}"
+    );
+    assert_eq!(primaries, vec![3, 3, 3]);
+    assert!(replicas.iter().all(|n| *n <= 3), "{replicas:?}");
+    assert_eq!(store.pool_state().connections, 3);
 }
 
 /// `FUNCTION FLUSH` on one primary only: the next upserts whose keys live
