@@ -23,7 +23,7 @@ use charon_sessions_testkit::{Erlang, Flavor, TestServer};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
-use common::raw::{hget, hgetall, hset, raw};
+use common::raw::{hexpiretime, hget, hgetall, hset, raw};
 
 /// The base secret both services derive their signing key from.
 const BASE_SECRET: &[u8] = b"the base secret the Elixir and the Rust service share";
@@ -105,18 +105,6 @@ async fn charon_insert(
     assert_eq!(written, 1);
 }
 
-/// The field expiry times (`HEXPIRETIME`) of `fields`.
-async fn hexpiretime(conn: &mut MultiplexedConnection, key: &str, fields: &[&str]) -> Vec<i64> {
-    redis::cmd("HEXPIRETIME")
-        .arg(key)
-        .arg("FIELDS")
-        .arg(fields.len())
-        .arg(fields)
-        .query_async(conn)
-        .await
-        .expect("HEXPIRETIME")
-}
-
 async fn keys(conn: &mut MultiplexedConnection) -> Vec<String> {
     let mut keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
@@ -196,12 +184,7 @@ async fn charon_fcall(
 /// `term_to_binary` writes; `delete` removes session and lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erlang_written_sessions_are_read_refreshed_and_deleted() {
-    let Both {
-        mut erl,
-        server: _server,
-        store,
-        mut conn,
-    } = both(MapKeys::Binaries).await;
+    let mut t = both(MapKeys::Binaries).await;
     let now = unix_now();
     let later = (now + 7200).to_string();
     let cases = [
@@ -244,7 +227,7 @@ async fn erlang_written_sessions_are_read_refreshed_and_deleted() {
         ),
     ];
     for (sid, user, _, _, expires, extra, encoder) in &cases {
-        let value = erl.bytes(&format!(
+        let value = t.erl.bytes(&format!(
             "S_{sid} = charon_peer:for_upsert({}), charon_peer:sign({encoder}(S_{sid}), K).",
             erl_session(sid, user, "full", now, expires, extra)
         ));
@@ -253,17 +236,18 @@ async fn erlang_written_sessions_are_read_refreshed_and_deleted() {
             cases.iter().find(|c| c.0 == *sid).unwrap().2
         );
         // As Charon's upsert stores a new session: lock version 1.
-        charon_insert(&mut conn, &key, sid, &value, 1, now + 3600).await;
+        charon_insert(&mut t.conn, &key, sid, &value, 1, now + 3600).await;
     }
     // The compressed and the ATOM_EXT forms are what they claim to be.
-    let sb = hget(&mut conn, "charon_.42.full", "sb").await.unwrap();
+    let sb = hget(&mut t.conn, "charon_.42.full", "sb").await.unwrap();
     assert_eq!(&sb[40..42], [0x83, 0x74], "uncompressed map");
     assert!(sb.windows(3).any(|w| w == [100, 0, 10]), "ATOM_EXT atoms");
-    let sc = hget(&mut conn, "charon_.42.full", "sc").await.unwrap();
+    let sc = hget(&mut t.conn, "charon_.42.full", "sc").await.unwrap();
     assert_eq!(&sc[40..42], [0x83, 80], "compressed term");
 
     for (sid, _, user, kind, expires, _, _) in &cases {
-        let s = store
+        let s = t
+            .store
             .get(sid, user, "full")
             .await
             .unwrap()
@@ -288,7 +272,7 @@ async fn erlang_written_sessions_are_read_refreshed_and_deleted() {
         assert_eq!(s.lock_version, 1);
         assert!(!s.charon_terms.is_empty());
     }
-    let sb = store.get("sb", "42", "full").await.unwrap().unwrap();
+    let sb = t.store.get("sb", "42", "full").await.unwrap().unwrap();
     let p = &sb.extra_payload;
     assert_eq!(p["role"], json!("admin"));
     assert_eq!(p["ip"], json!("2001:db8::1"));
@@ -313,7 +297,7 @@ async fn erlang_written_sessions_are_read_refreshed_and_deleted() {
     assert_eq!(p["unicode"], json!("用户"));
     assert_eq!((&p["empty"], &p["nil_list"]), (&json!({}), &json!([])));
 
-    let mut all = store.get_all("42", "full").await.unwrap();
+    let mut all = t.store.get_all("42", "full").await.unwrap();
     all.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(
         all.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
@@ -326,13 +310,13 @@ async fn erlang_written_sessions_are_read_refreshed_and_deleted() {
 
     // Refresh each in Rust, then let Erlang read it as Charon does.
     for (sid, user, store_user, _, _, _, _) in &cases {
-        let mut s = store.get(sid, store_user, "full").await.unwrap().unwrap();
+        let mut s = t.store.get(sid, store_user, "full").await.unwrap().unwrap();
         s.rotate_refresh_token(Duration::from_secs(1800));
-        store.upsert(&mut s).await.unwrap();
+        t.store.upsert(&mut s).await.unwrap();
         assert_eq!(s.lock_version, 2);
         let key = format!("charon_.{store_user}.full");
-        let value = hget(&mut conn, &key, sid).await.unwrap();
-        let checks = erl.term(&format!(
+        let value = hget(&mut t.conn, &key, sid).await.unwrap();
+        let checks = t.erl.term(&format!(
             "G_{sid} = charon_peer:charon_get({}, <<\"{sid}\">>, {user}, full, K, {now}), \
              E_{sid} = S_{sid}#{{lock_version := 2, refresh_token_id := <<\"{}\">>, \
              tokens_fresh_from := {}, prev_tokens_fresh_from := {}, refreshed_at := {}, \
@@ -349,12 +333,12 @@ async fn erlang_written_sessions_are_read_refreshed_and_deleted() {
             binary(&value),
         ));
         assert_eq!(checks, "{true,true,true}", "session {sid}");
-        let lock = hget(&mut conn, &key, &format!("l.{sid}")).await.unwrap();
+        let lock = hget(&mut t.conn, &key, &format!("l.{sid}")).await.unwrap();
         assert_eq!(lock, b"2");
     }
 
-    store.delete("sb", "42", "full").await.unwrap();
-    let left = hgetall(&mut conn, "charon_.42.full").await;
+    t.store.delete("sb", "42", "full").await.unwrap();
+    let left = hgetall(&mut t.conn, "charon_.42.full").await;
     let left: Vec<&[u8]> = left.keys().map(Vec::as_slice).collect();
     assert_eq!(left, [&b"l.sc"[..], b"sc"]);
 }
@@ -368,13 +352,8 @@ async fn erlang_written_sessions_are_read_refreshed_and_deleted() {
 /// Charon's `binary_to_term` raise, which is why the format exists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_written_sessions_are_charons_bytes() {
-    let Both {
-        mut erl,
-        server,
-        store,
-        mut conn,
-    } = both(MapKeys::Binaries).await;
-    let atoms = charon_store(&server, MapKeys::Atoms).await;
+    let mut t = both(MapKeys::Binaries).await;
+    let atoms = charon_store(&t.server, MapKeys::Atoms).await;
     let ttl = Duration::from_secs(3600);
 
     let mut alice = Session::new_login("alice", ttl);
@@ -399,8 +378,14 @@ async fn store_written_sessions_are_charons_bytes() {
     // (session, its user id in Erlang, as `~w` prints it, extra_payload, store)
     let alice_w = "<<97,108,105,99,101>>";
     for (i, (session, erl_user, printed_user, extra, via)) in [
-        (&mut alice, "<<\"alice\">>", alice_w, binary_payload, &store),
-        (&mut integer, "42", "42", "#{}", &store),
+        (
+            &mut alice,
+            "<<\"alice\">>",
+            alice_w,
+            binary_payload,
+            &t.store,
+        ),
+        (&mut integer, "42", "42", "#{}", &t.store),
         (
             &mut atom_keys,
             "<<\"alice\">>",
@@ -414,7 +399,7 @@ async fn store_written_sessions_are_charons_bytes() {
     {
         via.upsert(session).await.unwrap();
         let key = format!("charon_.{}.{}", session.user_id, session.session_type);
-        let value = hget(&mut conn, &key, &session.id).await.unwrap();
+        let value = hget(&mut t.conn, &key, &session.id).await.unwrap();
         let expires = session
             .expires_at
             .map_or_else(|| "infinite".to_owned(), |e| e.to_string());
@@ -432,8 +417,10 @@ async fn store_written_sessions_are_charons_bytes() {
             session.tokens_fresh_from,
             session.prev_tokens_fresh_from,
         );
-        let erlang_bytes = erl.bytes(&format!("E{i} = {expected}, charon_peer:encode(E{i})."));
-        let checks = erl.term(&format!(
+        let erlang_bytes = t
+            .erl
+            .bytes(&format!("E{i} = {expected}, charon_peer:encode(E{i})."));
+        let checks = t.erl.term(&format!(
             "{{ok, D{i}}} = charon_peer:verify({}, K), T{i} = binary_to_term(D{i}), \
              {{T{i} =:= E{i}, D{i} =:= charon_peer:encode(E{i}), maps:get(user_id, T{i})}}.",
             binary(&value)
@@ -462,15 +449,18 @@ async fn store_written_sessions_are_charons_bytes() {
 
     // Charon cannot read the compact format: binary_to_term raises.
     let compact = RedisStore::connect(RedisStoreConfig::new(
-        server.url(),
+        t.server.url(),
         SigningKey::from_base_secret(BASE_SECRET),
     ))
     .await
     .unwrap();
     let mut bob = Session::new_login("bob", ttl);
     compact.upsert(&mut bob).await.unwrap();
-    let value = hget(&mut conn, "charon_.bob.full", &bob.id).await.unwrap();
-    let err = erl
+    let value = hget(&mut t.conn, "charon_.bob.full", &bob.id)
+        .await
+        .unwrap();
+    let err = t
+        .erl
         .try_eval(&format!(
             "charon_peer:charon_get({}, <<\"{}\">>, <<\"bob\">>, full, K, 0).",
             binary(&value),
@@ -546,6 +536,18 @@ fn charon_value(erl: &mut Erlang, expr: &str) -> Vec<u8> {
     erl.bytes(&format!("charon_peer:sign(charon_peer:encode({expr}), K)."))
 }
 
+/// Deletes the lock field of `sid` (which must exist), as Charon's tests do
+/// to show what happens without one.
+async fn drop_lock(conn: &mut MultiplexedConnection, key: &str, sid: &str) {
+    let deleted: i64 = redis::cmd("HDEL")
+        .arg(key)
+        .arg(format!("l.{sid}"))
+        .query_async(conn)
+        .await
+        .expect("HDEL");
+    assert_eq!(deleted, 1);
+}
+
 async fn flushdb(conn: &mut MultiplexedConnection) {
     redis::cmd("FLUSHDB")
         .query_async::<()>(conn)
@@ -559,51 +561,40 @@ async fn flushdb(conn: &mut MultiplexedConnection) {
 /// signed session of another user in this user's hash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charon_suite_get() {
-    let Both {
-        mut erl,
-        server: _server,
-        store,
-        mut conn,
-    } = both(MapKeys::Atoms).await;
+    let mut t = both(MapKeys::Atoms).await;
     let now = unix_now();
-    let expected = user_session(&mut erl, now);
-    let get = || store.get("a", "426", "full");
+    let expected = user_session(&mut t.erl, now);
+    let get = || t.store.get("a", "426", "full");
 
     assert_eq!(get().await.unwrap(), None, "not found");
-    insert(&mut erl, &mut conn, "U#{type := oauth2}").await;
+    insert(&mut t.erl, &mut t.conn, "U#{type := oauth2}").await;
     assert_eq!(get().await.unwrap(), None, "other type");
-    insert(&mut erl, &mut conn, "U").await;
+    insert(&mut t.erl, &mut t.conn, "U").await;
     assert_eq!(get().await.unwrap(), Some(expected.clone()), "deserialized");
 
-    flushdb(&mut conn).await;
-    insert(&mut erl, &mut conn, "U#{lock_version := 100}").await;
-    let deleted: i64 = redis::cmd("HDEL")
-        .arg("charon_.426.full")
-        .arg("l.a")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(deleted, 1);
+    flushdb(&mut t.conn).await;
+    insert(&mut t.erl, &mut t.conn, "U#{lock_version := 100}").await;
+    drop_lock(&mut t.conn, "charon_.426.full", "a").await;
     let without_lock = Session {
         lock_version: 100,
         ..expected.clone()
     };
     assert_eq!(get().await.unwrap(), Some(without_lock), "lock not found");
 
-    let unsigned = erl.bytes("charon_peer:encode_default(U).");
-    flushdb(&mut conn).await;
-    hset(&mut conn, "charon_.426.full", b"a", &unsigned).await;
+    let unsigned = t.erl.bytes("charon_peer:encode_default(U).");
+    flushdb(&mut t.conn).await;
+    hset(&mut t.conn, "charon_.426.full", b"a", &unsigned).await;
     assert_eq!(get().await.unwrap(), None, "unsigned");
     let forged = [&b"signed."[..], &[7; 32], b".", &unsigned].concat();
-    hset(&mut conn, "charon_.426.full", b"a", &forged).await;
+    hset(&mut t.conn, "charon_.426.full", b"a", &forged).await;
     assert_eq!(get().await.unwrap(), None, "invalid signature");
-    let other_user = charon_value(&mut erl, "U#{user_id := 427}");
-    hset(&mut conn, "charon_.426.full", b"a", &other_user).await;
+    let other_user = charon_value(&mut t.erl, "U#{user_id := 427}");
+    hset(&mut t.conn, "charon_.426.full", b"a", &other_user).await;
     assert_eq!(get().await.unwrap(), None, "mismatching properties");
     // A binary "426" is another user for Charon; the store, addressed by
     // the digits, takes it as this user's (see the README).
-    let binary_user = charon_value(&mut erl, "U#{user_id := <<\"426\">>}");
-    hset(&mut conn, "charon_.426.full", b"a", &binary_user).await;
+    let binary_user = charon_value(&mut t.erl, "U#{user_id := <<\"426\">>}");
+    hset(&mut t.conn, "charon_.426.full", b"a", &binary_user).await;
     let read = get().await.unwrap().unwrap();
     assert_eq!(read.user_id_kind, UserIdKind::String);
 }
@@ -617,28 +608,26 @@ async fn charon_suite_get() {
 /// session whose lock field is gone is refused (Charon's function writes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charon_suite_upsert() {
-    let Both {
-        mut erl,
-        server: _server,
-        store,
-        mut conn,
-    } = both(MapKeys::Atoms).await;
+    let mut t = both(MapKeys::Atoms).await;
     let now = unix_now();
     let exp = now + TTL;
-    let user_session = user_session(&mut erl, now);
+    let user_session = user_session(&mut t.erl, now);
     let key = "charon_.426.full";
 
     // Stores session, lock and exp.
     let mut s = user_session.clone();
-    store.upsert(&mut s).await.unwrap();
-    let stored = hget(&mut conn, key, "a").await.unwrap();
-    assert_eq!(stored, charon_value(&mut erl, "U#{lock_version := 1}"));
-    assert_eq!(hget(&mut conn, key, "l.a").await.unwrap(), b"1");
-    assert_eq!(hexpiretime(&mut conn, key, &["a", "l.a"]).await, [exp, exp]);
+    t.store.upsert(&mut s).await.unwrap();
+    let stored = hget(&mut t.conn, key, "a").await.unwrap();
+    assert_eq!(stored, charon_value(&mut t.erl, "U#{lock_version := 1}"));
+    assert_eq!(hget(&mut t.conn, key, "l.a").await.unwrap(), b"1");
+    assert_eq!(
+        hexpiretime(&mut t.conn, key, &["a", "l.a"]).await,
+        [exp, exp]
+    );
     // Does not set the key's expiry.
     let ttl: i64 = redis::cmd("TTL")
         .arg(key)
-        .query_async(&mut conn)
+        .query_async(&mut t.conn)
         .await
         .unwrap();
     assert_eq!(ttl, -1);
@@ -646,12 +635,15 @@ async fn charon_suite_upsert() {
     // Implements optimistic locking with respect to the input session.
     let mut again = user_session.clone();
     assert!(matches!(
-        store.upsert(&mut again).await,
+        t.store.upsert(&mut again).await,
         Err(StoreError::Conflict)
     ));
-    assert_eq!(hget(&mut conn, key, "a").await.unwrap(), stored);
-    assert_eq!(hget(&mut conn, key, "l.a").await.unwrap(), b"1");
-    assert_eq!(hexpiretime(&mut conn, key, &["a", "l.a"]).await, [exp, exp]);
+    assert_eq!(hget(&mut t.conn, key, "a").await.unwrap(), stored);
+    assert_eq!(hget(&mut t.conn, key, "l.a").await.unwrap(), b"1");
+    assert_eq!(
+        hexpiretime(&mut t.conn, key, &["a", "l.a"]).await,
+        [exp, exp]
+    );
 
     // Updates the existing session and the expirations.
     let mut update = Session {
@@ -660,13 +652,13 @@ async fn charon_suite_upsert() {
         ..user_session.clone()
     };
     update.extra_payload.insert("new".into(), json!("key"));
-    store.upsert(&mut update).await.unwrap();
+    t.store.upsert(&mut update).await.unwrap();
     assert_eq!(
-        hexpiretime(&mut conn, key, &["a", "l.a"]).await,
+        hexpiretime(&mut t.conn, key, &["a", "l.a"]).await,
         [exp + 10, exp + 10]
     );
-    let value = hget(&mut conn, key, "a").await.unwrap();
-    let matched = erl.term(&format!(
+    let value = hget(&mut t.conn, key, "a").await.unwrap();
+    let matched = t.erl.term(&format!(
         "{{ok, Up}} = charon_peer:verify({}, K), \
          case binary_to_term(Up) of #{{extra_payload := #{{new := <<\"key\">>}}}} -> true; _ -> false end.",
         binary(&value)
@@ -674,8 +666,8 @@ async fn charon_suite_upsert() {
     assert_eq!(matched, "true");
 
     // Get-update passes optimistic locking.
-    let mut read = store.get("a", "426", "full").await.unwrap().unwrap();
-    store.upsert(&mut read).await.unwrap();
+    let mut read = t.store.get("a", "426", "full").await.unwrap().unwrap();
+    t.store.upsert(&mut read).await.unwrap();
     assert_eq!(read.lock_version, 3);
 
     // Separates by type.
@@ -683,42 +675,37 @@ async fn charon_suite_upsert() {
         session_type: "oauth2".into(),
         ..user_session.clone()
     };
-    store.upsert(&mut oauth2).await.unwrap();
-    let full = hget(&mut conn, key, "a").await.unwrap();
-    let other = hget(&mut conn, "charon_.426.oauth2", "a").await.unwrap();
+    t.store.upsert(&mut oauth2).await.unwrap();
+    let full = hget(&mut t.conn, key, "a").await.unwrap();
+    let other = hget(&mut t.conn, "charon_.426.oauth2", "a").await.unwrap();
     assert_ne!(full, other);
 
     // Skips an already-expired session.
-    flushdb(&mut conn).await;
+    flushdb(&mut t.conn).await;
     let mut dead = Session {
         refreshed_at: now + 10_000,
         ..user_session.clone()
     };
-    store.upsert(&mut dead).await.unwrap();
-    assert!(keys(&mut conn).await.is_empty());
+    t.store.upsert(&mut dead).await.unwrap();
+    assert!(keys(&mut t.conn).await.is_empty());
 
     // The one rule that differs: with its lock field gone, Charon's
     // function writes a refresh (and would bring a deleted session back);
     // this store refuses it.
-    let function = load_charon_library(&mut erl, &mut conn).await;
-    insert(&mut erl, &mut conn, "U#{lock_version := 5}").await;
-    let _: i64 = redis::cmd("HDEL")
-        .arg(key)
-        .arg("l.a")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let mut refresh = store.get("a", "426", "full").await.unwrap().unwrap();
+    let function = load_charon_library(&mut t.erl, &mut t.conn).await;
+    insert(&mut t.erl, &mut t.conn, "U#{lock_version := 5}").await;
+    drop_lock(&mut t.conn, key, "a").await;
+    let mut refresh = t.store.get("a", "426", "full").await.unwrap().unwrap();
     assert_eq!(refresh.lock_version, 5);
     refresh.rotate_refresh_token(Duration::from_secs(60));
     assert!(matches!(
-        store.upsert(&mut refresh).await,
+        t.store.upsert(&mut refresh).await,
         Err(StoreError::Conflict)
     ));
-    let value = charon_value(&mut erl, "U#{lock_version := 6}");
-    let reply = charon_fcall(&mut conn, &function, key, "a", 6, &value, exp).await;
+    let value = charon_value(&mut t.erl, "U#{lock_version := 6}");
+    let reply = charon_fcall(&mut t.conn, &function, key, "a", 6, &value, exp).await;
     assert_eq!(reply, redis::Value::Int(1), "Charon's rule writes");
-    assert_eq!(hget(&mut conn, key, "l.a").await.unwrap(), b"6");
+    assert_eq!(hget(&mut t.conn, key, "l.a").await.unwrap(), b"6");
 }
 
 /// Charon's `describe "delete/4"`: ok when not found; deletes session and
@@ -726,26 +713,23 @@ async fn charon_suite_upsert() {
 /// session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charon_suite_delete() {
-    let Both {
-        mut erl,
-        server: _server,
-        store,
-        mut conn,
-    } = both(MapKeys::Atoms).await;
-    user_session(&mut erl, unix_now());
-    store.delete("a", "426", "full").await.unwrap();
-    insert(&mut erl, &mut conn, "U").await;
-    insert(&mut erl, &mut conn, "U#{id := <<\"b\">>}").await;
-    store.delete("b", "426", "full").await.unwrap();
-    let mut values: Vec<Vec<u8>> = hgetall(&mut conn, "charon_.426.full")
+    let mut t = both(MapKeys::Atoms).await;
+    user_session(&mut t.erl, unix_now());
+    t.store.delete("a", "426", "full").await.unwrap();
+    insert(&mut t.erl, &mut t.conn, "U").await;
+    insert(&mut t.erl, &mut t.conn, "U#{id := <<\"b\">>}").await;
+    t.store.delete("b", "426", "full").await.unwrap();
+    let mut values: Vec<Vec<u8>> = hgetall(&mut t.conn, "charon_.426.full")
         .await
         .into_values()
         .collect();
     values.sort();
-    let a = erl.bytes("charon_peer:sign(charon_peer:encode_default(U), K).");
+    let a = t
+        .erl
+        .bytes("charon_peer:sign(charon_peer:encode_default(U), K).");
     assert_eq!(values, [b"0".to_vec(), a]);
-    store.delete("a", "426", "full").await.unwrap();
-    assert!(keys(&mut conn).await.is_empty());
+    t.store.delete("a", "426", "full").await.unwrap();
+    assert!(keys(&mut t.conn).await.is_empty());
 }
 
 /// Charon's `describe "get_all/3"`: empty when there is nothing; only the
@@ -754,47 +738,42 @@ async fn charon_suite_delete() {
 /// session whose lock field is gone is still listed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charon_suite_get_all() {
-    let Both {
-        mut erl,
-        server: _server,
-        store,
-        mut conn,
-    } = both(MapKeys::Atoms).await;
+    let mut t = both(MapKeys::Atoms).await;
     let now = unix_now();
-    let expected = user_session(&mut erl, now);
-    assert!(store.get_all("426", "full").await.unwrap().is_empty());
+    let expected = user_session(&mut t.erl, now);
+    assert!(t.store.get_all("426", "full").await.unwrap().is_empty());
 
     let key = "charon_.426.full";
-    insert(&mut erl, &mut conn, "U").await;
-    let unsigned = erl.bytes("charon_peer:encode_default(U#{id := <<\"b\">>}).");
-    hset(&mut conn, key, b"b", &unsigned).await;
+    insert(&mut t.erl, &mut t.conn, "U").await;
+    let unsigned = t
+        .erl
+        .bytes("charon_peer:encode_default(U#{id := <<\"b\">>}).");
+    hset(&mut t.conn, key, b"b", &unsigned).await;
     let expired = charon_value(
-        &mut erl,
+        &mut t.erl,
         &format!("U#{{id := <<\"c\">>, refresh_expires_at := {}}}", now - 5),
     );
-    hset(&mut conn, key, b"c", &expired).await;
-    let other_user = charon_value(&mut erl, "U#{id := <<\"d\">>, user_id := 427}");
-    hset(&mut conn, key, b"d", &other_user).await;
-    let wrong_type = charon_value(&mut erl, "U#{id := <<\"e\">>, type := wrong}");
-    hset(&mut conn, key, b"e", &wrong_type).await;
+    hset(&mut t.conn, key, b"c", &expired).await;
+    let other_user = charon_value(&mut t.erl, "U#{id := <<\"d\">>, user_id := 427}");
+    hset(&mut t.conn, key, b"d", &other_user).await;
+    let wrong_type = charon_value(&mut t.erl, "U#{id := <<\"e\">>, type := wrong}");
+    hset(&mut t.conn, key, b"e", &wrong_type).await;
     assert_eq!(
-        store.get_all("426", "full").await.unwrap(),
+        t.store.get_all("426", "full").await.unwrap(),
         std::slice::from_ref(&expected)
     );
 
-    flushdb(&mut conn).await;
-    insert(&mut erl, &mut conn, "U#{lock_version := 100}").await;
-    let _: i64 = redis::cmd("HDEL")
-        .arg(key)
-        .arg("l.a")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    flushdb(&mut t.conn).await;
+    insert(&mut t.erl, &mut t.conn, "U#{lock_version := 100}").await;
+    drop_lock(&mut t.conn, key, "a").await;
     let without_lock = Session {
         lock_version: 100,
         ..expected
     };
-    assert_eq!(store.get_all("426", "full").await.unwrap(), [without_lock]);
+    assert_eq!(
+        t.store.get_all("426", "full").await.unwrap(),
+        [without_lock]
+    );
 }
 
 /// Charon's `describe "delete_all/3"`: works without keys and with a hash
@@ -802,26 +781,21 @@ async fn charon_suite_get_all() {
 /// type and nothing else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charon_suite_delete_all() {
-    let Both {
-        mut erl,
-        server: _server,
-        store,
-        mut conn,
-    } = both(MapKeys::Atoms).await;
-    user_session(&mut erl, unix_now());
-    store.delete_all("426", "full").await.unwrap();
-    assert!(keys(&mut conn).await.is_empty());
-    hset(&mut conn, "charon_.426.full", b"l.a", b"12").await;
-    store.delete_all("426", "full").await.unwrap();
-    assert!(keys(&mut conn).await.is_empty());
+    let mut t = both(MapKeys::Atoms).await;
+    user_session(&mut t.erl, unix_now());
+    t.store.delete_all("426", "full").await.unwrap();
+    assert!(keys(&mut t.conn).await.is_empty());
+    hset(&mut t.conn, "charon_.426.full", b"l.a", b"12").await;
+    t.store.delete_all("426", "full").await.unwrap();
+    assert!(keys(&mut t.conn).await.is_empty());
 
-    insert(&mut erl, &mut conn, "U").await;
-    assert_eq!(keys(&mut conn).await, ["charon_.426.full"]);
-    insert(&mut erl, &mut conn, "U#{type := oauth2}").await;
-    insert(&mut erl, &mut conn, "U#{user_id := 427}").await;
-    store.delete_all("426", "full").await.unwrap();
+    insert(&mut t.erl, &mut t.conn, "U").await;
+    assert_eq!(keys(&mut t.conn).await, ["charon_.426.full"]);
+    insert(&mut t.erl, &mut t.conn, "U#{type := oauth2}").await;
+    insert(&mut t.erl, &mut t.conn, "U#{user_id := 427}").await;
+    t.store.delete_all("426", "full").await.unwrap();
     assert_eq!(
-        keys(&mut conn).await,
+        keys(&mut t.conn).await,
         ["charon_.426.oauth2", "charon_.427.full"]
     );
 }
@@ -840,16 +814,11 @@ async fn charon_suite_delete_all() {
 /// `extra_payload` is `=:=` equal at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erlang_and_rust_refresh_the_same_sessions_in_turn() {
-    let Both {
-        mut erl,
-        server: _server,
-        store,
-        mut conn,
-    } = both(MapKeys::Binaries).await;
-    let function = load_charon_library(&mut erl, &mut conn).await;
+    let mut t = both(MapKeys::Binaries).await;
+    let function = load_charon_library(&mut t.erl, &mut t.conn).await;
     let libraries: Vec<redis::Value> = redis::cmd("FUNCTION")
         .arg("LIST")
-        .query_async(&mut conn)
+        .query_async(&mut t.conn)
         .await
         .unwrap();
     let listed = format!("{libraries:?}");
@@ -863,11 +832,11 @@ async fn erlang_and_rust_refresh_the_same_sessions_in_turn() {
     let ttl = Duration::from_secs(3600);
     let mut alice = Session::new_login("alice", ttl);
     alice.extra_payload.insert("device".into(), json!("laptop"));
-    store.upsert(&mut alice).await.unwrap();
+    t.store.upsert(&mut alice).await.unwrap();
     let mut integer = Session::new_login_integer(42, ttl);
-    store.upsert(&mut integer).await.unwrap();
+    t.store.upsert(&mut integer).await.unwrap();
     // Created by Erlang: Charon's upsert of a new session (lock 0 -> 1).
-    let created = erl.bytes(&format!(
+    let created = t.erl.bytes(&format!(
         "R0 = charon_peer:for_upsert({}), charon_peer:sign(charon_peer:encode_default(R0), K).",
         erl_session(
             "rich",
@@ -879,7 +848,7 @@ async fn erlang_and_rust_refresh_the_same_sessions_in_turn() {
         )
     ));
     let reply = charon_fcall(
-        &mut conn,
+        &mut t.conn,
         &function,
         "charon_.7.full",
         "rich",
@@ -901,69 +870,59 @@ async fn erlang_and_rust_refresh_the_same_sessions_in_turn() {
         for (n, (sid, user, erl_user)) in sessions.iter().enumerate() {
             let key = format!("charon_.{user}.full");
             if round % 2 == 0 {
-                let mut s = store.get(sid, user, "full").await.unwrap().unwrap();
+                let mut s = t.store.get(sid, user, "full").await.unwrap().unwrap();
                 assert_eq!(s.lock_version, lock, "round {round}, {sid}");
                 let mut stale = s.clone();
                 s.rotate_refresh_token(ttl);
-                store.upsert(&mut s).await.unwrap();
+                t.store.upsert(&mut s).await.unwrap();
                 assert_eq!(s.lock_version, lock + 1);
                 stale.rotate_refresh_token(ttl);
                 assert!(matches!(
-                    store.upsert(&mut stale).await,
+                    t.store.upsert(&mut stale).await,
                     Err(StoreError::Conflict)
                 ));
             } else {
-                let value = hget(&mut conn, &key, sid).await.unwrap();
-                let read = erl.term(&format!(
+                let value = hget(&mut t.conn, &key, sid).await.unwrap();
+                let read = t.erl.term(&format!(
                     "P_{round}_{n} = charon_peer:charon_get({}, <<\"{sid}\">>, {erl_user}, full, K, {now}), \
                      maps:get(lock_version, P_{round}_{n}).",
                     binary(&value)
                 ));
                 assert_eq!(read, lock.to_string(), "round {round}, {sid}");
-                let refreshed = erl.bytes(&format!(
+                let refreshed = t.erl.bytes(&format!(
                     "N_{round}_{n} = charon_peer:for_upsert(charon_peer:refresh(P_{round}_{n}, {now}, 3600)), \
                      charon_peer:sign(charon_peer:encode_default(N_{round}_{n}), K)."
                 ));
-                let reply = charon_fcall(
-                    &mut conn,
-                    &function,
-                    &key,
-                    sid,
-                    lock + 1,
-                    &refreshed,
-                    now + 3600,
-                )
-                .await;
-                assert_eq!(reply, redis::Value::Int(1), "round {round}, {sid}");
                 // The same stale copy, refreshed again: refused.
-                let stale = erl.bytes(&format!(
+                let stale = t.erl.bytes(&format!(
                     "charon_peer:sign(charon_peer:encode_default(charon_peer:for_upsert(\
                      charon_peer:refresh(P_{round}_{n}, {now}, 3600))), K)."
                 ));
-                let reply = charon_fcall(
-                    &mut conn,
-                    &function,
-                    &key,
-                    sid,
-                    lock + 1,
-                    &stale,
-                    now + 3600,
-                )
-                .await;
-                assert_eq!(
-                    reply,
-                    redis::Value::BulkString(b"CONFLICT".to_vec()),
-                    "round {round}, {sid}"
-                );
+                for (value, expected) in [
+                    (refreshed, redis::Value::Int(1)),
+                    (stale, redis::Value::BulkString(b"CONFLICT".to_vec())),
+                ] {
+                    let reply = charon_fcall(
+                        &mut t.conn,
+                        &function,
+                        &key,
+                        sid,
+                        lock + 1,
+                        &value,
+                        now + 3600,
+                    )
+                    .await;
+                    assert_eq!(reply, expected, "round {round}, {sid}");
+                }
             }
-            let stored_lock = hget(&mut conn, &key, &format!("l.{sid}")).await.unwrap();
+            let stored_lock = hget(&mut t.conn, &key, &format!("l.{sid}")).await.unwrap();
             assert_eq!(stored_lock, (lock + 1).to_string().as_bytes());
         }
     }
-    let s = store.get("rich", "7", "full").await.unwrap().unwrap();
+    let s = t.store.get("rich", "7", "full").await.unwrap().unwrap();
     assert_eq!((s.lock_version, s.user_id_kind), (7, UserIdKind::Integer));
-    let value = hget(&mut conn, "charon_.7.full", "rich").await.unwrap();
-    let same = erl.term(&format!(
+    let value = hget(&mut t.conn, "charon_.7.full", "rich").await.unwrap();
+    let same = t.erl.term(&format!(
         "maps:get(extra_payload, charon_peer:charon_get({}, <<\"rich\">>, 7, full, K, {now})) \
          =:= charon_peer:rich_payload().",
         binary(&value)

@@ -38,6 +38,15 @@
 //! cannot be represented (an atom key longer than 255 characters, nesting
 //! deeper than [`MAX_DEPTH`]) are [`StoreError::InvalidInput`] naming them.
 //!
+//! The bytes are those of Erlang/OTP's `term_to_binary(Session,
+//! [{minor_version, 2}])` (the default from OTP 26 on): atoms as
+//! `SMALL_ATOM_UTF8_EXT`, map keys in Erlang's term order, as OTP 25 and
+//! earlier write maps of up to 32 keys. OTP 26 and later write the atom keys
+//! of such maps in the order of their runtime's atom table instead, which
+//! differs between runtimes; every version reads either `=:=` equal. Maps
+//! of more than 32 keys set from Rust are written in term order too (Erlang
+//! writes those in hash order; they read back equal).
+//!
 //! Reading refuses ([`DecodeError::Charon`]) a term that is not this struct
 //! (another `__struct__`, a missing or unknown field, a field of the wrong
 //! type) or of a record version other than 7.
@@ -546,25 +555,23 @@ mod tests {
 
     #[test]
     fn unrepresentable_values_are_named() {
-        let mut s = sample();
-        s.extra_payload.insert("k".repeat(256), json!(1));
-        let err = encode_with_lock(&s, 1, MapKeys::Atoms)
-            .unwrap_err()
-            .to_string();
+        let refused = |key: &str, value: Value, map_keys: MapKeys| {
+            let mut s = sample();
+            s.extra_payload.insert(key.to_owned(), value);
+            encode_with_lock(&s, 1, map_keys).map_err(|e| e.to_string())
+        };
+        let long = "k".repeat(256);
+        let err = refused(&long, json!(1), MapKeys::Atoms).unwrap_err();
         assert!(
             err.contains("extra_payload.kkk") && err.contains("255"),
             "{err}"
         );
-        assert!(encode_with_lock(&s, 1, MapKeys::Binaries).is_ok());
+        assert!(refused(&long, json!(1), MapKeys::Binaries).is_ok());
         let mut deep = json!(1);
         for _ in 0..200 {
             deep = json!({ "d": deep });
         }
-        let mut s = sample();
-        s.extra_payload.insert("deep".into(), deep);
-        let err = encode_with_lock(&s, 1, MapKeys::Binaries)
-            .unwrap_err()
-            .to_string();
+        let err = refused("deep", deep, MapKeys::Binaries).unwrap_err();
         assert!(
             err.contains("extra_payload.deep.d") && err.contains("deeper"),
             "{err}"

@@ -24,7 +24,7 @@
 //! and 82 and allocates whatever length a header claims; `erltf` orders
 //! `1` and `1.0` as the same map key, writes lists of small integers as
 //! `LIST_EXT` where Erlang writes `STRING_EXT`, and recurses without a
-//! depth limit. See `CHANGELOG.md` for the comparison.
+//! depth limit.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -271,21 +271,17 @@ impl<'a> Reader<'a> {
                     .map_err(|_| TermError::Invalid("FLOAT_EXT is not a number"))?;
                 finite(value)?
             }
-            ATOM_EXT => {
-                let n = usize::from(self.u16()?);
-                latin1_atom(self.take(n)?)?
-            }
-            SMALL_ATOM_EXT => {
-                let n = usize::from(self.u8()?);
-                latin1_atom(self.take(n)?)?
-            }
-            ATOM_UTF8_EXT => {
-                let n = usize::from(self.u16()?);
-                utf8_atom(self.take(n)?)?
-            }
-            SMALL_ATOM_UTF8_EXT => {
-                let n = usize::from(self.u8()?);
-                utf8_atom(self.take(n)?)?
+            ATOM_EXT | SMALL_ATOM_EXT | ATOM_UTF8_EXT | SMALL_ATOM_UTF8_EXT => {
+                let n = match tag {
+                    SMALL_ATOM_EXT | SMALL_ATOM_UTF8_EXT => usize::from(self.u8()?),
+                    _ => usize::from(self.u16()?),
+                };
+                let name = self.take(n)?;
+                if matches!(tag, ATOM_EXT | SMALL_ATOM_EXT) {
+                    latin1_atom(name)?
+                } else {
+                    utf8_atom(name)?
+                }
             }
             BINARY_EXT => {
                 let n = self.u32()? as usize;
@@ -745,22 +741,14 @@ mod tests {
         // ATOM_EXT (OTP 25's default) with a Latin-1 byte, SMALL_ATOM_EXT,
         // ATOM_UTF8_EXT, SMALL_ATOM_UTF8_EXT.
         let expected = Term::List(vec![Term::atom("é"), Term::atom("z")], None);
-        assert_eq!(
-            decode(&unhex("836C00000002640001E96400017A6A")).unwrap(),
-            expected
-        );
-        assert_eq!(
-            decode(&unhex("836C000000027301E973017A6A")).unwrap(),
-            expected
-        );
-        assert_eq!(
-            decode(&unhex("836C00000002760002C3A97600017A6A")).unwrap(),
-            expected
-        );
-        assert_eq!(
-            decode(&unhex("836C000000027702C3A977017A6A")).unwrap(),
-            expected
-        );
+        for written in [
+            "836C00000002640001E96400017A6A",
+            "836C000000027301E973017A6A",
+            "836C00000002760002C3A97600017A6A",
+            "836C000000027702C3A977017A6A",
+        ] {
+            assert_eq!(decode(&unhex(written)).unwrap(), expected, "{written}");
+        }
     }
 
     #[test]
@@ -856,23 +844,26 @@ mod tests {
 
     #[test]
     fn opaque_terms_are_kept_as_read() {
-        // A pid (NEW_PID_EXT) and a reference (NEWER_REFERENCE_EXT) in a tuple.
-        let written = "83680258770D6E6F6E6F6465406E6F686F73740000000900000000000000005A0003770D6E6F6E6F6465406E6F686F737400000000000310E83E1000018BBBD243";
-        let term = decode(&unhex(written)).unwrap();
-        let Term::Tuple(parts) = &term else {
-            panic!("{term:?}")
-        };
-        assert!(matches!(parts[0], Term::Opaque(Opaque::Pid, _)));
-        assert!(matches!(parts[1], Term::Opaque(Opaque::Reference, _)));
-        assert_eq!(hex(&encode(&term)), written);
-        // An export (`fun lists:map/2`) and a closure (NEW_FUN_EXT).
-        let written = "8368027177056C6973747377036D61706102700000009701065361AA461590D1BDF1EB62D1A6EB080000002A00000001770865726C5F6576616C612A6200329B0D58770D6E6F6E6F6465406E6F686F7374000000090000000000000000680661016A77046E6F6E6577046E6F6E6574000000006C0000000168057706636C6175736561016C000000016803770376617261017701586A6A6C000000016803770376617261017701586A6A";
-        let term = decode(&unhex(written)).unwrap();
-        let Term::Tuple(parts) = &term else {
-            panic!("{term:?}")
-        };
-        assert!(matches!(parts[0], Term::Opaque(Opaque::Fun, _)));
-        assert!(matches!(parts[1], Term::Opaque(Opaque::Fun, _)));
-        assert_eq!(hex(&encode(&term)), written);
+        // Written by erl: {self(), make_ref()} (NEW_PID_EXT, NEWER_REFERENCE_EXT),
+        // and {fun lists:map/2, fun(X) -> X end} (EXPORT_EXT, NEW_FUN_EXT).
+        for (written, kinds) in [
+            (
+                "83680258770D6E6F6E6F6465406E6F686F73740000000900000000000000005A0003770D6E6F6E6F6465406E6F686F737400000000000310E83E1000018BBBD243",
+                [Opaque::Pid, Opaque::Reference],
+            ),
+            (
+                "8368027177056C6973747377036D61706102700000009701065361AA461590D1BDF1EB62D1A6EB080000002A00000001770865726C5F6576616C612A6200329B0D58770D6E6F6E6F6465406E6F686F7374000000090000000000000000680661016A77046E6F6E6577046E6F6E6574000000006C0000000168057706636C6175736561016C000000016803770376617261017701586A6A6C000000016803770376617261017701586A6A",
+                [Opaque::Fun, Opaque::Fun],
+            ),
+        ] {
+            let term = decode(&unhex(written)).unwrap();
+            let Term::Tuple(parts) = &term else {
+                panic!("{term:?}")
+            };
+            for (part, kind) in parts.iter().zip(kinds) {
+                assert!(matches!(part, Term::Opaque(k, _) if *k == kind), "{part:?}");
+            }
+            assert_eq!(hex(&encode(&term)), written);
+        }
     }
 }
