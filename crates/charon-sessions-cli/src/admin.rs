@@ -86,6 +86,7 @@ pub async fn open_store(
         .unwrap_or_else(|| SigningKey::from_bytes(charon_sessions::random_id().as_bytes()));
     let config = RedisStoreConfig::new(url, key)
         .key_prefix(&store.key_prefix)
+        .payload_format(store.payload_format.into())
         .register_functions(false)
         .pool_size(1);
     RedisStore::connect(config)

@@ -12,24 +12,33 @@
 //! ```json
 //! {"user_id": "alice", "session_type": "full", "key": "charon_.alice.full",
 //!  "sessions": [{"id": "…", "created_at": 1764442489, "refreshed_at": 1764442489,
-//!                "refresh_expires_at": 1767034489, "expires_at": null, "lock_version": 1}],
+//!                "refresh_expires_at": 1767034489, "expires_at": null, "lock_version": 1,
+//!                "payload_format": "compact", "user_id_kind": "string"}],
 //!  "unverified": 0}
 //! ```
 //!
 //! Times are unix seconds; `expires_at` is `null` for a session without an
-//! absolute end; `unverified` counts stored sessions that were not shown
-//! because they failed verification (wrong base secret, tampered or expired
-//! value). Sessions are sorted by `created_at`, then `id`.
+//! absolute end; `payload_format` is the format the session is stored in
+//! (`compact`, `charon` or `json`, read from its payload's first byte with
+//! `HMGET`) and `user_id_kind` whether Charon's format stores the user id
+//! as a `string` (binary) or an `integer`; `unverified` counts stored
+//! sessions that were not shown because they failed verification (wrong
+//! base secret, tampered or expired value). Sessions are sorted by
+//! `created_at`, then `id`. With `--payload-format charon`, a note on
+//! stderr counts the sessions an Elixir Charon service cannot read yet
+//! (stored in another format; a store writing Charon's format rewrites each
+//! at its next refresh).
 
 use std::process::ExitCode;
 
-use charon_sessions::{Session, SessionStore as _};
+use charon_sessions::signing::{self, SigningKey};
+use charon_sessions::{Session, SessionStore as _, UserIdKind, codec};
 use clap::Args;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 
 use crate::admin;
-use crate::store_args::StoreArgs;
+use crate::store_args::{Format, StoreArgs};
 
 /// Options of `charon-sessions list`.
 #[derive(Debug, Args)]
@@ -71,10 +80,14 @@ struct Row<'a> {
     refresh_expires_at: i64,
     expires_at: Option<i64>,
     lock_version: u64,
+    /// `compact`, `charon`, `json`, or `null` when the value changed since
+    /// it was listed.
+    payload_format: Option<&'static str>,
+    user_id_kind: &'static str,
 }
 
-impl<'a> From<&'a Session> for Row<'a> {
-    fn from(s: &'a Session) -> Row<'a> {
+impl<'a> Row<'a> {
+    fn new(s: &'a Session, payload_format: Option<&'static str>) -> Row<'a> {
         Row {
             id: &s.id,
             created_at: s.created_at,
@@ -82,14 +95,29 @@ impl<'a> From<&'a Session> for Row<'a> {
             refresh_expires_at: s.refresh_expires_at,
             expires_at: s.expires_at,
             lock_version: s.lock_version,
+            payload_format,
+            user_id_kind: match s.user_id_kind {
+                UserIdKind::Integer => "integer",
+                _ => "string",
+            },
         }
+    }
+}
+
+/// The format of a stored, signed value: the first byte of its payload.
+fn format_of(value: &[u8], key: &SigningKey) -> Option<&'static str> {
+    match *signing::verify(value, key).ok()?.first()? {
+        codec::FORMAT_MSGPACK => Some("compact"),
+        codec::FORMAT_TERM => Some("charon"),
+        codec::FORMAT_JSON => Some("json"),
+        _ => None,
     }
 }
 
 /// Runs `charon-sessions list`.
 pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     let key = admin::signing_key(&args.store, "list")?;
-    let store = admin::open_store(&args.store, "list", Some(key)).await?;
+    let store = admin::open_store(&args.store, "list", Some(key.clone())).await?;
     let mut raw = admin::raw_connection(&args.store, "list").await?;
     let hash = admin::hash_key(&args.store.key_prefix, &args.user, &args.session_type);
 
@@ -100,13 +128,31 @@ pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     let fields: Vec<Vec<u8>> = redis::cmd("HKEYS").arg(&hash).query_async(&mut raw).await?;
     let stored = fields.iter().filter(|f| admin::is_session_field(f)).count();
     let unverified = stored.saturating_sub(sessions.len());
+    let formats: Vec<Option<&'static str>> = if sessions.is_empty() {
+        Vec::new()
+    } else {
+        let mut hmget = redis::cmd("HMGET");
+        hmget.arg(&hash);
+        for s in &sessions {
+            hmget.arg(&s.id);
+        }
+        let values: Vec<Option<Vec<u8>>> = hmget.query_async(&mut raw).await?;
+        values
+            .iter()
+            .map(|v| v.as_deref().and_then(|v| format_of(v, &key)))
+            .collect()
+    };
 
     if args.json {
         let listing = Listing {
             user_id: &args.user,
             session_type: &args.session_type,
             key: &hash,
-            sessions: sessions.iter().map(Row::from).collect(),
+            sessions: sessions
+                .iter()
+                .zip(&formats)
+                .map(|(s, format)| Row::new(s, *format))
+                .collect(),
             unverified,
         };
         println!("{}", serde_json::to_string_pretty(&listing)?);
@@ -121,6 +167,13 @@ pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
         if !sessions.is_empty() {
             println!("{}", table(&sessions));
         }
+    }
+    let not_charon = formats.iter().filter(|f| **f != Some("charon")).count();
+    if args.store.payload_format == Format::Charon && not_charon > 0 {
+        eprintln!(
+            "note: {not_charon} listed session(s) are stored in a format an Elixir Charon service \
+             cannot read; a store writing Charon's format rewrites each at its next refresh"
+        );
     }
     if unverified > 0 {
         eprintln!(

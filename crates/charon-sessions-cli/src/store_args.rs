@@ -1,14 +1,14 @@
 //! Options that choose and open a store: `--redis`, `--cluster`,
 //! `--sentinel` with `--primary-name`, `--key-prefix`, `--base-secret` /
-//! `--base-secret-file`. Without any of the first three the embedded
+//! `--base-secret-file`, `--payload-format`. Without any of the first three the embedded
 //! in-memory store is used (the admin commands refuse that: see `admin.rs`).
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use charon_sessions::signing::SigningKey;
-use charon_sessions::{LocalStore, RedisStore, RedisStoreConfig, SessionStore};
-use clap::Args;
+use charon_sessions::{LocalStore, PayloadFormat, RedisStore, RedisStoreConfig, SessionStore};
+use clap::{Args, ValueEnum};
 
 /// Where sessions are stored. `Debug` hides the URL's password and the
 /// base secret.
@@ -72,6 +72,30 @@ pub struct StoreArgs {
     /// takes precedence over --base-secret and CHARON_BASE_SECRET.
     #[arg(long, value_name = "FILE")]
     pub base_secret_file: Option<std::path::PathBuf>,
+
+    /// The format sessions are written in: `compact` (the default) or
+    /// `charon`, which an Elixir service using Charon 4.x reads and writes.
+    /// Every format is read whatever this says.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = Format::Compact)]
+    pub payload_format: Format,
+}
+
+/// `--payload-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A format byte and positional MessagePack (PayloadFormat::Compact).
+    Compact,
+    /// Charon's Erlang terms (PayloadFormat::Charon).
+    Charon,
+}
+
+impl From<Format> for PayloadFormat {
+    fn from(format: Format) -> PayloadFormat {
+        match format {
+            Format::Compact => PayloadFormat::Compact,
+            Format::Charon => PayloadFormat::Charon,
+        }
+    }
 }
 
 impl std::fmt::Debug for StoreArgs {
@@ -87,6 +111,7 @@ impl std::fmt::Debug for StoreArgs {
                 &self.base_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("base_secret_file", &self.base_secret_file)
+            .field("payload_format", &self.payload_format)
             .finish()
     }
 }
@@ -134,9 +159,10 @@ impl StoreArgs {
             .await
             .context("cannot open the Redis store")?;
         let description = format!(
-            "RedisStore on {} ({topology}, key prefix {:?})",
+            "RedisStore on {} ({topology}, key prefix {:?}, payload format {:?})",
             store.server(),
-            self.key_prefix
+            self.key_prefix,
+            self.payload_format
         );
         Ok(OpenStore {
             store: Arc::new(store),
@@ -185,6 +211,9 @@ impl StoreArgs {
                 "one server".to_owned(),
             )
         };
-        Ok(Some((config.key_prefix(&self.key_prefix), topology)))
+        let config = config
+            .key_prefix(&self.key_prefix)
+            .payload_format(self.payload_format.into());
+        Ok(Some((config, topology)))
     }
 }

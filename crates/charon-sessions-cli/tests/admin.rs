@@ -102,6 +102,95 @@ fn json(run: &Run) -> Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
 }
 
+/// `list --user 42 --payload-format charon` against sessions of integer user
+/// 42: one Erlang built and signed as Charon 4.3 does (written with
+/// `HSETEX` as Charon's function does), one in the compact format. Both
+/// are listed; `--json` says which format each is stored in and that the
+/// user id is an integer in Charon's; a note counts the session an Elixir
+/// service cannot read yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_shows_charon_sessions_of_an_integer_user() {
+    use charon_sessions_testkit::Erlang;
+    use charon_sessions_testkit::erlang::binary;
+    let server = TestServer::start(Flavor::Redis);
+    let mut erl = Erlang::start();
+    let now = charon_sessions::unix_now();
+    let value = erl.bytes(&format!(
+        "K = charon_peer:key({}), S = charon_peer:session(#{{id => <<\"from-elixir\">>, \
+         user_id => 42, created_at => {now}, expires_at => infinite, \
+         refresh_expires_at => {}, refresh_token_id => <<\"rt\">>, refreshed_at => {now}, \
+         tokens_fresh_from => {now}, lock_version => 1}}), \
+         charon_peer:sign(charon_peer:encode(S), K).",
+        binary(SECRET.as_bytes()),
+        now + 3600
+    ));
+    let mut conn = raw(&server).await;
+    let _: i64 = redis::cmd("HSETEX")
+        .arg("charon_.42.full")
+        .arg("EXAT")
+        .arg(now + 3600)
+        .arg("FIELDS")
+        .arg(2)
+        .arg("from-elixir")
+        .arg(value)
+        .arg("l.from-elixir")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let compact = seed(&store(&server, "charon_").await, "42", "full", 1).await;
+    let url = server.url();
+    let run = cli(
+        &[
+            "list",
+            "--redis",
+            &url,
+            "--user",
+            "42",
+            "--payload-format",
+            "charon",
+            "--json",
+        ],
+        &with_secret(),
+    );
+    let listing = json(&run);
+    let rows = listing["sessions"].as_array().unwrap();
+    let row = |id: &str| rows.iter().find(|r| r["id"] == id).unwrap().clone();
+    assert_eq!(rows.len(), 2, "{listing}");
+    let elixir = row("from-elixir");
+    assert_eq!(
+        (
+            &elixir["payload_format"],
+            &elixir["user_id_kind"],
+            &elixir["lock_version"]
+        ),
+        (
+            &Value::from("charon"),
+            &Value::from("integer"),
+            &Value::from(1)
+        )
+    );
+    let rust = row(&compact[0].id);
+    assert_eq!(
+        (&rust["payload_format"], &rust["user_id_kind"]),
+        (&Value::from("compact"), &Value::from("string"))
+    );
+    assert!(
+        run.stderr.contains(
+            "1 listed session(s) are stored in a format an Elixir Charon service cannot read"
+        ),
+        "{}",
+        run.stderr
+    );
+    // Without --payload-format charon: the same listing, no note.
+    let run = cli(
+        &["list", "--redis", &url, "--user", "42", "--json"],
+        &with_secret(),
+    );
+    assert_eq!(json(&run)["sessions"].as_array().unwrap().len(), 2);
+    assert!(!run.stderr.contains("note"), "{}", run.stderr);
+}
+
 /// `list --json` and the table show exactly the seeded sessions of the user
 /// and type asked for, with their times and lock versions, and never a
 /// refresh token id.
@@ -132,7 +221,9 @@ async fn list_shows_the_seeded_sessions() {
         assert_eq!(row["refresh_expires_at"], s.refresh_expires_at);
         assert_eq!(row["expires_at"], serde_json::json!(s.expires_at));
         assert_eq!(row["lock_version"], s.lock_version);
-        assert_eq!(row.as_object().unwrap().len(), 6, "{row}");
+        assert_eq!(row["payload_format"], "compact");
+        assert_eq!(row["user_id_kind"], "string");
+        assert_eq!(row.as_object().unwrap().len(), 8, "{row}");
     }
 
     let table = cli(

@@ -56,6 +56,18 @@ fn demo_passes_on_redis8_and_cleans_up() {
     assert_eq!(keys, 0, "the demo must delete its sessions");
 }
 
+/// With `--payload-format charon` the demo passes on Redis 8, its store
+/// writing Charon's format (the line naming the store says so).
+#[test]
+fn demo_passes_on_redis8_in_charons_format() {
+    let server = TestServer::start(Flavor::Redis);
+    let text = assert_demo_passes(
+        &["--redis", &server.url(), "--payload-format", "charon"],
+        "RedisStore on Redis 8",
+    );
+    assert!(text.contains("payload format Charon"), "{text}");
+}
+
 /// The demo passes on Valkey 9 with a base secret and a custom key prefix.
 #[test]
 fn demo_passes_on_valkey9() {

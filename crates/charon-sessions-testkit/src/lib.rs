@@ -1,5 +1,6 @@
 //! Test support: real `redis-server` / `valkey-server` processes on free
-//! loopback ports, stopped when dropped.
+//! loopback ports, stopped when dropped, and a real Erlang runtime
+//! ([`Erlang`]) for the tests of Charon's payload format.
 //!
 //! The binaries come from `REDIS_SERVER_BIN` / `VALKEY_SERVER_BIN` (set by
 //! `scripts/test`, which provisions them), else from `PATH` when new enough.
@@ -14,10 +15,12 @@
 
 mod cli;
 mod cluster;
+pub mod erlang;
 mod sentinel;
 
 pub use cli::redis_cli;
 pub use cluster::TestCluster;
+pub use erlang::Erlang;
 pub use sentinel::TestSentinel;
 
 use std::io::{BufRead, BufReader, Read, Write};

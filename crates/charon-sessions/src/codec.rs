@@ -10,12 +10,19 @@
 //!   bit). Field names are not stored: the typical session of the
 //!   benchmarks encodes to 264 bytes, against 434 as MessagePack with names
 //!   and 547 as JSON (figures in `docs/bench/codec.md`).
+//! * [`FORMAT_TERM`] (`0x83`, 131): Charon's own format,
+//!   `:erlang.term_to_binary(%Charon.Models.Session{})` in Erlang's External
+//!   Term Format, which an Elixir service using Charon 4.x reads and writes
+//!   ([`PayloadFormat::Charon`]; mapping in [`charon`]).
 //! * `{`: a JSON object with the field names of [`Session`], as earlier
 //!   releases wrote it. Still read, so no session is lost on upgrade; never
 //!   written.
 //!
-//! Any other first byte is refused ([`DecodeError::UnknownFormat`]); a later
-//! incompatible encoding gets a byte of its own.
+//! Every read accepts every format, whatever the store is configured to
+//! write ([`PayloadFormat`]), so a deployment can switch formats without
+//! losing a session: each is rewritten in the configured format at its next
+//! upsert. Any other first byte is refused ([`DecodeError::UnknownFormat`]);
+//! a later incompatible encoding gets a byte of its own.
 //!
 //! # Forward compatibility of the positional record
 //!
@@ -40,6 +47,9 @@
 //!
 //! This module neither signs nor logs; it is pure data transformation.
 
+pub mod charon;
+mod etf;
+
 use std::fmt;
 
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
@@ -56,6 +66,53 @@ pub const FORMAT_MSGPACK: u8 = 0x01;
 
 /// First byte of a payload in the JSON format of earlier releases.
 pub const FORMAT_JSON: u8 = b'{';
+
+/// First byte of a payload in Charon's format: the version byte (131) of
+/// Erlang's External Term Format.
+pub const FORMAT_TERM: u8 = 0x83;
+
+pub use self::charon::CharonTerms;
+pub use self::etf::{MAX_DEPTH as MAX_TERM_DEPTH, MAX_TERM_BYTES, TermError};
+
+/// The payload format a store writes. Reads accept every format.
+///
+/// ```
+/// use charon_sessions::{PayloadFormat, RedisStoreConfig};
+/// use charon_sessions::signing::SigningKey;
+///
+/// // Share sessions with an Elixir service running Charon 4.x.
+/// let config = RedisStoreConfig::new("redis://127.0.0.1:6379", SigningKey::from_base_secret(b"shared base secret"))
+///     .payload_format(PayloadFormat::Charon);
+/// # let _ = config;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PayloadFormat {
+    /// [`FORMAT_MSGPACK`]: `0x01` and a positional MessagePack record, about
+    /// half the size of JSON. Charon cannot read it. The default.
+    #[default]
+    Compact,
+    /// [`FORMAT_TERM`]: exactly what Charon 4.3 writes for the same session,
+    /// `term_to_binary(%Charon.Models.Session{}, [{minor_version, 2}])`, so
+    /// that an Elixir service using Charon's Redis store reads and refreshes
+    /// the sessions this store writes, and the other way round. The mapping
+    /// of fields and `extra_payload` is described in [`charon`].
+    Charon,
+}
+
+/// How [`PayloadFormat::Charon`] types the keys of maps the application
+/// puts in `extra_payload` (keys read from Charon keep their type).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MapKeys {
+    /// Binaries: `%{"ip" => "::1"}`. The default, as Elixir's JSON
+    /// decoders and Phoenix params give them.
+    #[default]
+    Binaries,
+    /// Atoms: `%{ip: "::1"}`, Elixir's habit for data the code builds
+    /// itself. Keys longer than 255 characters are refused.
+    Atoms,
+}
 
 /// Slots of the positional record this version writes.
 const SLOTS: usize = 13;
@@ -77,6 +134,12 @@ pub enum DecodeError {
     Json(serde_json::Error),
     /// A MessagePack payload does not decode; says why in a few words.
     MessagePack(&'static str),
+    /// A payload in Charon's format is not a valid Erlang term, or too deep
+    /// or too large to decode safely.
+    Term(TermError),
+    /// A payload in Charon's format is a valid term, but not a Charon 4.3
+    /// session of record version 7; says which rule it breaks.
+    Charon(&'static str),
 }
 
 impl fmt::Display for DecodeError {
@@ -95,6 +158,13 @@ impl fmt::Display for DecodeError {
             DecodeError::MessagePack(reason) => {
                 write!(f, "session payload does not decode (MessagePack: {reason})")
             }
+            DecodeError::Term(reason) => {
+                write!(f, "session payload does not decode (Erlang term: {reason})")
+            }
+            DecodeError::Charon(reason) => write!(
+                f,
+                "session payload is not a Charon session of record version 7 ({reason})"
+            ),
         }
     }
 }
@@ -119,13 +189,49 @@ pub fn prepare_upsert(
     session: &Session,
     max_size: usize,
 ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    prepare_upsert_as(session, PayloadFormat::Compact, MapKeys::Binaries, max_size)
+}
+
+/// Like [`prepare_upsert`], encoding in `format` (with `map_keys` for maps
+/// set in `extra_payload`, in Charon's format).
+///
+/// # Errors
+///
+/// [`StoreError::InvalidInput`] for an invalid session, one too large, or
+/// (Charon's format) a value it cannot represent, named in the message.
+pub fn prepare_upsert_as(
+    session: &Session,
+    format: PayloadFormat,
+    map_keys: MapKeys,
+    max_size: usize,
+) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
     session.validate()?;
     if session.is_dead() {
         return Ok(None);
     }
     let new_lock = session.lock_version + 1;
-    let payload = check_size(encode_with_lock(session, new_lock), max_size)?;
-    Ok(Some((new_lock, payload)))
+    let payload = match format {
+        PayloadFormat::Compact => encode_with_lock(session, new_lock),
+        PayloadFormat::Charon => charon::encode_with_lock(session, new_lock, map_keys)?,
+    };
+    Ok(Some((new_lock, check_size(payload, max_size)?)))
+}
+
+/// Encodes a session in `format`, with its own lock version.
+///
+/// # Errors
+///
+/// [`StoreError::InvalidInput`] when Charon's format cannot represent a
+/// value (named in the message); the compact format never fails.
+pub fn encode_as(
+    session: &Session,
+    format: PayloadFormat,
+    map_keys: MapKeys,
+) -> Result<Vec<u8>, StoreError> {
+    match format {
+        PayloadFormat::Compact => Ok(encode(session)),
+        PayloadFormat::Charon => charon::encode_with_lock(session, session.lock_version, map_keys),
+    }
 }
 
 /// Encodes a session, refusing it when the encoding is longer than
@@ -148,8 +254,8 @@ fn check_size(payload: Vec<u8>, max_size: usize) -> Result<Vec<u8>, StoreError> 
     Ok(payload)
 }
 
-/// Decodes a stored payload, in the current format or the JSON of earlier
-/// releases.
+/// Decodes a stored payload in any format: compact, Charon's, or the JSON
+/// of earlier releases.
 ///
 /// # Errors
 ///
@@ -158,6 +264,7 @@ fn check_size(payload: Vec<u8>, max_size: usize) -> Result<Vec<u8>, StoreError> 
 pub fn decode(payload: &[u8]) -> Result<Session, DecodeError> {
     match payload.first() {
         Some(&FORMAT_MSGPACK) => decode_msgpack(&payload[1..]),
+        Some(&FORMAT_TERM) => charon::decode(payload),
         // serde would also accept a positional JSON array for a struct; only
         // the object form was ever written.
         Some(&FORMAT_JSON) => serde_json::from_slice(payload).map_err(DecodeError::Json),

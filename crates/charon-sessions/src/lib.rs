@@ -38,7 +38,8 @@
 //! * [`Session`] (`session.rs`): the record and the rules of its ids.
 //! * [`SessionStore`] and [`StoreError`] (`store.rs`): the contract.
 //! * [`signing`]: HMAC-SHA256 signed values and key derivation.
-//! * [`codec`]: session ⇄ bytes, the stored payload format.
+//! * [`codec`]: session ⇄ bytes, the stored payload formats: compact
+//!   (default) and Charon's Erlang terms ([`PayloadFormat`]).
 //! * [`telemetry`]: tracing spans and metrics of every operation.
 //! * [`LocalStore`] (`local.rs`): in memory, same semantics.
 //! * [`RedisStore`] (`redis/`): configuration ([`RedisStoreConfig`]), key
@@ -73,6 +74,7 @@ pub mod signing;
 mod store;
 pub mod telemetry;
 
+pub use crate::codec::{CharonTerms, MapKeys, PayloadFormat};
 pub use crate::local::LocalStore;
 pub use crate::redis::RedisStore;
 pub use crate::redis::acl::{REQUIRED_COMMANDS, acl_rule};
@@ -82,8 +84,9 @@ pub use crate::redis::raw::UpsertCommand;
 pub use crate::redis::server::{REQUIRED_SERVER, ServerInfo, ServerKind};
 pub use crate::session::{
     DEFAULT_SESSION_TYPE, MAX_KEY_PREFIX_LEN, MAX_LOCK_VERSION, MAX_SESSION_ID_LEN,
-    MAX_SESSION_TYPE_LEN, MAX_UNIX_TIME, MAX_USER_ID_LEN, SESSION_VERSION, Session, random_id,
-    unix_now, validate_key_prefix, validate_session_id, validate_session_type, validate_user_id,
+    MAX_SESSION_TYPE_LEN, MAX_UNIX_TIME, MAX_USER_ID_LEN, SESSION_VERSION, Session, UserIdKind,
+    random_id, unix_now, validate_key_prefix, validate_session_id, validate_session_type,
+    validate_user_id,
 };
 pub use crate::store::{BoxError, DEFAULT_MAX_SESSION_SIZE, SessionStore, StoreError};
 

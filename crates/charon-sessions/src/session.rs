@@ -12,6 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use crate::codec::CharonTerms;
 use crate::store::StoreError;
 
 /// The record version this crate writes (Charon's session version 7).
@@ -59,7 +60,11 @@ pub const MAX_LOCK_VERSION: u64 = (1 << 53) - 2;
 /// `Debug` output leaves out the refresh token id and the contents of
 /// `extra_payload` (it shows their field names only), so a session can be
 /// logged with `?session` without leaking a credential.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Two sessions are equal when their fields are; the Erlang terms a session
+/// read in Charon's format keeps ([`charon_terms`](Self::charon_terms)) are
+/// not compared.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Session {
     /// Session id: unique, `[A-Za-z0-9_-]`, 1–255 bytes.
@@ -92,6 +97,54 @@ pub struct Session {
     pub extra_payload: serde_json::Map<String, serde_json::Value>,
     /// Record version, [`SESSION_VERSION`] (7).
     pub version: u32,
+    /// Whether `user_id` is an integer in Charon's payload format (Charon
+    /// allows positive integers or binaries). Only
+    /// [`PayloadFormat::Charon`](crate::PayloadFormat::Charon) stores it:
+    /// the compact format keeps every user id as a string, and a store
+    /// given `user_id` `"42"` reads and writes the same key
+    /// (`<prefix>.42.<type>`) either way.
+    #[serde(skip)]
+    pub user_id_kind: UserIdKind,
+    /// The Erlang terms of `extra_payload` as Charon stored them, kept when
+    /// a session is read in Charon's format so that writing it back keeps
+    /// every value the application did not change, exactly (see
+    /// [`codec`](crate::codec)). Empty otherwise; never compared, shown or
+    /// stored in the compact format.
+    #[serde(skip)]
+    pub charon_terms: CharonTerms,
+}
+
+/// How a user id is typed in Charon's payload format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UserIdKind {
+    /// A binary (an Elixir string): any user id.
+    #[default]
+    String,
+    /// An integer, such as an Ecto primary key: `user_id` holds its decimal
+    /// digits (`"42"`, or `"-7"`; no `+`, no leading zeros).
+    Integer,
+}
+
+impl PartialEq for Session {
+    fn eq(&self, other: &Session) -> bool {
+        // Every field but `charon_terms`, whose content `extra_payload`
+        // already shows.
+        self.id == other.id
+            && self.user_id == other.user_id
+            && self.session_type == other.session_type
+            && self.created_at == other.created_at
+            && self.expires_at == other.expires_at
+            && self.refresh_expires_at == other.refresh_expires_at
+            && self.refreshed_at == other.refreshed_at
+            && self.refresh_token_id == other.refresh_token_id
+            && self.tokens_fresh_from == other.tokens_fresh_from
+            && self.prev_tokens_fresh_from == other.prev_tokens_fresh_from
+            && self.lock_version == other.lock_version
+            && self.extra_payload == other.extra_payload
+            && self.version == other.version
+            && self.user_id_kind == other.user_id_kind
+    }
 }
 
 impl fmt::Debug for Session {
@@ -113,6 +166,7 @@ impl fmt::Debug for Session {
                 &self.extra_payload.keys().collect::<Vec<_>>(),
             )
             .field("version", &self.version)
+            .field("user_id_kind", &self.user_id_kind)
             .finish()
     }
 }
@@ -133,6 +187,8 @@ impl Default for Session {
             lock_version: 0,
             extra_payload: serde_json::Map::new(),
             version: SESSION_VERSION,
+            user_id_kind: UserIdKind::String,
+            charon_terms: CharonTerms::default(),
         }
     }
 }
@@ -148,6 +204,24 @@ impl Session {
     /// `session_type`, `extra_payload`) on the returned value as needed.
     pub fn new_login(user_id: impl Into<String>, refresh_ttl: Duration) -> Session {
         Self::new_login_at(user_id, unix_now(), refresh_ttl)
+    }
+
+    /// Like [`new_login`](Self::new_login) for a user whose id is an integer
+    /// in Charon ([`UserIdKind::Integer`]), as an Elixir service with
+    /// integer primary keys expects it: `user_id` holds its decimal digits.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use charon_sessions::{Session, UserIdKind};
+    ///
+    /// let session = Session::new_login_integer(42, Duration::from_secs(3600));
+    /// assert_eq!((session.user_id.as_str(), session.user_id_kind), ("42", UserIdKind::Integer));
+    /// ```
+    pub fn new_login_integer(user_id: i64, refresh_ttl: Duration) -> Session {
+        Session {
+            user_id_kind: UserIdKind::Integer,
+            ..Self::new_login(user_id.to_string(), refresh_ttl)
+        }
     }
 
     /// Like [`new_login`](Self::new_login) with an explicit `now` (unix seconds).
@@ -214,6 +288,12 @@ impl Session {
     pub fn validate(&self) -> Result<(), StoreError> {
         validate_session_id(&self.id)?;
         validate_user_id(&self.user_id)?;
+        if self.user_id_kind == UserIdKind::Integer && !is_decimal_integer(&self.user_id) {
+            return Err(StoreError::InvalidInput(
+                "user_id must be an integer in decimal digits (no '+', no leading zeros) when user_id_kind is Integer"
+                    .to_owned(),
+            ));
+        }
         validate_session_type(&self.session_type)?;
         if !(1..=MAX_UNIX_TIME).contains(&self.refresh_expires_at) {
             return Err(StoreError::InvalidInput(format!(
@@ -229,6 +309,15 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Whether `text` is an integer as Erlang prints one: an optional `-`, then
+/// digits without a leading zero (`0` itself allowed, `-0` not).
+pub(crate) fn is_decimal_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" && digits.len() == text.len() || !digits.starts_with('0'))
 }
 
 /// The current time in unix seconds.
@@ -455,6 +544,31 @@ mod tests {
         assert!(!shown.contains(&s.refresh_token_id), "{shown}");
         assert!(!shown.contains("SECRET-VALUE"), "{shown}");
         assert!(shown.contains(&s.id) && shown.contains("\"ip\""), "{shown}");
+    }
+
+    #[test]
+    fn integer_user_ids_are_decimal_integers() {
+        for good in ["1", "42", "0", "-7", "123456789012345678901234567890"] {
+            assert!(is_decimal_integer(good), "{good}");
+        }
+        for bad in ["", "-", "+1", "01", "-0", "1.0", "4 2", "x", "١"] {
+            assert!(!is_decimal_integer(bad), "{bad}");
+        }
+        let mut s = Session::new_login_integer(42, Duration::from_secs(60));
+        s.validate().unwrap();
+        s.user_id = "alice".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("user_id") && err.contains("Integer"), "{err}");
+        s.user_id_kind = UserIdKind::String;
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn equality_ignores_kept_charon_terms_but_not_the_user_id_kind() {
+        let s = Session::new_login_at("42", 1_000, Duration::from_secs(60));
+        let mut integer = s.clone();
+        integer.user_id_kind = UserIdKind::Integer;
+        assert_ne!(s, integer);
     }
 
     #[test]

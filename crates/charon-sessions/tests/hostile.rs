@@ -21,7 +21,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use charon_sessions::signing::{self, SigningKey};
 use charon_sessions::{
-    RedisStore, RedisStoreConfig, Session, SessionStore, StoreError, codec, random_id, unix_now,
+    MapKeys, PayloadFormat, RedisStore, RedisStoreConfig, Session, SessionStore, StoreError, codec,
+    random_id, unix_now,
 };
 use charon_sessions_testkit::{Flavor, TestServer};
 use proptest::collection::{btree_map, vec};
@@ -855,6 +856,226 @@ async fn validly_signed_foreign_payloads_are_rejected() {
         started.elapsed().as_secs_f64()
     );
     result.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Decoding Charon's payload format (Erlang terms), through a real Redis 8
+// ---------------------------------------------------------------------------
+
+/// A session in Charon's payload format, as an upsert writes it.
+fn charon_payload(session: &Session) -> Vec<u8> {
+    let mut stored = session.clone();
+    stored.lock_version += 1;
+    codec::encode_as(&stored, PayloadFormat::Charon, MapKeys::Binaries)
+        .expect("arbitrary JSON is representable")
+}
+
+/// Arbitrary sessions in Charon's payload format, each signed with the
+/// store's key after one to three truncations, bit flips or appended bytes
+/// of the Erlang term (so that only decoding and the address check stand
+/// between them and the caller), written at the session's own field next
+/// to nothing else: `get` and `get_all` never fail and never panic; they
+/// return the session exactly when the changed bytes still decode to a
+/// session of that field, user and type (an unchanged term always does,
+/// with every field as written), and nothing otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_charon_terms_are_rejected_or_exact() {
+    const CASES: u32 = 400;
+    let started = Instant::now();
+    let server = TestServer::start(Flavor::Redis);
+    let store = redis_store(&server).await;
+    let conn = Mutex::new(raw(&server).await);
+    let strategy = (session(), vec(mutation(), 0..4));
+    let (tried, unchanged, accepted, rejected) = (
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+    );
+    let result = runner(CASES).run(&strategy, |(session, mutations)| {
+        block_on(async {
+            tried.fetch_add(1, Ordering::Relaxed);
+            let mut conn = conn.lock().unwrap().clone();
+            flushall(&mut conn).await;
+            let original = charon_payload(&session);
+            let mut payload = original.clone();
+            for m in &mutations {
+                m.apply(&mut payload);
+            }
+            let key = key_of(&session.user_id, &session.session_type);
+            let value = signing::sign(&payload, &test_key());
+            let _: () = redis::cmd("HSET")
+                .arg(&key)
+                .arg(&session.id)
+                .arg(&value)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| TestCaseError::fail(format!("HSET: {e}")))?;
+            let got = store
+                .get(&session.id, &session.user_id, &session.session_type)
+                .await
+                .map_err(|e| TestCaseError::fail(format!("get: {e}")))?;
+            let all = store
+                .get_all(&session.user_id, &session.session_type)
+                .await
+                .map_err(|e| TestCaseError::fail(format!("get_all: {e}")))?;
+            prop_assert_eq!(all.len(), usize::from(got.is_some()));
+            if payload == original {
+                unchanged.fetch_add(1, Ordering::Relaxed);
+                let mut expected = session.clone();
+                expected.lock_version += 1;
+                prop_assert_eq!(got.as_ref(), Some(&expected));
+            }
+            match got {
+                Some(s) => {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    prop_assert_eq!(
+                        (s.id.as_str(), s.user_id.as_str(), s.session_type.as_str()),
+                        (
+                            session.id.as_str(),
+                            session.user_id.as_str(),
+                            session.session_type.as_str()
+                        )
+                    );
+                    let decoded = codec::decode(&payload).ok();
+                    prop_assert_eq!(Some(&s), decoded.as_ref());
+                    prop_assert_eq!(&all[0], &s);
+                }
+                None => {
+                    rejected.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(())
+        })
+    });
+    let (tried, unchanged, accepted, rejected) = (
+        tried.load(Ordering::Relaxed),
+        unchanged.load(Ordering::Relaxed),
+        accepted.load(Ordering::Relaxed),
+        rejected.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "FIGURE hostile::mutated_charon_terms_are_rejected_or_exact [redis8]: tried={tried} \
+         unchanged={unchanged} returned={accepted} rejected_as_absent={rejected} errors=0 wrong={} in {:.2} s",
+        u64::from(result.is_err()),
+        started.elapsed().as_secs_f64()
+    );
+    result.unwrap();
+    assert!(unchanged > 0 && rejected > 0, "both outcomes were tried");
+}
+
+/// Validly signed Erlang terms built to hurt a decoder, at a session's
+/// field next to a genuine session in Charon's format: nesting 100 000
+/// deep, length headers claiming 4 billion elements or bytes, a compressed
+/// term that would unpack to 2 GiB (and one just over the 1 MiB limit),
+/// distribution-only tags, another struct, record version 6, a term of
+/// 2 MiB, truncated and trailing bytes. Each is skipped like any invalid
+/// value (`get` is Ok(None), `get_all` gives the genuine session only),
+/// each within a second, the process staying up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_charon_terms_are_skipped() {
+    let server = TestServer::start(Flavor::Redis);
+    let config =
+        RedisStoreConfig::new(server.url(), test_key()).payload_format(PayloadFormat::Charon);
+    let store = RedisStore::connect(config).await.unwrap();
+    let mut conn = raw(&server).await;
+    let mut genuine = login("mallory");
+    store.upsert(&mut genuine).await.unwrap();
+    let good = charon_payload(&login("mallory"));
+    let replace = |from: &[u8], to: &[u8]| {
+        let at = good
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("pattern in the payload");
+        [&good[..at], to, &good[at + from.len()..]].concat()
+    };
+    let compressed = |stated: u32, inflated: &[u8]| {
+        let mut out = vec![0x83, 80];
+        out.extend_from_slice(&stated.to_be_bytes());
+        out.extend_from_slice(&miniz_oxide::deflate::compress_to_vec_zlib(inflated, 9));
+        out
+    };
+    let mut deep = vec![0x83];
+    for _ in 0..100_000 {
+        deep.extend_from_slice(&[104, 1]);
+    }
+    deep.push(106);
+    let zeros = vec![0u8; 64 << 20];
+    let mut big = login("mallory");
+    big.extra_payload
+        .insert("blob".into(), json!("x".repeat(2 << 20)));
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        ("nested 100 000 deep", deep),
+        ("list of 4 billion", vec![0x83, 108, 0xFF, 0xFF, 0xFF, 0xFF]),
+        (
+            "binary of 4 GiB",
+            vec![0x83, 109, 0xFF, 0xFF, 0xFF, 0xFF, 0],
+        ),
+        ("map of 4 billion", vec![0x83, 116, 0xFF, 0xFF, 0xFF, 0xFF]),
+        (
+            "big integer of 4 GiB",
+            vec![0x83, 111, 0xFF, 0xFF, 0xFF, 0xFF, 0],
+        ),
+        ("compressed, 2 GiB stated", compressed(0x8000_0000, &zeros)),
+        (
+            "compressed, 1 MiB + 1",
+            compressed((1 << 20) + 1, &zeros[..(1 << 20) + 1]),
+        ),
+        (
+            "compressed, 64 MiB of zeros stated as 100 bytes",
+            compressed(100, &zeros),
+        ),
+        ("atom cache reference", vec![0x83, 82, 0]),
+        ("distribution header", vec![0x83, 68, 0]),
+        (
+            "another struct",
+            replace(b"Models.Session", b"Models.Sessiom"),
+        ),
+        (
+            "record version 6",
+            replace(b"version\x61\x07", b"version\x61\x06"),
+        ),
+        ("2 MiB term", charon_payload(&big)),
+        ("truncated", good[..good.len() - 1].to_vec()),
+        ("trailing byte", [&good[..], &[106]].concat()),
+    ];
+    for (what, payload) in hostile {
+        let started = Instant::now();
+        let field = random_id();
+        let value = signing::sign(&payload, &test_key());
+        let _: () = redis::cmd("HSET")
+            .arg(key_of("mallory", "full"))
+            .arg(&field)
+            .arg(&value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get(&field, "mallory", "full").await.unwrap(),
+            None,
+            "{what}"
+        );
+        assert_eq!(
+            store.get_all("mallory", "full").await.unwrap(),
+            std::slice::from_ref(&genuine),
+            "{what}"
+        );
+        let _: () = redis::cmd("HDEL")
+            .arg(key_of("mallory", "full"))
+            .arg(&field)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert!(took.as_secs_f64() < 1.0, "{what} took {took:?}");
+    }
+    // The unchanged payload is read (so the cases above differ from it by
+    // what they name).
+    let field = genuine.id.clone();
+    let value = hget(&mut conn, &key_of("mallory", "full"), &field)
+        .await
+        .unwrap();
+    assert_eq!(value[40], 0x83);
 }
 
 // ---------------------------------------------------------------------------

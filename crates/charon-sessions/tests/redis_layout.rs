@@ -23,7 +23,8 @@ use charon_sessions_testkit::{Flavor, TestServer, free_port};
 use redis::aio::MultiplexedConnection;
 
 use common::raw::{
-    Captured, command_calls, data_command_calls, exists, hget, hgetall, hset, key_of, raw, raw_url,
+    Captured, command_calls, data_command_calls, exists, hexpiretime, hget, hgetall, hset, key_of,
+    raw, raw_url,
 };
 use common::{HOUR, login, redis_store, test_key};
 
@@ -80,19 +81,6 @@ async fn setup(flavor: Flavor) -> (TestServer, RedisStore, MultiplexedConnection
     let store = redis_store(&server).await;
     let conn = raw(&server).await;
     (server, store, conn)
-}
-
-/// `HEXPIRETIME key FIELDS n field…`: per field, the absolute expiry in unix
-/// seconds, -1 without expiry, -2 when the field does not exist.
-async fn hexpiretime(conn: &mut MultiplexedConnection, key: &str, fields: &[&str]) -> Vec<i64> {
-    redis::cmd("HEXPIRETIME")
-        .arg(key)
-        .arg("FIELDS")
-        .arg(fields.len())
-        .arg(fields)
-        .query_async(conn)
-        .await
-        .expect("HEXPIRETIME")
 }
 
 /// The lock field of session `id`.

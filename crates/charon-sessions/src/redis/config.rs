@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::codec::{MapKeys, PayloadFormat};
 use crate::session::validate_key_prefix;
 use crate::signing::SigningKey;
 use crate::store::{DEFAULT_MAX_SESSION_SIZE, StoreError};
@@ -84,6 +85,8 @@ pub struct RedisStoreConfig {
     pub(crate) tls_client_certificate: Option<(Vec<u8>, Vec<u8>)>,
     pub(crate) wait_for_replicas: Option<(usize, Duration)>,
     pub(crate) read_from_replicas: bool,
+    pub(crate) payload_format: PayloadFormat,
+    pub(crate) map_keys: MapKeys,
 }
 
 impl RedisStoreConfig {
@@ -171,7 +174,38 @@ impl RedisStoreConfig {
             tls_client_certificate: None,
             wait_for_replicas: None,
             read_from_replicas: false,
+            payload_format: PayloadFormat::Compact,
+            map_keys: MapKeys::Binaries,
         }
+    }
+
+    /// The format [`upsert`](crate::SessionStore::upsert) writes session
+    /// values in. Reads accept every format whatever this says, so it can be
+    /// changed on a running deployment: each session is rewritten in the new
+    /// format at its next refresh.
+    ///
+    /// [`PayloadFormat::Charon`] writes exactly what Charon 4.3's Redis
+    /// store writes, so that an Elixir service using Charon and this store
+    /// share sessions (same key prefix, same base secret); see the README's
+    /// "Sharing sessions with an Elixir Charon service".
+    ///
+    /// Defaults to [`PayloadFormat::Compact`].
+    #[must_use]
+    pub fn payload_format(mut self, payload_format: PayloadFormat) -> Self {
+        self.payload_format = payload_format;
+        self
+    }
+
+    /// With [`PayloadFormat::Charon`], whether maps the application puts in
+    /// `extra_payload` get binary keys (`%{"ip" => …}`) or atom keys
+    /// (`%{ip: …}`) in Erlang. Keys of maps read from Charon keep their
+    /// type either way. Ignored by the compact format.
+    ///
+    /// Defaults to [`MapKeys::Binaries`].
+    #[must_use]
+    pub fn charon_map_keys(mut self, map_keys: MapKeys) -> Self {
+        self.map_keys = map_keys;
+        self
     }
 
     /// The username (or `None` for the default user) and password for the
@@ -622,6 +656,8 @@ impl fmt::Debug for RedisStoreConfig {
             )
             .field("wait_for_replicas", &self.wait_for_replicas)
             .field("read_from_replicas", &self.read_from_replicas)
+            .field("payload_format", &self.payload_format)
+            .field("map_keys", &self.map_keys)
             .finish()
     }
 }
@@ -642,6 +678,8 @@ mod tests {
         assert_eq!(c.replica_wait_connections, 16);
         assert_eq!(c.checkout_timeout, Duration::from_secs(5));
         assert_eq!(c.max_session_size, 65_536);
+        assert_eq!(c.payload_format, PayloadFormat::Compact);
+        assert_eq!(c.map_keys, MapKeys::Binaries);
         c.check().unwrap();
     }
 

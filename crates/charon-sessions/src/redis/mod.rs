@@ -33,7 +33,7 @@ use self::keys::{hash_key, is_lock_field, lock_field};
 use self::replica_wait::ReplicaWaitLane;
 use self::server::ServerInfo;
 use self::topology::Connector;
-use crate::codec;
+use crate::codec::{self, MapKeys, PayloadFormat};
 use crate::session::{Session, unix_now, validate_address, validate_owner};
 use crate::signing::{self, SigningKey};
 use crate::store::StoreError;
@@ -87,6 +87,10 @@ pub struct RedisStore {
     record_user_ids: bool,
     /// `WAIT` after each upsert: replicas and timeout.
     wait_for_replicas: Option<(usize, std::time::Duration)>,
+    /// What upsert writes (reads accept every format).
+    payload_format: PayloadFormat,
+    /// How Charon's format types new map keys in `extra_payload`.
+    map_keys: MapKeys,
 }
 
 impl fmt::Debug for RedisStore {
@@ -158,6 +162,8 @@ impl RedisStore {
             server,
             record_user_ids: config.record_user_ids,
             wait_for_replicas: config.wait_for_replicas,
+            payload_format: config.payload_format,
+            map_keys: config.map_keys,
         })
     }
 
@@ -270,6 +276,17 @@ impl RedisStore {
         }
     }
 
+    /// The new lock version and payload an upsert of `session` writes, in
+    /// the configured format.
+    fn prepare_upsert(&self, session: &Session) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        codec::prepare_upsert_as(
+            session,
+            self.payload_format,
+            self.map_keys,
+            self.max_session_size,
+        )
+    }
+
     fn key(&self, user_id: &str, session_type: &str) -> String {
         hash_key(&self.key_prefix, user_id, session_type)
     }
@@ -365,8 +382,7 @@ impl RedisStore {
     }
 
     async fn upsert_inner(&self, session: &mut Session) -> Result<(), StoreError> {
-        let Some((new_lock, payload)) = codec::prepare_upsert(session, self.max_session_size)?
-        else {
+        let Some((new_lock, payload)) = self.prepare_upsert(session)? else {
             return Ok(());
         };
         let value = signing::sign(&payload, &self.keys[0]);

@@ -11,7 +11,6 @@ use std::fmt;
 
 use super::keys::lock_field;
 use super::{RedisStore, functions};
-use crate::codec;
 use crate::session::Session;
 use crate::signing;
 use crate::store::StoreError;
@@ -44,7 +43,8 @@ impl RedisStore {
 
     /// What [`upsert`](crate::SessionStore::upsert) of `session` would
     /// send, prepared once: the hash key, the fields, the signed value
-    /// (encoding `session` with `lock_version + 1`, as upsert does) and the
+    /// (encoding `session` with `lock_version + 1` in the configured payload
+    /// format, as upsert does) and the
     /// expiry. [`UpsertCommand::cmd`] then builds the `FCALL` for any lock
     /// version, so a tool can replay the same write without encoding or
     /// signing again.
@@ -57,7 +57,7 @@ impl RedisStore {
     /// [`StoreError::InvalidInput`] for an invalid session or one whose
     /// encoding exceeds `max_session_size`, as upsert.
     pub fn upsert_command(&self, session: &Session) -> Result<Option<UpsertCommand>, StoreError> {
-        let Some((_, payload)) = codec::prepare_upsert(session, self.max_session_size)? else {
+        let Some((_, payload)) = self.prepare_upsert(session)? else {
             return Ok(None);
         };
         Ok(Some(UpsertCommand {

@@ -3,7 +3,8 @@
 //!
 //! `store_suite!(factory)` expands one `#[tokio::test]` per behaviour; the
 //! factory is an async fn returning a [`Harness`]. `tests/local.rs`,
-//! `tests/redis8.rs` and `tests/valkey9.rs` each expand it once.
+//! `tests/redis8.rs`, `tests/redis8_charon.rs` (Charon's payload format)
+//! and `tests/valkey9.rs` each expand it once.
 
 #![allow(dead_code)]
 
@@ -65,6 +66,20 @@ pub async fn redis8() -> Harness {
 
 pub async fn valkey9() -> Harness {
     on_server(Flavor::Valkey).await
+}
+
+/// A store on a fresh Redis 8 writing Charon's payload format.
+pub async fn redis8_charon() -> Harness {
+    let server = TestServer::start(Flavor::Redis);
+    let config = RedisStoreConfig::new(server.url(), test_key())
+        .payload_format(charon_sessions::PayloadFormat::Charon);
+    let store = RedisStore::connect(config)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}\nserver log:\n{}", server.log()));
+    Harness {
+        store: Arc::new(store),
+        server: Some(server),
+    }
 }
 
 pub const HOUR: Duration = Duration::from_secs(3600);

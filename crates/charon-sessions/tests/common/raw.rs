@@ -158,3 +158,16 @@ impl Write for Captured {
         Ok(())
     }
 }
+
+/// `HEXPIRETIME key FIELDS n field…`: per field, the absolute expiry in unix
+/// seconds, -1 without expiry, -2 when the field does not exist.
+pub async fn hexpiretime(conn: &mut MultiplexedConnection, key: &str, fields: &[&str]) -> Vec<i64> {
+    redis::cmd("HEXPIRETIME")
+        .arg(key)
+        .arg("FIELDS")
+        .arg(fields.len())
+        .arg(fields)
+        .query_async(conn)
+        .await
+        .expect("HEXPIRETIME")
+}
