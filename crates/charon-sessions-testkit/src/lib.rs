@@ -16,11 +16,13 @@
 mod cli;
 mod cluster;
 pub mod erlang;
+mod netns;
 mod sentinel;
 
 pub use cli::redis_cli;
 pub use cluster::TestCluster;
 pub use erlang::Erlang;
+pub use netns::PartitionedServer;
 pub use sentinel::TestSentinel;
 
 use std::io::{BufRead, BufReader, Read, Write};

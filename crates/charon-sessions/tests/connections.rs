@@ -3,8 +3,9 @@
 //! `max_in_flight` bounds the wait, a closed connection is replaced once in
 //! the background, a server that is down sees no reconnect storm, a timeout
 //! leaves a healthy connection alone, a lost function library is loaded
-//! once for many upserts, no write is ever sent twice, and upserts that
-//! wait for replicas do not hold up the others.
+//! once for many upserts, no write is ever sent twice, upserts that wait
+//! for replicas do not hold up the others, and a server that vanishes
+//! without closing its connections is noticed.
 //!
 //! Each test prints a `FIGURES` line (see with `--no-capture`).
 
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore, StoreError};
-use charon_sessions_testkit::{Flavor, TestServer};
+use charon_sessions_testkit::{Flavor, PartitionedServer, TestServer};
 use redis::aio::MultiplexedConnection;
 
 use common::raw::{client_pause, command_calls, raw};
@@ -862,4 +863,76 @@ async fn upserts_waiting_for_replicas_do_not_hold_up_the_others(flavor: Flavor) 
         "8 upserts share 4 connections: at most two WAITs each ({})",
         ms(slowest_upsert)
     );
+}
+
+/// A server that vanishes without closing the connection (the link to it
+/// cut: its packets dropped, no FIN, no RST) while a command waits for its
+/// answer: the command times out without closing the connection (the
+/// server might only be slow), the kernel closes it once the command has
+/// gone unacknowledged for `TCP_USER_TIMEOUT` (15 s), and from then on
+/// calls fail at once (`Connection`) while the store tries to reconnect;
+/// when the link is back, the store reconnects by itself. Redis 8 in a
+/// network namespace of its own (needs root and iproute2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_vanished_is_noticed_by_the_kernel() {
+    let server = tokio::task::spawn_blocking(|| PartitionedServer::start(Flavor::Redis))
+        .await
+        .unwrap();
+    let store = RedisStore::connect(
+        RedisStoreConfig::new(server.url(), test_key())
+            .pool_size(1)
+            .command_timeout(Duration::from_millis(500))
+            .connect_timeout(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap();
+    let mut s = login("alice");
+    store.upsert(&mut s).await.unwrap();
+
+    server.cut();
+    let cut_at = Instant::now();
+    let mut timeouts = 0;
+    while store.pool_state().reconnecting == 0 {
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(30),
+            "the connection to a vanished server was never closed ({timeouts} timeouts)"
+        );
+        match store.get(&s.id, "alice", "full").await {
+            // Timeouts, then the error of the command in flight when the
+            // kernel gave up on the connection (a broken pipe).
+            Err(StoreError::Connection(e)) => {
+                timeouts += usize::from(e.to_string().contains("timed out"))
+            }
+            other => panic!("while the link is cut: {other:?}"),
+        }
+    }
+    let closed_after = cut_at.elapsed();
+    let started = Instant::now();
+    let err = store
+        .get(&s.id, "alice", "full")
+        .await
+        .expect_err("the link is still cut");
+    let failed_in = started.elapsed();
+
+    server.restore();
+    let restored_at = Instant::now();
+    until_open(&store, 1).await;
+    let back_after = restored_at.elapsed();
+    assert_eq!(store.get(&s.id, "alice", "full").await.unwrap(), Some(s));
+    eprintln!(
+        "FIGURES vanished_server: link cut; {timeouts} calls timed out (500 ms each) until the \
+         kernel closed the connection {} after the cut; then a call failed in {} ({err}); \
+         reconnected {} after the link was restored",
+        ms(closed_after),
+        ms(failed_in),
+        ms(back_after)
+    );
+    assert!(
+        (Duration::from_secs(14)..Duration::from_secs(25)).contains(&closed_after),
+        "closed after {}",
+        ms(closed_after)
+    );
+    assert!(err.is_unavailable(), "{err:?}");
+    // At most one connect attempt (connect_timeout 500 ms) to wait for.
+    assert!(failed_in < Duration::from_secs(1), "{}", ms(failed_in));
 }

@@ -446,7 +446,7 @@ impl RedisStoreConfig {
     }
 
     /// `url` parsed, speaking RESP3 whatever the URL says: it is what lets
-    /// redis-rs tell the pool that an idle connection's socket closed.
+    /// redis-rs tell the store that an idle connection's socket closed.
     pub(crate) fn connection_info(&self, url: &str) -> Result<redis::ConnectionInfo, StoreError> {
         use redis::IntoConnectionInfo as _;
         let info = url
@@ -484,9 +484,13 @@ impl RedisStoreConfig {
     }
 
     /// The redis-rs client for one server at `url`, with the configured TLS
-    /// certificates.
-    pub(crate) fn client(&self, url: &str) -> Result<redis::Client, StoreError> {
-        let info = self.connection_info(url)?;
+    /// certificates and `tcp` socket settings.
+    pub(crate) fn client(
+        &self,
+        url: &str,
+        tcp: redis::io::tcp::TcpSettings,
+    ) -> Result<redis::Client, StoreError> {
+        let info = self.connection_info(url)?.set_tcp_settings(tcp);
         match self.tls_certificates() {
             None => redis::Client::open(info),
             Some(certificates) => redis::Client::build_with_tls(info, certificates),

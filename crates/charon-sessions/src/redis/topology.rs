@@ -7,6 +7,7 @@
 //! business).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -20,6 +21,43 @@ use tokio::sync::Mutex;
 
 use super::config::{RedisStoreConfig, Topology};
 use crate::store::StoreError;
+
+/// How long data sent on a connection may stay unacknowledged by the
+/// server's kernel before ours closes the connection (`TCP_USER_TIMEOUT`).
+#[cfg(target_os = "linux")]
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Idle time before the first keepalive probe, and between probes.
+const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+#[cfg(target_os = "linux")]
+const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// Unanswered probes after which an idle connection is closed.
+#[cfg(target_os = "linux")]
+const TCP_KEEPALIVE_RETRIES: u32 = 3;
+
+/// Socket settings of every data connection.
+///
+/// A command timeout leaves its connection open (the server may just be
+/// slow), so a connection whose peer vanished without closing it (a host
+/// gone, a network that drops its packets) must be closed by the kernel:
+/// after `TCP_USER_TIMEOUT` when commands are waiting for acknowledgement,
+/// after the keepalive probes when it is idle (which also keeps idle
+/// connections alive through NAT and load balancers). The store then
+/// replaces it like any closed connection.
+///
+/// The probe interval, probe count and user timeout are set on Linux; other
+/// systems keep their defaults for them.
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    use redis::io::tcp::socket2::TcpKeepalive;
+    let keepalive = TcpKeepalive::new().with_time(TCP_KEEPALIVE_IDLE);
+    #[cfg(target_os = "linux")]
+    let keepalive = keepalive
+        .with_interval(TCP_KEEPALIVE_INTERVAL)
+        .with_retries(TCP_KEEPALIVE_RETRIES);
+    let settings = redis::io::tcp::TcpSettings::default().set_keepalive(keepalive);
+    #[cfg(target_os = "linux")]
+    let settings = settings.set_user_timeout(TCP_USER_TIMEOUT);
+    settings
+}
 
 /// Called when a connection's socket closed.
 pub(crate) type OnClosed = Arc<dyn Fn() + Send + Sync>;
@@ -79,7 +117,7 @@ impl Connector {
         let invalid = |e: RedisError| StoreError::InvalidInput(format!("topology: {e}"));
         match &config.topology {
             Topology::Single { url } => Ok(Connector::Single {
-                client: config.client(url)?,
+                client: config.client(url, tcp_settings())?,
                 config: connection_config,
             }),
             Topology::Cluster { seeds } => {
@@ -88,6 +126,7 @@ impl Connector {
                     .map(|url| config.connection_info(url))
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut builder = ClusterClientBuilder::new(seeds)
+                    .tcp_settings(tcp_settings())
                     .use_protocol(ProtocolVersion::RESP3)
                     .connection_timeout(config.connect_timeout)
                     .response_timeout(config.command_timeout);
@@ -134,8 +173,9 @@ impl Connector {
                 if let Some(password) = node_password {
                     redis_info = redis_info.set_password(password);
                 }
-                let mut node =
-                    SentinelNodeConnectionInfo::default().set_redis_connection_info(redis_info);
+                let mut node = SentinelNodeConnectionInfo::default()
+                    .set_redis_connection_info(redis_info)
+                    .set_tcp_settings(tcp_settings());
                 if tls {
                     node = node.set_tls_mode(redis::TlsMode::Secure);
                 }
