@@ -1,5 +1,6 @@
 //! The shared connection model, against real servers started by each test:
-//! operations share `pool_size` pipelined connections, a place among
+//! operations share `pool_size` pipelined connections, the commands of
+//! concurrent operations travel in one write, a place among
 //! `max_in_flight` bounds the wait, a closed connection is replaced once in
 //! the background, a server that is down sees no reconnect storm, a timeout
 //! leaves a healthy connection alone, a lost function library is loaded
@@ -52,6 +53,7 @@ macro_rules! on_both_servers {
 
 on_both_servers!(
     pool_size_connections_serve_any_concurrency,
+    concurrent_commands_share_a_write_and_keep_their_replies,
     max_in_flight_bounds_the_wait_with_pool_timeout,
     a_closed_connection_is_replaced_once_while_the_others_serve,
     an_idle_store_reopens_its_connections_after_a_restart,
@@ -249,6 +251,113 @@ async fn pool_size_connections_serve_any_concurrency(flavor: Flavor) {
         drop(store);
         settle_on_clients(&mut conn, 0).await;
     }
+}
+
+/// `INFO stats` `total_reads_processed`: the reads the server made from
+/// client sockets so far.
+async fn reads_processed(conn: &mut MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_reads_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO stats has total_reads_processed")
+}
+
+/// The commands of concurrent operations travel together, and each keeps
+/// its own reply. 32 tasks on one shared connection, each reading its
+/// session back to back 200 times (a closed loop, where each operation
+/// sends its next command as soon as its reply is in): the server reads
+/// the 6 400 commands in far fewer reads than commands (redis-rs alone,
+/// woken by each command in turn, writes nearly each one on its own). Then
+/// 64 reads of a session and 64 raw `HGET`s of a string key (answered
+/// with `WRONGTYPE`), all at once: every read gets its session and every
+/// `HGET` its error.
+async fn concurrent_commands_share_a_write_and_keep_their_replies(flavor: Flavor) {
+    const TASKS: usize = 32;
+    const ROUNDS: usize = 200;
+    let server = TestServer::start(flavor);
+    let mut conn = raw(&server).await;
+    let store = RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()).pool_size(1))
+        .await
+        .unwrap();
+    let mut sessions = Vec::new();
+    for k in 0..64 {
+        let mut s = login(&format!("batch-{k}"));
+        store.upsert(&mut s).await.unwrap();
+        sessions.push(s);
+    }
+
+    let before = reads_processed(&mut conn).await;
+    let loops: Vec<_> = sessions[..TASKS]
+        .iter()
+        .map(|s| {
+            let (store, s) = (store.clone(), s.clone());
+            tokio::spawn(async move {
+                for _ in 0..ROUNDS {
+                    let found = store.get(&s.id, &s.user_id, "full").await.unwrap();
+                    assert_eq!(found.as_ref(), Some(&s), "each read gets its own reply");
+                }
+            })
+        })
+        .collect();
+    for task in loops {
+        task.await.unwrap();
+    }
+    // The INFO command itself is one read.
+    let reads = reads_processed(&mut conn).await - before - 1;
+    let commands = (TASKS * ROUNDS) as u64;
+
+    redis::cmd("SET")
+        .arg("a-string")
+        .arg("x")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let reads_of_sessions: Vec<_> = sessions
+        .iter()
+        .map(|s| {
+            let (store, s) = (store.clone(), s.clone());
+            tokio::spawn(async move { (store.get(&s.id, &s.user_id, "full").await, s) })
+        })
+        .collect();
+    let wrong_types: Vec<_> = (0..64)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut cmd = redis::cmd("HGET");
+                cmd.arg("a-string").arg("field");
+                store.run_command::<Option<String>>(&cmd).await
+            })
+        })
+        .collect();
+    for read in reads_of_sessions {
+        let (found, s) = read.await.unwrap();
+        assert_eq!(
+            found.unwrap().as_ref(),
+            Some(&s),
+            "each read gets its own reply"
+        );
+    }
+    for wrong in wrong_types {
+        match wrong.await.unwrap() {
+            Err(StoreError::Server(e)) => assert!(e.to_string().contains("WRONGTYPE"), "{e}"),
+            other => panic!("expected WRONGTYPE, got {other:?}"),
+        }
+    }
+    eprintln!(
+        "FIGURES batching {flavor:?}: {TASKS} tasks reading back to back on one connection: \
+         {commands} commands reached the server in {reads} reads ({:.1} commands per read)",
+        commands as f64 / reads as f64
+    );
+    // Without gathering, redis-rs alone gets 3–9 commands per read here.
+    assert!(
+        reads * 10 <= commands,
+        "{reads} reads for {commands} commands"
+    );
 }
 
 /// With `max_in_flight` 4 and a checkout timeout of 200 ms, while the

@@ -32,6 +32,7 @@ use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
+use super::batch::Batcher;
 use super::topology::{Connector, Node, OnClosed};
 use crate::store::StoreError;
 use crate::telemetry;
@@ -102,6 +103,9 @@ enum SlotState {
 struct Live {
     node: Node,
     health: Arc<Health>,
+    /// Gathers concurrent commands into one write (one server; a cluster
+    /// connection routes each command to its own node and is not batched).
+    batcher: Option<Arc<Batcher>>,
 }
 
 /// Whether a connection closed, shared with its disconnection notice.
@@ -304,7 +308,7 @@ impl Shared {
     ///
     /// `Ok(None)` when none is open but one is being opened (or is about to
     /// be); the last attempt's error when every connection is down.
-    fn pick(&self) -> Result<Option<(Node, Arc<Health>, usize)>, StoreError> {
+    fn pick(&self) -> Result<Option<(Arc<SlotState>, usize)>, StoreError> {
         let n = self.slots.len();
         let start = if n == 1 {
             0
@@ -318,7 +322,7 @@ impl Shared {
             let state = self.slots[index].state.load();
             match &**state {
                 SlotState::Open(live) if !live.health.closed.load(Ordering::Acquire) => {
-                    return Ok(Some((live.node.clone(), Arc::clone(&live.health), index)));
+                    return Ok(Some((arc_swap::Guard::into_inner(state), index)));
                 }
                 SlotState::Open(_) | SlotState::Connecting => pending = true,
                 SlotState::Down(e) => {
@@ -350,7 +354,12 @@ impl Shared {
         // Boxed: opening a connection (a cluster's or through the sentinels
         // especially) is a future of several kilobytes.
         let node = Box::pin(this.connector.connect(Some(on_closed))).await?;
-        Ok(Live { node, health })
+        let batcher = (!node.is_cluster()).then(Arc::default);
+        Ok(Live {
+            node,
+            health,
+            batcher,
+        })
     }
 
     /// The connection of slot `index` with `health` closed (`error`: the
@@ -459,8 +468,8 @@ pub(crate) struct Place<'a> {
 /// Sending through it notices a connection that dropped and starts its
 /// replacement.
 pub(crate) struct Lease<'a> {
-    node: Node,
-    health: Arc<Health>,
+    /// Always [`SlotState::Open`].
+    state: Arc<SlotState>,
     index: usize,
     shared: &'a Arc<Shared>,
     _place: Place<'a>,
@@ -469,21 +478,34 @@ pub(crate) struct Lease<'a> {
 impl<'a> Lease<'a> {
     fn new(
         shared: &'a Arc<Shared>,
-        (node, health, index): (Node, Arc<Health>, usize),
+        (state, index): (Arc<SlotState>, usize),
         place: Place<'a>,
     ) -> Self {
         Lease {
-            node,
-            health,
+            state,
             index,
             shared,
             _place: place,
         }
     }
 
-    /// Sends one command and returns its reply.
-    pub(crate) async fn send(&mut self, cmd: &Cmd) -> Result<Value, RedisError> {
-        let result = self.node.send(cmd).await;
+    fn live(&self) -> &Live {
+        match &*self.state {
+            SlotState::Open(live) => live,
+            SlotState::Connecting | SlotState::Down(_) => {
+                unreachable!("a lease is only made of an open connection")
+            }
+        }
+    }
+
+    /// Sends one command, in one write with those of the other operations
+    /// sending at the same time, and returns its reply.
+    pub(crate) async fn send(&mut self, cmd: Cmd) -> Result<Value, RedisError> {
+        let live = self.live();
+        let result = match &live.batcher {
+            Some(batcher) => batcher.send(&live.node, &self.shared.runtime, cmd).await,
+            None => live.node.clone().send(&cmd).await,
+        };
         self.observe(&result);
         result
     }
@@ -493,10 +515,11 @@ impl<'a> Lease<'a> {
     /// (a slow command, a paused or busy server), its other commands are
     /// unaffected, and redis-rs discards the late reply.
     fn observe<T>(&self, result: &Result<T, RedisError>) {
+        let live = self.live();
         if let Err(e) = result
-            && closes_connection(e, self.node.is_cluster())
+            && closes_connection(e, live.node.is_cluster())
         {
-            Shared::closed(self.shared, self.index, &self.health, Some(e));
+            Shared::closed(self.shared, self.index, &live.health, Some(e));
         }
     }
 }
@@ -512,9 +535,15 @@ pub(crate) fn closes_connection(e: &RedisError, cluster: bool) -> bool {
     e.is_unrecoverable_error() || (!cluster && matches!(e.code(), Some("READONLY" | "MASTERDOWN")))
 }
 
+/// Sends straight to the connection, without batching: for the rare
+/// commands that are not an operation's (`FUNCTION LOAD`).
 impl ConnectionLike for Lease<'_> {
     fn req_packed_command<'b>(&'b mut self, cmd: &'b Cmd) -> RedisFuture<'b, Value> {
-        Box::pin(self.send(cmd))
+        Box::pin(async move {
+            let result = self.live().node.clone().send(cmd).await;
+            self.observe(&result);
+            result
+        })
     }
 
     fn req_packed_commands<'b>(
@@ -524,13 +553,18 @@ impl ConnectionLike for Lease<'_> {
         count: usize,
     ) -> RedisFuture<'b, Vec<Value>> {
         Box::pin(async move {
-            let result = self.node.req_packed_commands(cmd, offset, count).await;
+            let result = self
+                .live()
+                .node
+                .clone()
+                .req_packed_commands(cmd, offset, count)
+                .await;
             self.observe(&result);
             result
         })
     }
 
     fn get_db(&self) -> i64 {
-        self.node.get_db()
+        self.live().node.get_db()
     }
 }

@@ -11,6 +11,7 @@
 //! once after re-registering a lost function library.
 
 pub(crate) mod acl;
+pub(crate) mod batch;
 pub(crate) mod config;
 pub(crate) mod connections;
 pub(crate) mod functions;
@@ -214,7 +215,7 @@ impl RedisStore {
     }
 
     /// Runs one command on a shared connection.
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+    async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
         let mut lease = self.connections.lease().await?;
         let reply = lease.send(cmd).await;
         // The place in flight ends with the reply, before it is converted.
@@ -225,55 +226,79 @@ impl RedisStore {
         redis::from_redis_value(value).map_err(|e| store_error(e.into()))
     }
 
-    /// Runs the upsert `cmd` (with `WAIT` when configured): on a shared
-    /// connection, or on one of the replica-wait lane's. Loads a lost
-    /// function library (once, however many upserts found it missing) and
-    /// retries once. Returns the function's reply and, with `WAIT`, how
-    /// many replicas acknowledged.
-    async fn run_upsert(&self, cmd: &redis::Cmd) -> Result<(i64, Option<usize>), StoreError> {
+    /// Runs the upsert command `make_cmd` builds (with `WAIT` when
+    /// configured): on a shared connection, or on one of the replica-wait
+    /// lane's. Loads a lost function library (once, however many upserts
+    /// found it missing) and retries once. Returns the function's reply
+    /// and, with `WAIT`, how many replicas acknowledged.
+    async fn run_upsert(
+        &self,
+        make_cmd: impl Fn() -> redis::Cmd,
+    ) -> Result<(i64, Option<usize>), StoreError> {
         let seen = self.reloader.generation();
         let place = self.connections.place().await?;
-        match (&self.replica_wait, self.wait_for_replicas) {
-            (Some(lane), Some(wait)) => {
-                let remaining = self.connections.remaining(&place);
-                let checkout_timeout = self.connections.checkout_timeout();
-                let mut conn = lane.get(remaining, checkout_timeout).await?;
-                self.upsert_on(&mut *conn, cmd, Some(wait), seen).await
-            }
-            _ => {
-                let mut lease = self.connections.lease_with(place).await?;
-                self.upsert_on(&mut lease, cmd, None, seen).await
-            }
+        if let (Some(lane), Some(wait)) = (&self.replica_wait, self.wait_for_replicas) {
+            let remaining = self.connections.remaining(&place);
+            let checkout_timeout = self.connections.checkout_timeout();
+            let mut conn = lane.get(remaining, checkout_timeout).await?;
+            let cmd = make_cmd();
+            return match functions::call_upsert(&mut *conn, &cmd, Some(wait)).await {
+                Err(e) if functions::is_function_not_found(&e) => {
+                    self.reload_library(seen, &mut *conn).await?;
+                    functions::call_upsert(&mut *conn, &cmd, Some(wait))
+                        .await
+                        .map_err(store_error)
+                }
+                result => result.map_err(store_error),
+            };
         }
+        let mut lease = self.connections.lease_with(place).await?;
+        let reply = match lease
+            .send(make_cmd())
+            .await
+            .and_then(redis::Value::extract_error)
+        {
+            Err(e) if functions::is_function_not_found(&e) => {
+                self.reload_library(seen, &mut lease).await?;
+                lease
+                    .send(make_cmd())
+                    .await
+                    .and_then(redis::Value::extract_error)
+            }
+            result => result,
+        }
+        .map_err(store_error)?;
+        drop(lease);
+        let written = redis::from_redis_value(reply).map_err(|e| store_error(e.into()))?;
+        Ok((written, None))
     }
 
-    /// [`run_upsert`](Self::run_upsert) on `conn`; `seen` is the
-    /// reloader's generation from before the `FCALL` was sent.
-    async fn upsert_on(
+    /// Loads the function library on `conn` after an `FCALL` found it
+    /// missing, unless a load finished since `seen` (the reloader's
+    /// generation from before that `FCALL` was sent).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::FunctionLibraryMissing`] when the store may not load
+    /// it; the load's error.
+    async fn reload_library(
         &self,
-        conn: &mut impl ConnectionLike,
-        cmd: &redis::Cmd,
-        wait: Option<(usize, std::time::Duration)>,
         seen: u64,
-    ) -> Result<(i64, Option<usize>), StoreError> {
-        match functions::call_upsert(conn, cmd, wait).await {
-            Err(e) if functions::is_function_not_found(&e) && !self.register_functions => Err(
-                StoreError::FunctionLibraryMissing(functions::LIBRARY.name.clone()),
-            ),
-            Err(e) if functions::is_function_not_found(&e) => {
-                if self.reloader.reload(seen, functions::load(conn)).await? {
-                    warn!(
-                        library = %functions::LIBRARY.name,
-                        "function library missing on the server (restart, FUNCTION FLUSH or failover): registering it again"
-                    );
-                    telemetry::function_registered();
-                }
-                functions::call_upsert(conn, cmd, wait)
-                    .await
-                    .map_err(store_error)
-            }
-            result => result.map_err(store_error),
+        conn: &mut impl ConnectionLike,
+    ) -> Result<(), StoreError> {
+        if !self.register_functions {
+            return Err(StoreError::FunctionLibraryMissing(
+                functions::LIBRARY.name.clone(),
+            ));
         }
+        if self.reloader.reload(seen, functions::load(conn)).await? {
+            warn!(
+                library = %functions::LIBRARY.name,
+                "function library missing on the server (restart, FUNCTION FLUSH or failover): registering it again"
+            );
+            telemetry::function_registered();
+        }
+        Ok(())
     }
 
     /// The new lock version and payload an upsert of `session` writes, in
@@ -376,7 +401,7 @@ impl RedisStore {
         let key = self.key(user_id, session_type);
         let mut cmd = redis::cmd("HGET");
         cmd.arg(&key).arg(session_id);
-        let value: Option<Vec<u8>> = self.query(&cmd).await?;
+        let value: Option<Vec<u8>> = self.query(cmd).await?;
         Ok(value
             .and_then(|v| self.open_value(&key, session_id, user_id, session_type, &v, unix_now())))
     }
@@ -387,15 +412,18 @@ impl RedisStore {
         };
         let value = signing::sign(&payload, &self.keys[0]);
         let key = self.key(&session.user_id, &session.session_type);
-        let cmd = functions::upsert_cmd(
-            &key,
-            &session.id,
-            &lock_field(&session.id),
-            new_lock,
-            &value,
-            session.refresh_expires_at,
-        );
-        let (written, acknowledged) = self.run_upsert(&cmd).await?;
+        let lock_field = lock_field(&session.id);
+        let make_cmd = || {
+            functions::upsert_cmd(
+                &key,
+                &session.id,
+                &lock_field,
+                new_lock,
+                &value,
+                session.refresh_expires_at,
+            )
+        };
+        let (written, acknowledged) = self.run_upsert(make_cmd).await?;
         let wait = self.wait_for_replicas;
         if written != 1 {
             return Err(StoreError::Conflict);
@@ -423,7 +451,7 @@ impl RedisStore {
         cmd.arg(self.key(user_id, session_type))
             .arg(session_id)
             .arg(lock_field(session_id));
-        self.query::<()>(&cmd).await?;
+        self.query::<()>(cmd).await?;
         Ok(())
     }
 
@@ -436,7 +464,7 @@ impl RedisStore {
         let key = self.key(user_id, session_type);
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(&key);
-        let fields: Vec<(Vec<u8>, Vec<u8>)> = self.query(&cmd).await?;
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = self.query(cmd).await?;
         let now = unix_now();
         Ok(fields
             .into_iter()
@@ -462,7 +490,7 @@ impl RedisStore {
         validate_owner(user_id, session_type)?;
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.key(user_id, session_type));
-        self.query::<()>(&cmd).await?;
+        self.query::<()>(cmd).await?;
         Ok(())
     }
 }

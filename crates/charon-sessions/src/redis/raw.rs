@@ -38,7 +38,7 @@ impl RedisStore {
         &self,
         cmd: &::redis::Cmd,
     ) -> Result<T, StoreError> {
-        self.query(cmd).await
+        self.query(cmd.clone()).await
     }
 
     /// What [`upsert`](crate::SessionStore::upsert) of `session` would

@@ -271,6 +271,19 @@ impl Node {
             Node::Cluster(c) => c.req_packed_command(cmd).await,
         }
     }
+
+    /// Sends the `count` commands of `pipeline` in one write and returns
+    /// their replies in order (a server error is its command's reply).
+    pub(crate) async fn send_pipeline(
+        &mut self,
+        pipeline: &redis::Pipeline,
+        count: usize,
+    ) -> Result<Vec<Value>, RedisError> {
+        match self {
+            Node::Single(c) => c.send_packed_commands(pipeline, 0, count).await,
+            Node::Cluster(c) => c.req_packed_commands(pipeline, 0, count).await,
+        }
+    }
 }
 
 impl ConnectionLike for Node {
