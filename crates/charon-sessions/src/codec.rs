@@ -8,8 +8,8 @@
 //!   array of the [`Session`] fields in a fixed order, `extra_payload` as a
 //!   MessagePack map (floats as 64-bit floats, so numbers come back bit for
 //!   bit). Field names are not stored: the typical session of the
-//!   benchmarks encodes to 264 bytes, against 434 as MessagePack with names
-//!   and 547 as JSON (figures in `docs/bench/codec.md`).
+//!   benchmarks encodes to 263 bytes (the criterion benchmark
+//!   `benches/client_cpu.rs` prints the size).
 //! * [`FORMAT_TERM`] (`0x83`, 131): Charon's own format,
 //!   `:erlang.term_to_binary(%Charon.Models.Session{})` in Erlang's External
 //!   Term Format, which an Elixir service using Charon 4.x reads and writes
