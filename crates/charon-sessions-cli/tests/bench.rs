@@ -1,7 +1,7 @@
 //! `charon-sessions bench` end to end: the built binary against a real
 //! Redis 8, with short phases. Checks what the figures must show whatever
 //! the machine's speed (every operation ran, none failed, the connection
-//! count kept the pool's promise, the data set is intact); never timings.
+//! count kept the store's promise, the data set is intact); never timings.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -35,7 +35,7 @@ fn read_json(path: &Path) -> Value {
 }
 
 /// Checks one phase: every operation of `ops` ran and none failed, and the
-/// connections seen never exceeded what the pool promises.
+/// connections seen never exceeded what the store promises.
 fn check_phase(phase: &Value, target: &str, ops: &[&str], commands: &[&str], text: &str) {
     assert_eq!(phase["target"], target, "{phase}");
     assert!(phase["elapsed_s"].as_f64().unwrap() > 0.0, "{phase}");
@@ -86,13 +86,13 @@ fn check_phase(phase: &Value, target: &str, ops: &[&str], commands: &[&str], tex
     assert!(max >= 1, "{conns}");
     assert!(
         max <= conns["promised"].as_u64().unwrap(),
-        "more connections than the pool promises: {conns}"
+        "more connections than the store promises: {conns}"
     );
     assert!(conns["samples"].as_u64().unwrap() >= 1, "{conns}");
 }
 
 /// A short run with the baseline: every operation ran on both sides with no
-/// error, ratios are reported, at most the pool's promised connections were
+/// error, ratios are reported, at most the store's promised connections were
 /// open, and afterwards every seeded user still has all its sessions.
 #[test]
 fn bench_with_baseline_reports_every_operation_and_keeps_the_data_set() {

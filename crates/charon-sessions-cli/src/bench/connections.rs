@@ -1,5 +1,5 @@
 //! Counting the store's connections during a phase: a connection of its
-//! own, outside the pool, names itself [`SAMPLER_NAME`] (`CLIENT SETNAME`),
+//! own, outside the store, names itself [`SAMPLER_NAME`] (`CLIENT SETNAME`),
 //! runs `CLIENT LIST` every 100 ms and counts the redis-rs clients
 //! (`lib-name=redis-rs`, which redis-rs sets on every connection) not so
 //! named. The highest count is compared with what the store promises,

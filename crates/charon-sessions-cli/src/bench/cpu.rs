@@ -44,7 +44,7 @@ impl CpuUse {
 }
 
 impl CpuMark {
-    /// Reads both counters now (`INFO cpu` through the store's pool).
+    /// Reads both counters now (`INFO cpu` through the store's connections).
     pub async fn now(store: &RedisStore) -> CpuMark {
         let server = server_cpu(store).await;
         CpuMark {

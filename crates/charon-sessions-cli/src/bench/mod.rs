@@ -4,7 +4,7 @@
 //! A run seeds `users × sessions_per_user` sessions ([`dataset`]), then
 //! `concurrency` tasks draw operations from the mix ([`mix`]) and run them
 //! back to back for the duration ([`driver`]) against the store or, with
-//! `--baseline`, also against the bare commands on the same pool
+//! `--baseline`, also against the bare commands on the same connections
 //! ([`target`]), while `CLIENT LIST` counts the connections
 //! ([`connections`]) and the CPU time of both sides is read ([`cpu`]).
 //! With a baseline, each target gets a data set of its own on disjoint
@@ -111,7 +111,7 @@ pub struct BenchArgs {
 
     /// Also run the bare Redis commands each operation is made of (HGET,
     /// FCALL with a precomputed value, HGETALL, HDEL) at the same
-    /// concurrency on the same pool, interleaved with the store in
+    /// concurrency on the same connections, interleaved with the store in
     /// `--rounds` rounds, and report the store as a ratio of it.
     #[arg(long)]
     baseline: bool,

@@ -1,6 +1,6 @@
 //! What a phase runs each operation against: the store, or the bare Redis
 //! commands the store's operations are made of (the baseline), on the same
-//! pool and client.
+//! connections and client.
 //!
 //! Only the operation itself is timed. Untimed: rotating the refresh token
 //! before an upsert (the application's work), and creating a deleted
