@@ -22,7 +22,7 @@ use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore, Store
 use charon_sessions_testkit::{Flavor, PartitionedServer, TestServer};
 use redis::aio::MultiplexedConnection;
 
-use common::raw::{client_pause, command_calls, raw};
+use common::raw::{client_pause, command_calls, function_flush, kill_client, raw};
 use common::{HOUR, login, test_key};
 
 /// Expands each listed behaviour into one test per server flavour.
@@ -505,13 +505,7 @@ async fn a_closed_connection_is_replaced_once_while_the_others_serve(flavor: Fla
 
     let victim = *ids.iter().next().unwrap();
     let kill_at = t0.elapsed();
-    redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(victim)
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    kill_client(&mut conn, victim).await;
     let replaced_in = until_open(&store, 4).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     stop.store(true, Ordering::Relaxed);
@@ -780,11 +774,7 @@ async fn a_lost_function_library_is_loaded_once_for_many_upserts(flavor: Flavor)
     let store = RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()).pool_size(2))
         .await
         .unwrap();
-    redis::cmd("FUNCTION")
-        .arg("FLUSH")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    function_flush(&mut conn).await;
     let before = command_calls(&mut conn).await;
     let tasks: Vec<_> = (0..UPSERTS)
         .map(|k| {
@@ -847,13 +837,7 @@ async fn a_write_whose_connection_dropped_is_never_sent_again(flavor: Flavor) {
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(victim)
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    kill_client(&mut conn, victim).await;
     let (s, result) = upsert.await.unwrap();
     assert!(
         matches!(result, Err(StoreError::Connection(_))),

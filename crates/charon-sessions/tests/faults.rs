@@ -30,7 +30,7 @@ use charon_sessions_testkit::{Flavor, TestServer};
 use redis::aio::MultiplexedConnection;
 use tokio::task::JoinHandle;
 
-use common::raw::{command_calls, raw};
+use common::raw::{command_calls, kill_other_clients, raw};
 use common::{HOUR, login, test_key};
 
 // ---------------------------------------------------------------------------
@@ -961,15 +961,7 @@ async fn killed_connections_under_load(flavor: Flavor) {
     let mut kills = 0;
     let mut killed_clients = 0;
     while shared.t0.elapsed() < kills_from + Duration::from_secs(2) {
-        let n: i64 = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("TYPE")
-            .arg("normal")
-            .arg("SKIPME")
-            .arg("yes")
-            .query_async(&mut conn)
-            .await
-            .expect("CLIENT KILL");
+        let n = kill_other_clients(&mut conn).await;
         kills += 1;
         killed_clients += n;
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -23,8 +23,8 @@ use charon_sessions_testkit::{Flavor, TestServer, free_port};
 use redis::aio::MultiplexedConnection;
 
 use common::raw::{
-    Captured, command_calls, data_command_calls, exists, hexpiretime, hget, hgetall, hset, key_of,
-    raw, raw_url,
+    Captured, command_calls, data_command_calls, exists, function_flush, hexpiretime, hget,
+    hgetall, hset, key_of, raw, raw_url,
 };
 use common::{HOUR, login, redis_store, test_key};
 
@@ -375,11 +375,7 @@ async fn function_library_is_restored_with_wait_for_replicas(flavor: Flavor) {
     )
     .await
     .unwrap();
-    redis::cmd("FUNCTION")
-        .arg("FLUSH")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    function_flush(&mut conn).await;
 
     let before = command_calls(&mut conn).await;
     let mut session = login("alice");

@@ -21,7 +21,7 @@ use charon_sessions::{LocalStore, RedisStore, RedisStoreConfig, SessionStore};
 use charon_sessions_testkit::{Flavor, TestServer};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
-use common::raw::{Captured, hset, key_of, raw};
+use common::raw::{Captured, function_flush, hset, key_of, kill_other_clients, raw};
 use common::{login, test_key};
 
 /// What one test recorded: metrics by `name{label=value,...}`, and the log.
@@ -248,16 +248,7 @@ async fn replaced_connections_are_counted(flavor: Flavor) {
         .unwrap();
     let mut conn = raw(&server).await;
     let recorded = recording(async {
-        let killed: i64 = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("TYPE")
-            .arg("normal")
-            .arg("SKIPME")
-            .arg("yes")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(killed, 2);
+        assert_eq!(kill_other_clients(&mut conn).await, 2);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while store.pool_state().connections < 2 {
             assert!(
@@ -316,11 +307,7 @@ async fn rejections_and_reregistrations_are_counted(flavor: Flavor) {
         assert!(store.get(&bob.id, "alice", "full").await.unwrap().is_none());
         assert!(store.get_all("alice", "full").await.unwrap().is_empty());
 
-        let _: () = redis::cmd("FUNCTION")
-            .arg("FLUSH")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        function_flush(&mut conn).await;
         let mut carol = login("carol");
         store.upsert(&mut carol).await.unwrap();
         let mut dave = login("dave");

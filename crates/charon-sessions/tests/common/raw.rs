@@ -80,6 +80,40 @@ pub async fn client_pause(conn: &mut MultiplexedConnection, millis: u64, mode: &
         .expect("CLIENT PAUSE");
 }
 
+/// `FUNCTION FLUSH`: the server forgets every function library.
+pub async fn function_flush(conn: &mut MultiplexedConnection) {
+    redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async::<()>(conn)
+        .await
+        .expect("FUNCTION FLUSH");
+}
+
+/// `CLIENT KILL TYPE normal SKIPME yes`: closes every other client's
+/// connection; returns how many.
+pub async fn kill_other_clients(conn: &mut MultiplexedConnection) -> i64 {
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async(conn)
+        .await
+        .expect("CLIENT KILL TYPE normal")
+}
+
+/// `CLIENT KILL ID <id>`: closes one client's connection.
+pub async fn kill_client(conn: &mut MultiplexedConnection, id: u64) {
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .query_async::<()>(conn)
+        .await
+        .expect("CLIENT KILL ID");
+}
+
 /// `INFO commandstats` as command → calls + rejected calls (every request
 /// the server received for it), all commands.
 pub async fn command_calls(conn: &mut MultiplexedConnection) -> BTreeMap<String, u64> {
