@@ -2,7 +2,8 @@
 //! Linux network namespace of its own, reachable from the test over a veth
 //! pair. Cutting the link (the namespace's end set down) makes the server
 //! vanish without a word: no FIN, no RST, packets to it are dropped, as
-//! when a host dies or a network partitions. Needs root and iproute2's `ip`.
+//! when a host dies or a network partitions. Needs iproute2's `ip` and root
+//! (or `sudo` without a password).
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -25,9 +26,25 @@ pub struct PartitionedServer {
     child: Option<Child>,
 }
 
-/// Runs `ip` with `args`, panicking with its output when it fails.
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
+/// `program`, through `sudo -n` unless this process runs as root.
+fn privileged(program: &str) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
+    if root {
+        Command::new(program)
+    } else {
+        let mut cmd = Command::new("sudo");
+        cmd.args(["-n", program]);
+        cmd
+    }
+}
+
+/// Runs `ip` with `args` and returns its output, panicking with its error
+/// output when it fails.
+fn ip(args: &[&str]) -> String {
+    let out = privileged("ip")
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run ip (iproute2): {e}"));
@@ -37,6 +54,27 @@ fn ip(args: &[&str]) {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Deletes the namespaces (and kills their processes) that test processes
+/// no longer running left behind, for example when they were killed.
+fn remove_stale_namespaces() {
+    for line in ip(&["netns", "list"]).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = name.strip_prefix("charon-") else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        for leftover in ip(&["netns", "pids", name]).split_whitespace() {
+            let _ = privileged("kill").args(["-9", leftover]).status();
+        }
+        let _ = privileged("ip").args(["netns", "del", name]).status();
+    }
 }
 
 impl PartitionedServer {
@@ -54,6 +92,7 @@ impl PartitionedServer {
         // A /30 of its own per process: 10.(id / 64 % 256).(id % 64 * 4).0/30.
         let net = format!("10.{}.{}", 100 + (id / 64) % 150, (id % 64) * 4);
         let address = format!("{net}.2");
+        remove_stale_namespaces();
         ip(&["netns", "add", &namespace]);
         let mut server = PartitionedServer {
             namespace,
@@ -93,7 +132,7 @@ impl PartitionedServer {
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
 
         let log = server.dir.path().join("server.log");
-        let child = Command::new("ip")
+        let child = privileged("ip")
             .args(["netns", "exec", &ns])
             .arg(&binary)
             .args(["--port", &server.port.to_string()])
@@ -154,7 +193,7 @@ impl Drop for PartitionedServer {
             let _ = child.wait();
         }
         // Deleting the namespace deletes the veth pair with it.
-        let _ = Command::new("ip")
+        let _ = privileged("ip")
             .args(["netns", "del", &self.namespace])
             .status();
     }

@@ -300,13 +300,18 @@ impl RedisStoreConfig {
         self
     }
 
-    /// Most operations in flight at once (sent and not yet answered, or
-    /// being prepared to send), over all connections. An operation beyond
+    /// Most operations in flight at once on the shared connections (sent
+    /// and not yet answered, or being prepared to send). An operation beyond
     /// the limit waits for a place, at most
     /// [`checkout_timeout`](Self::checkout_timeout), then fails with
-    /// [`StoreError::PoolTimeout`]. The limit keeps an overloaded or stalled
-    /// server from collecting an unbounded queue of commands (and the
-    /// application an unbounded queue of waiting requests). At least 1.
+    /// [`StoreError::PoolTimeout`]. The limit bounds the callers waiting on
+    /// the store, and so the commands it adds to a slow server's queue; an
+    /// operation that gave up (its `command_timeout` passed, or its caller
+    /// dropped it) frees its place even though its command, once written,
+    /// still waits on the server. Upserts that
+    /// [wait for replicas](Self::wait_for_replicas) are bounded by
+    /// [`replica_wait_connections`](Self::replica_wait_connections) instead.
+    /// At least 1.
     ///
     /// Defaults to 1024.
     #[must_use]

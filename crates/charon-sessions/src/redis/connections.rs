@@ -9,17 +9,20 @@
 //! operations share a few sockets and the server reads and answers them in
 //! batches.
 //!
-//! A connection whose socket closed (the RESP3 disconnection notice, which
-//! redis-rs delivers even while the connection sits idle, or a command that
-//! failed because the connection dropped) is replaced by one background
-//! task, whoever noticed first. While it reconnects, operations use the
-//! other connections; with none open they wait for the first attempt, and
-//! while the server stays unreachable they fail at once with
-//! [`StoreError::Connection`] and the task tries again with a growing delay
-//! (`RECONNECT_DELAY_MIN` doubling to `RECONNECT_DELAY_MAX`): one attempt per
-//! connection at a time, never one per operation. A command that timed out
-//! leaves its connection alone: the other commands on it are unaffected, and
-//! redis-rs discards the late reply.
+//! A connection is replaced by one background task, whoever noticed first,
+//! when its socket closed (the RESP3 disconnection notice, which redis-rs
+//! delivers even while the connection sits idle, or a command that failed
+//! because the connection dropped), when the server answered `READONLY` or
+//! `MASTERDOWN` (a demoted primary: the new connection reaches the current
+//! one), or when the kernel gave up on it (its host vanished: see
+//! `topology::tcp_settings`). A command that timed out leaves its
+//! connection alone (the server may only be busy): the other commands on it
+//! are unaffected, and redis-rs discards the late reply. While a connection is
+//! replaced, operations use the other connections; with none open they wait
+//! for the first attempt, and while the server stays unreachable they fail
+//! at once with [`StoreError::Connection`] and the task tries again with a
+//! growing delay (`RECONNECT_DELAY_MIN` doubling to `RECONNECT_DELAY_MAX`):
+//! one attempt per connection at a time, never one per operation.
 //!
 //! This module never re-sends a command.
 
@@ -79,7 +82,8 @@ struct Shared {
     checkout_timeout: Duration,
     /// Woken whenever a slot changes state.
     changed: Notify,
-    /// Where replacement tasks run (the runtime the store was connected on).
+    /// The runtime the store was connected on: where background tasks run
+    /// when they are started outside any runtime.
     runtime: tokio::runtime::Handle,
 }
 
@@ -110,8 +114,21 @@ struct Live {
 
 /// Whether a connection closed, shared with its disconnection notice.
 struct Health {
+    /// Known to be closed (or no longer to be used).
     closed: AtomicBool,
+    /// Its replacement has been started (once).
+    replaced: AtomicBool,
     opened_at: Instant,
+}
+
+impl Health {
+    fn new() -> Health {
+        Health {
+            closed: AtomicBool::new(false),
+            replaced: AtomicBool::new(false),
+            opened_at: Instant::now(),
+        }
+    }
 }
 
 /// The state of a [`RedisStore`](crate::RedisStore)'s connections, from
@@ -182,11 +199,12 @@ impl Connections {
             (0..settings.pool_size).map(|index| Shared::open(&shared, index)),
         )
         .await;
+        let opened: Vec<Live> = opened
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(super::store_error)?;
         for (index, live) in opened.into_iter().enumerate() {
-            let live = live.map_err(super::store_error)?;
-            shared.slots[index]
-                .state
-                .store(Arc::new(SlotState::Open(live)));
+            Shared::install(&shared, index, live);
         }
         Ok(Connections { shared })
     }
@@ -209,7 +227,7 @@ impl Connections {
     /// # Errors
     ///
     /// [`StoreError::PoolTimeout`] when none became free in time.
-    pub(crate) async fn place(&self) -> Result<Place<'_>, StoreError> {
+    async fn place(&self) -> Result<Place<'_>, StoreError> {
         let shared = &*self.shared;
         if let Ok(permit) = shared.places.try_acquire() {
             telemetry::place_waited(Duration::ZERO);
@@ -238,10 +256,7 @@ impl Connections {
     /// # Errors
     ///
     /// As [`lease`](Self::lease).
-    pub(crate) async fn lease_with<'a>(
-        &'a self,
-        place: Place<'a>,
-    ) -> Result<Lease<'a>, StoreError> {
+    async fn lease_with<'a>(&'a self, place: Place<'a>) -> Result<Lease<'a>, StoreError> {
         let shared = &self.shared;
         if let Some(picked) = shared.pick()? {
             return Ok(Lease::new(shared, picked, place));
@@ -265,16 +280,6 @@ impl Connections {
                 return Err(StoreError::PoolTimeout(shared.checkout_timeout));
             }
         }
-    }
-
-    /// How long an operation holding `place` may still wait for something
-    /// else (a connection of the replica-wait lane).
-    pub(crate) fn remaining(&self, place: &Place<'_>) -> Duration {
-        place
-            .deadline
-            .map_or(self.shared.checkout_timeout, |deadline| {
-                deadline.saturating_duration_since(Instant::now())
-            })
     }
 
     /// The checkout timeout, as [`StoreError::PoolTimeout`] reports it.
@@ -339,10 +344,7 @@ impl Shared {
     /// Opens the connection of slot `index`, with a disconnection notice
     /// that replaces it.
     async fn open(this: &Arc<Shared>, index: usize) -> Result<Live, RedisError> {
-        let health = Arc::new(Health {
-            closed: AtomicBool::new(false),
-            opened_at: Instant::now(),
-        });
+        let health = Arc::new(Health::new());
         let on_closed: OnClosed = {
             let (weak, health) = (Arc::downgrade(this), Arc::clone(&health));
             Arc::new(move || {
@@ -362,11 +364,37 @@ impl Shared {
         })
     }
 
+    /// Puts `live` into slot `index`. A connection that closed before it
+    /// got there (its notice found the slot without it) is replaced now.
+    fn install(this: &Arc<Shared>, index: usize, live: Live) {
+        let health = Arc::clone(&live.health);
+        this.set(index, SlotState::Open(live));
+        if health.closed.load(Ordering::SeqCst) {
+            Shared::replace_soon(this, index, &health, None);
+        }
+    }
+
     /// The connection of slot `index` with `health` closed (`error`: the
-    /// command failure that showed it, if any): the first caller to notice
-    /// starts its replacement.
-    fn closed(this: &Arc<Shared>, index: usize, health: &Health, error: Option<&RedisError>) {
-        if health.closed.swap(true, Ordering::AcqRel) {
+    /// reply or failure that showed it, if any). When the slot holds it,
+    /// its replacement starts; when it does not hold it yet,
+    /// [`install`](Self::install) sees the mark and starts it.
+    fn closed(this: &Arc<Shared>, index: usize, health: &Arc<Health>, error: Option<&RedisError>) {
+        if health.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let holds = match &**this.slots[index].state.load() {
+            SlotState::Open(live) => Arc::ptr_eq(&live.health, health),
+            SlotState::Connecting | SlotState::Down(_) => false,
+        };
+        if holds {
+            Shared::replace_soon(this, index, health, error);
+        }
+    }
+
+    /// Starts the replacement of the closed connection of slot `index`
+    /// (once per connection, whoever calls first).
+    fn replace_soon(this: &Arc<Shared>, index: usize, health: &Health, error: Option<&RedisError>) {
+        if health.replaced.swap(true, Ordering::SeqCst) {
             return;
         }
         let slot = &this.slots[index];
@@ -386,8 +414,7 @@ impl Shared {
                 SlotState::Down(error.cloned().unwrap_or_else(closed_error))
             },
         );
-        this.runtime
-            .spawn(Shared::replace(Arc::downgrade(this), index));
+        this.spawn(Shared::replace(Arc::downgrade(this), index));
     }
 
     /// Opens slot `index` again, retrying with a growing delay while the
@@ -404,7 +431,7 @@ impl Shared {
             this.set(index, SlotState::Connecting);
             match Shared::open(&this, index).await {
                 Ok(live) => {
-                    this.set(index, SlotState::Open(live));
+                    Shared::install(&this, index, live);
                     telemetry::connection_replaced();
                     return;
                 }
@@ -414,6 +441,20 @@ impl Shared {
                     this.set(index, SlotState::Down(e));
                 }
             }
+        }
+    }
+
+    /// Runs `task` in the background: on the runtime of the caller, else on
+    /// the one the store was connected on. (A store used from another
+    /// runtime than the one it was connected on keeps working once that
+    /// one is gone: its connections are replaced on the caller's.)
+    fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match tokio::runtime::Handle::try_current() {
+            Ok(current) => drop(current.spawn(task)),
+            Err(_) => drop(self.runtime.spawn(task)),
         }
     }
 
@@ -510,27 +551,53 @@ impl<'a> Lease<'a> {
         result
     }
 
-    /// Starts the connection's replacement when `result` shows that it
-    /// dropped. A timeout does not: the connection may well be healthy
-    /// (a slow command, a paused or busy server), its other commands are
-    /// unaffected, and redis-rs discards the late reply.
-    fn observe<T>(&self, result: &Result<T, RedisError>) {
+    /// Starts the connection's replacement when the outcome shows it must
+    /// be: see [`needs_replacing`].
+    fn observe(&self, result: &Result<Value, RedisError>) {
         let live = self.live();
-        if let Err(e) = result
-            && closes_connection(e, live.node.is_cluster())
-        {
-            Shared::closed(self.shared, self.index, &live.health, Some(e));
+        if let Some(e) = needs_replacing(result, live.node.is_cluster()) {
+            Shared::closed(self.shared, self.index, &live.health, Some(&e));
+        }
+    }
+
+    /// [`observe`](Self::observe) for the replies of a pipeline.
+    fn observe_all(&self, result: &Result<Vec<Value>, RedisError>) {
+        match result {
+            Ok(values) => values
+                .iter()
+                .for_each(|value| self.observe(&Ok(value.clone()))),
+            Err(e) => self.observe(&Err(e.clone())),
         }
     }
 }
 
-/// Whether a command's error means its connection must be replaced.
+/// The error, when `result` shows that its connection must be replaced:
+/// - the socket dropped or the reply stream is out of step (redis-rs's
+///   "unrecoverable" errors);
+/// - on one server or a sentinel's primary, a `READONLY` or `MASTERDOWN`
+///   reply: the node was demoted or lost its primary, and a new connection
+///   reaches the current primary (through the sentinels, or a moved DNS
+///   name); a cluster connection follows failovers itself.
 ///
-/// A dropped socket or a reply stream out of step (redis-rs's
-/// "unrecoverable" errors). On one server or a sentinel's primary also
-/// `READONLY` and `MASTERDOWN`: the node was demoted or lost its primary,
-/// and a new connection reaches the current primary (through the sentinels,
-/// or a moved DNS name). A cluster connection follows failovers itself.
+/// A timeout is not such an outcome: the server may only be busy.
+pub(crate) fn needs_replacing(
+    result: &Result<Value, RedisError>,
+    cluster: bool,
+) -> Option<RedisError> {
+    match result {
+        Ok(Value::ServerError(e)) if !cluster && matches!(e.code(), "READONLY" | "MASTERDOWN") => {
+            Some(RedisError::from(e.clone()))
+        }
+        Ok(_) => None,
+        Err(e) if closes_connection(e, cluster) => Some(e.clone()),
+        Err(_) => None,
+    }
+}
+
+/// Whether a command's error means its connection must be replaced: a
+/// dropped socket or a reply stream out of step (redis-rs's "unrecoverable"
+/// errors), or, on one server or a sentinel's primary, a `READONLY` or
+/// `MASTERDOWN` error (see [`needs_replacing`]).
 pub(crate) fn closes_connection(e: &RedisError, cluster: bool) -> bool {
     e.is_unrecoverable_error() || (!cluster && matches!(e.code(), Some("READONLY" | "MASTERDOWN")))
 }
@@ -559,7 +626,7 @@ impl ConnectionLike for Lease<'_> {
                 .clone()
                 .req_packed_commands(cmd, offset, count)
                 .await;
-            self.observe(&result);
+            self.observe_all(&result);
             result
         })
     }

@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 use sha2::{Digest, Sha256};
@@ -48,55 +49,98 @@ pub(crate) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
 /// replica-less single server or a sentinel's primary it runs there (the
 /// replicas get it through replication).
 pub(crate) async fn load(conn: &mut impl ConnectionLike) -> Result<(), StoreError> {
+    load_raw(conn).await.map_err(store_error)
+}
+
+/// [`load`] with redis-rs's error.
+pub(crate) async fn load_raw(conn: &mut impl ConnectionLike) -> Result<(), redis::RedisError> {
     let _: redis::Value = redis::cmd("FUNCTION")
         .arg("LOAD")
         .arg("REPLACE")
         .arg(&LIBRARY.code)
         .query_async(conn)
-        .await
-        .map_err(store_error)?;
+        .await?;
     Ok(())
 }
 
 /// Loads the library again after the server lost it, once for all the
 /// upserts that found it missing at the same time.
 ///
-/// Each upsert notes the [`generation`](Self::generation) before it sends
-/// its `FCALL`. One that then fails with "function not found" calls
-/// [`reload`](Self::reload) with that note: the first one in loads the
-/// library; the others, queued behind it, see that a load finished after
-/// their `FCALL` was sent and only retry.
+/// Each upsert takes a [`note`](Self::note) right before it sends its
+/// `FCALL`. One that then fails with "function not found" calls
+/// [`reload`](Self::reload) with that note. The first one in loads the
+/// library. The others, queued behind it, see that a load was attempted
+/// after their `FCALL` was sent: when it succeeded they only retry, when it
+/// failed they return its error instead of each trying again.
 #[derive(Debug, Default)]
 pub(crate) struct Reloader {
     /// Loads completed so far.
-    generation: AtomicU64,
-    /// Held while loading.
-    loading: tokio::sync::Mutex<()>,
+    loaded: AtomicU64,
+    /// Loads attempted so far.
+    attempts: AtomicU64,
+    /// Held while loading: the last attempt's error, if it failed.
+    last: tokio::sync::Mutex<Option<redis::RedisError>>,
+}
+
+/// What [`Reloader::note`] saw: loads completed and attempted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Note {
+    loaded: u64,
+    attempts: u64,
 }
 
 impl Reloader {
-    /// The loads completed so far; note it before sending an `FCALL`.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    /// The loads completed and attempted so far; take it right before
+    /// sending an `FCALL`.
+    pub(crate) fn note(&self) -> Note {
+        Note {
+            loaded: self.loaded.load(Ordering::Acquire),
+            attempts: self.attempts.load(Ordering::Acquire),
+        }
     }
 
-    /// Runs `load` unless a load completed since `seen` (the caller's note
-    /// from before its `FCALL`); `Ok(true)` when this call loaded it.
+    /// Runs `load` unless a load was attempted since `seen` (the caller's
+    /// note from before its `FCALL`); `Ok(true)` when this call loaded it,
+    /// `Ok(false)` when another load succeeded since. Waits at most `wait`
+    /// for a load under way.
     ///
     /// # Errors
     ///
-    /// `load`'s error; the next caller then tries to load it itself.
-    pub(crate) async fn reload<F>(&self, seen: u64, load: F) -> Result<bool, StoreError>
+    /// `load`'s error, or that of the attempt made since `seen`;
+    /// [`StoreError::PoolTimeout`] (reporting `wait`) when a load under way
+    /// took longer than `wait`.
+    pub(crate) async fn reload<F>(
+        &self,
+        seen: Note,
+        load: F,
+        wait: Duration,
+    ) -> Result<bool, StoreError>
     where
-        F: Future<Output = Result<(), StoreError>>,
+        F: Future<Output = Result<(), redis::RedisError>>,
     {
-        let _loading = self.loading.lock().await;
-        if self.generation.load(Ordering::Acquire) != seen {
+        let mut last = tokio::time::timeout(wait, self.last.lock())
+            .await
+            .map_err(|_| StoreError::PoolTimeout(wait))?;
+        if self.loaded.load(Ordering::Acquire) != seen.loaded {
             return Ok(false);
         }
-        load.await?;
-        self.generation.fetch_add(1, Ordering::Release);
-        Ok(true)
+        if self.attempts.load(Ordering::Acquire) != seen.attempts
+            && let Some(e) = &*last
+        {
+            return Err(store_error(e.clone()));
+        }
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        match load.await {
+            Ok(()) => {
+                self.loaded.fetch_add(1, Ordering::AcqRel);
+                *last = None;
+                Ok(true)
+            }
+            Err(e) => {
+                *last = Some(e.clone());
+                Err(store_error(e))
+            }
+        }
     }
 }
 

@@ -228,20 +228,20 @@ impl RedisStore {
 
     /// Runs the upsert command `make_cmd` builds (with `WAIT` when
     /// configured): on a shared connection, or on one of the replica-wait
-    /// lane's. Loads a lost function library (once, however many upserts
-    /// found it missing) and retries once. Returns the function's reply
-    /// and, with `WAIT`, how many replicas acknowledged.
+    /// lane's (which bounds those upserts by itself: they take no place
+    /// among `max_in_flight`, so that upserts held by `WAIT` never keep other
+    /// operations out). Loads a lost function library (once, however many
+    /// upserts found it missing) and retries once. Returns the function's
+    /// reply and, with `WAIT`, how many replicas acknowledged.
     async fn run_upsert(
         &self,
         make_cmd: impl Fn() -> redis::Cmd,
     ) -> Result<(i64, Option<usize>), StoreError> {
-        let seen = self.reloader.generation();
-        let place = self.connections.place().await?;
+        let checkout_timeout = self.connections.checkout_timeout();
         if let (Some(lane), Some(wait)) = (&self.replica_wait, self.wait_for_replicas) {
-            let remaining = self.connections.remaining(&place);
-            let checkout_timeout = self.connections.checkout_timeout();
-            let mut conn = lane.get(remaining, checkout_timeout).await?;
+            let mut conn = lane.get(checkout_timeout, checkout_timeout).await?;
             let cmd = make_cmd();
+            let seen = self.reloader.note();
             return match functions::call_upsert(&mut *conn, &cmd, Some(wait)).await {
                 Err(e) if functions::is_function_not_found(&e) => {
                     self.reload_library(seen, &mut *conn).await?;
@@ -252,7 +252,8 @@ impl RedisStore {
                 result => result.map_err(store_error),
             };
         }
-        let mut lease = self.connections.lease_with(place).await?;
+        let mut lease = self.connections.lease().await?;
+        let seen = self.reloader.note();
         let reply = match lease
             .send(make_cmd())
             .await
@@ -274,16 +275,18 @@ impl RedisStore {
     }
 
     /// Loads the function library on `conn` after an `FCALL` found it
-    /// missing, unless a load finished since `seen` (the reloader's
-    /// generation from before that `FCALL` was sent).
+    /// missing, unless a load was attempted since `seen` (the reloader's
+    /// note from right before that `FCALL` was sent).
     ///
     /// # Errors
     ///
     /// [`StoreError::FunctionLibraryMissing`] when the store may not load
-    /// it; the load's error.
+    /// it; the load's error (or that of the load attempted since `seen`);
+    /// [`StoreError::PoolTimeout`] when a load under way took longer than
+    /// the checkout timeout.
     async fn reload_library(
         &self,
-        seen: u64,
+        seen: functions::Note,
         conn: &mut impl ConnectionLike,
     ) -> Result<(), StoreError> {
         if !self.register_functions {
@@ -291,7 +294,12 @@ impl RedisStore {
                 functions::LIBRARY.name.clone(),
             ));
         }
-        if self.reloader.reload(seen, functions::load(conn)).await? {
+        let wait = self.connections.checkout_timeout();
+        if self
+            .reloader
+            .reload(seen, functions::load_raw(conn), wait)
+            .await?
+        {
             warn!(
                 library = %functions::LIBRARY.name,
                 "function library missing on the server (restart, FUNCTION FLUSH or failover): registering it again"
@@ -512,7 +520,11 @@ pub(crate) fn store_error(e: redis::RedisError) -> StoreError {
     if auth {
         return StoreError::Auth(Box::new(e));
     }
-    let unavailable = e.is_io_error()
+    // A replica after a failover (READONLY), a primary without its
+    // replicas (MASTERDOWN) or a server loading its data (LOADING): retry
+    // later, on the connection that replaces this one.
+    let unavailable = matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+        || e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()

@@ -23,12 +23,17 @@ impl RedisStore {
     /// validation, no retry, and no re-registration of a lost function
     /// library (an `FCALL` then fails with the server's "function not
     /// found" error, as [`StoreError::Server`]). Takes a place in flight
-    /// like any operation. Never send a blocking command (`BLPOP`, `WAIT`,
-    /// …): it would hold up every command queued behind it on the shared
-    /// connection.
+    /// like any operation. The connection is shared with the store's other
+    /// operations, so commands that change the connection's state or block
+    /// it are refused (`SELECT`, `MULTI`, `EXEC`, `DISCARD`, `WATCH`,
+    /// `UNWATCH`, the `SUBSCRIBE` family, `MONITOR`, `RESET`, `HELLO`,
+    /// `AUTH`, `QUIT`, `CLIENT REPLY`/`TRACKING`/`CACHING`, `WAIT`,
+    /// `WAITAOF`, the blocking list, sorted-set and stream commands).
     ///
     /// # Errors
     ///
+    /// [`StoreError::InvalidInput`] for a refused command, before anything
+    /// is sent;
     /// [`StoreError::PoolTimeout`] when no place in flight became free in time;
     /// otherwise as the operations: [`StoreError::Connection`],
     /// [`StoreError::Auth`] or [`StoreError::Server`] for the command's
@@ -38,6 +43,12 @@ impl RedisStore {
         &self,
         cmd: &::redis::Cmd,
     ) -> Result<T, StoreError> {
+        if let Some(name) = unshareable(cmd) {
+            return Err(StoreError::InvalidInput(format!(
+                "run_command: {name} would change or block the connection shared with the \
+                 store's operations"
+            )));
+        }
         self.query(cmd.clone()).await
     }
 
@@ -68,6 +79,28 @@ impl RedisStore {
             exat: session.refresh_expires_at,
         }))
     }
+}
+
+/// The name of `cmd` when it may not run on a shared connection.
+fn unshareable(cmd: &::redis::Cmd) -> Option<String> {
+    let mut words = cmd.args_iter().filter_map(|arg| match arg {
+        ::redis::Arg::Simple(bytes) => Some(String::from_utf8_lossy(bytes).to_ascii_uppercase()),
+        _ => None,
+    });
+    let name = words.next()?;
+    let refused = match name.as_str() {
+        "SELECT" | "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" | "SUBSCRIBE"
+        | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE"
+        | "MONITOR" | "RESET" | "HELLO" | "AUTH" | "QUIT" | "WAIT" | "WAITAOF" | "BLPOP"
+        | "BRPOP" | "BLMOVE" | "BRPOPLPUSH" | "BLMPOP" | "BZPOPMIN" | "BZPOPMAX" | "BZMPOP" => true,
+        "CLIENT" => matches!(
+            words.next().as_deref(),
+            Some("REPLY" | "TRACKING" | "CACHING")
+        ),
+        "XREAD" | "XREADGROUP" => words.any(|word| word == "BLOCK"),
+        _ => false,
+    };
+    refused.then_some(name)
 }
 
 /// The `FCALL` an upsert of one session sends, built by

@@ -7,8 +7,10 @@
 //! connection every command queued behind it would wait too (for the whole
 //! timeout while a replica is missing). These upserts therefore take a
 //! connection of their own from this small pool (deadpool): opened when
-//! first needed, kept open, and dropped when its socket closed or a command
-//! on it showed it dropped.
+//! first needed, kept open, and dropped when its socket closed, when a
+//! reply showed it must be replaced, or when it comes back with a command
+//! still unanswered (a timeout, or an upsert whose caller gave up): the
+//! next upsert would otherwise wait behind that `WAIT`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +20,7 @@ use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use redis::aio::ConnectionLike;
 use redis::{Cmd, RedisError, RedisFuture, Value};
 
-use super::connections::closes_connection;
+use super::connections::needs_replacing;
 use super::topology::{Connector, Node, OnClosed};
 use crate::store::StoreError;
 
@@ -28,27 +30,38 @@ pub(crate) struct Manager {
     connector: Connector,
 }
 
-/// A lane connection that remembers whether it dropped.
+/// A lane connection that remembers whether it must not be used again.
 pub(crate) struct Connection {
     inner: Node,
-    /// Set by the disconnection notice or by a command that failed so.
+    /// Set by the disconnection notice or by a reply that showed it.
     closed: Arc<AtomicBool>,
+    /// A command was sent and its reply has not been read (still set when
+    /// the caller gave up, or the command timed out).
+    outstanding: bool,
 }
 
 impl Connection {
-    fn observe<T>(&self, result: &Result<T, RedisError>) {
-        if let Err(e) = result
-            && closes_connection(e, self.inner.is_cluster())
-        {
+    fn observe(&self, result: &Result<Value, RedisError>) {
+        if needs_replacing(result, self.inner.is_cluster()).is_some() {
             self.closed.store(true, Ordering::Relaxed);
         }
     }
 }
 
+/// Whether a command's reply may still be on its way: its wait timed out
+/// or the socket failed (a server error means the reply was read).
+fn unanswered<T>(result: &Result<T, RedisError>) -> bool {
+    result
+        .as_ref()
+        .is_err_and(|e| e.is_timeout() || e.is_io_error())
+}
+
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
+            self.outstanding = true;
             let result = self.inner.req_packed_command(cmd).await;
+            self.outstanding = unanswered(&result);
             self.observe(&result);
             result
         })
@@ -61,8 +74,13 @@ impl ConnectionLike for Connection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
+            self.outstanding = true;
             let result = self.inner.req_packed_commands(cmd, offset, count).await;
-            self.observe(&result);
+            self.outstanding = unanswered(&result);
+            match &result {
+                Ok(values) => values.iter().for_each(|v| self.observe(&Ok(v.clone()))),
+                Err(e) => self.observe(&Err(e.clone())),
+            }
             result
         })
     }
@@ -83,12 +101,20 @@ impl managed::Manager for Manager {
             Arc::new(move || closed.store(true, Ordering::Relaxed))
         };
         let inner = Box::pin(self.connector.connect(Some(on_closed))).await?;
-        Ok(Connection { inner, closed })
+        Ok(Connection {
+            inner,
+            closed,
+            outstanding: false,
+        })
     }
 
     async fn recycle(&self, conn: &mut Connection, _: &Metrics) -> RecycleResult<RedisError> {
         if conn.closed.load(Ordering::Relaxed) {
             Err(RecycleError::message("the connection closed"))
+        } else if conn.outstanding {
+            Err(RecycleError::message(
+                "the connection still has a command in flight",
+            ))
         } else {
             Ok(())
         }

@@ -22,31 +22,34 @@ use tokio::sync::Mutex;
 use super::config::{RedisStoreConfig, Topology};
 use crate::store::StoreError;
 
-/// How long data sent on a connection may stay unacknowledged by the
-/// server's kernel before ours closes the connection (`TCP_USER_TIMEOUT`).
+/// Shortest `TCP_USER_TIMEOUT`, whatever `command_timeout` is.
 #[cfg(target_os = "linux")]
-const TCP_USER_TIMEOUT: Duration = Duration::from_secs(15);
-/// Idle time before the first keepalive probe, and between probes.
-const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+const TCP_USER_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+/// Idle time before the first keepalive probe.
+const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+/// Time between keepalive probes.
 #[cfg(target_os = "linux")]
-const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Unanswered probes after which an idle connection is closed.
 #[cfg(target_os = "linux")]
 const TCP_KEEPALIVE_RETRIES: u32 = 3;
 
-/// Socket settings of every data connection.
+/// Socket settings of every data connection, for a store whose commands
+/// wait `command_timeout` for their replies.
 ///
-/// A command timeout leaves its connection open (the server may just be
-/// slow), so a connection whose peer vanished without closing it (a host
-/// gone, a network that drops its packets) must be closed by the kernel:
-/// after `TCP_USER_TIMEOUT` when commands are waiting for acknowledgement,
-/// after the keepalive probes when it is idle (which also keeps idle
-/// connections alive through NAT and load balancers). The store then
-/// replaces it like any closed connection.
+/// A command timeout leaves its connection open: the server may only be
+/// busy, and its kernel still acknowledges what is sent. A connection whose
+/// peer vanished without closing it (a host gone, a network that drops its
+/// packets) is closed by ours instead: once data sent on it has gone
+/// unacknowledged for `command_timeout` (at least 1 s; `TCP_USER_TIMEOUT`),
+/// or, when idle, once keepalive probes (after 5 s idle, one a second) go
+/// unanswered; keepalive also keeps idle connections open through NAT and
+/// load balancers. The store then replaces it like any closed connection,
+/// through the sentinels to the current primary with Sentinel.
 ///
 /// The probe interval, probe count and user timeout are set on Linux; other
 /// systems keep their defaults for them.
-fn tcp_settings() -> redis::io::tcp::TcpSettings {
+fn tcp_settings(command_timeout: Duration) -> redis::io::tcp::TcpSettings {
     use redis::io::tcp::socket2::TcpKeepalive;
     let keepalive = TcpKeepalive::new().with_time(TCP_KEEPALIVE_IDLE);
     #[cfg(target_os = "linux")]
@@ -55,7 +58,9 @@ fn tcp_settings() -> redis::io::tcp::TcpSettings {
         .with_retries(TCP_KEEPALIVE_RETRIES);
     let settings = redis::io::tcp::TcpSettings::default().set_keepalive(keepalive);
     #[cfg(target_os = "linux")]
-    let settings = settings.set_user_timeout(TCP_USER_TIMEOUT);
+    let settings = settings.set_user_timeout(command_timeout.max(TCP_USER_TIMEOUT_MIN));
+    #[cfg(not(target_os = "linux"))]
+    let _ = command_timeout;
     settings
 }
 
@@ -117,7 +122,7 @@ impl Connector {
         let invalid = |e: RedisError| StoreError::InvalidInput(format!("topology: {e}"));
         match &config.topology {
             Topology::Single { url } => Ok(Connector::Single {
-                client: config.client(url, tcp_settings())?,
+                client: config.client(url, tcp_settings(config.command_timeout))?,
                 config: connection_config,
             }),
             Topology::Cluster { seeds } => {
@@ -126,7 +131,7 @@ impl Connector {
                     .map(|url| config.connection_info(url))
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut builder = ClusterClientBuilder::new(seeds)
-                    .tcp_settings(tcp_settings())
+                    .tcp_settings(tcp_settings(config.command_timeout))
                     .use_protocol(ProtocolVersion::RESP3)
                     .connection_timeout(config.connect_timeout)
                     .response_timeout(config.command_timeout);
@@ -175,7 +180,7 @@ impl Connector {
                 }
                 let mut node = SentinelNodeConnectionInfo::default()
                     .set_redis_connection_info(redis_info)
-                    .set_tcp_settings(tcp_settings());
+                    .set_tcp_settings(tcp_settings(config.command_timeout));
                 if tls {
                     node = node.set_tls_mode(redis::TlsMode::Secure);
                 }
