@@ -52,7 +52,8 @@ impl AppState {
                 let key =
                     tokio::task::spawn_blocking(move || SigningKey::from_base_secret(&secret))
                         .await
-                        .context("deriving the signing key")?;
+                        .context("deriving the signing key")?
+                        .context("CHARON_BASE_SECRET")?;
                 let store = RedisStore::connect(RedisStoreConfig::new(url.clone(), key))
                     .await
                     .context("cannot open the Redis store")?;

@@ -60,7 +60,7 @@ pub fn redis_url<'a>(store: &'a StoreArgs, command: &str) -> anyhow::Result<&'a 
 /// a [`UsageError`] when no base secret is given.
 pub fn signing_key(store: &StoreArgs, command: &str) -> anyhow::Result<SigningKey> {
     match store.base_secret()? {
-        Some(secret) => Ok(SigningKey::from_base_secret(secret.as_bytes())),
+        Some(secret) => Ok(SigningKey::from_base_secret(secret.as_bytes())?),
         None => Err(UsageError(format!(
             "`{command}` needs the base secret (CHARON_BASE_SECRET, --base-secret-file FILE or \
              --base-secret) to verify the stored sessions' signatures"
@@ -82,8 +82,7 @@ pub async fn open_store(
     signing_key: Option<SigningKey>,
 ) -> anyhow::Result<RedisStore> {
     let url = redis_url(store, command)?;
-    let key = signing_key
-        .unwrap_or_else(|| SigningKey::from_bytes(charon_sessions::random_id().as_bytes()));
+    let key = signing_key.unwrap_or_else(SigningKey::generate);
     let config = RedisStoreConfig::new(url, key)
         .key_prefix(&store.key_prefix)
         .payload_format(store.payload_format.into())

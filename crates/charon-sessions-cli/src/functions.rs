@@ -56,7 +56,7 @@ pub async fn run(args: FunctionsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         FunctionsCommand::Load { redis, tls_ca_file } => {
             // The signing key plays no part in loading functions.
-            let mut config = RedisStoreConfig::new(redis, SigningKey::from_bytes(&[0; 32]));
+            let mut config = RedisStoreConfig::new(redis, SigningKey::generate());
             if let Some(path) = tls_ca_file {
                 let pem = std::fs::read(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?;

@@ -183,13 +183,13 @@ impl StoreArgs {
             return Ok(None);
         }
         let signing_key = match &self.base_secret()? {
-            Some(secret) => SigningKey::from_base_secret(secret.as_bytes()),
+            Some(secret) => SigningKey::from_base_secret(secret.as_bytes())?,
             None => {
                 eprintln!(
-                    "note: no --base-secret, --base-secret-file or CHARON_BASE_SECRET given; using a random one, \
+                    "note: no --base-secret, --base-secret-file or CHARON_BASE_SECRET given; using a random key, \
                      so the sessions written now cannot be read by any other process"
                 );
-                SigningKey::from_bytes(charon_sessions::random_id().as_bytes())
+                SigningKey::generate()
             }
         };
         let (config, topology) = if !self.cluster.is_empty() {

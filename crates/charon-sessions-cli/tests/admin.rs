@@ -53,7 +53,7 @@ async fn store(server: &TestServer, prefix: &str) -> RedisStore {
     RedisStore::connect(
         RedisStoreConfig::new(
             server.url(),
-            SigningKey::from_base_secret(SECRET.as_bytes()),
+            SigningKey::from_base_secret(SECRET.as_bytes()).unwrap(),
         )
         .key_prefix(prefix),
     )

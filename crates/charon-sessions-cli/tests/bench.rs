@@ -440,7 +440,7 @@ fn check_locks_advanced(stored: &[(u64, Vec<u8>)], run: &Value, target: &str) {
 /// secret `"bench secret"`).
 fn stored_lock_version(value: &[u8]) -> u64 {
     static KEY: LazyLock<SigningKey> =
-        LazyLock::new(|| SigningKey::from_base_secret(b"bench secret"));
+        LazyLock::new(|| SigningKey::from_base_secret(b"bench secret").unwrap());
     let payload = signing::verify(value, &KEY).expect("a value the benchmark signed");
     codec::decode(payload)
         .expect("a session record")

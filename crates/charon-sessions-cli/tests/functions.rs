@@ -57,7 +57,7 @@ async fn load_then_acl_user_runs_the_store() {
 
     let url = format!("redis://web:web-pw@127.0.0.1:{}", server.port());
     let store = RedisStore::connect(
-        RedisStoreConfig::new(url.clone(), SigningKey::from_bytes(&[9; 32]))
+        RedisStoreConfig::new(url.clone(), SigningKey::from_bytes(&[9; 32]).unwrap())
             .key_prefix("myapp")
             .register_functions(false),
     )

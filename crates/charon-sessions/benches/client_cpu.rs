@@ -25,7 +25,7 @@ const USER: &str = "alice@example.com";
 const TYPE: &str = "full";
 
 fn key() -> SigningKey {
-    SigningKey::from_bytes(b"0123456789abcdef0123456789abcdef")
+    SigningKey::from_bytes(b"0123456789abcdef0123456789abcdef").unwrap()
 }
 
 /// A stored value as `upsert` writes it: encoded at lock version 1, signed.

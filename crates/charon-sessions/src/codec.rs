@@ -81,9 +81,10 @@ pub use self::etf::{MAX_DEPTH as MAX_TERM_DEPTH, MAX_TERM_BYTES, TermError};
 /// use charon_sessions::signing::SigningKey;
 ///
 /// // Share sessions with an Elixir service running Charon 4.x.
-/// let config = RedisStoreConfig::new("redis://127.0.0.1:6379", SigningKey::from_base_secret(b"shared base secret"))
+/// let config = RedisStoreConfig::new("redis://127.0.0.1:6379", SigningKey::from_base_secret(b"shared base secret")?)
 ///     .payload_format(PayloadFormat::Charon);
 /// # let _ = config;
+/// # Ok::<(), charon_sessions::StoreError>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]

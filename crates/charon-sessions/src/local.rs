@@ -83,12 +83,13 @@ impl LocalStore {
             sessions: Mutex::default(),
             writes: AtomicU64::new(0),
             max_session_size,
-            record_user_ids: true,
+            record_user_ids: false,
         }
     }
 
     /// Whether the `user_id` field of the store's tracing spans is filled
-    /// (default `true`); see [`telemetry`](crate::telemetry).
+    /// (default `false`: user ids are personal data in most deployments);
+    /// see [`telemetry`](crate::telemetry).
     pub fn record_user_ids(mut self, record: bool) -> LocalStore {
         self.record_user_ids = record;
         self

@@ -19,6 +19,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::store::StoreError;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Prefix of the raw-MAC format that [`sign`] writes.
@@ -35,6 +37,15 @@ pub const DEFAULT_SALT: &[u8] = b"RedisStore HMAC";
 pub const DEFAULT_ITERATIONS: u32 = 250_000;
 /// Length of a derived signing key, in bytes.
 pub const DEFAULT_KEY_LEN: usize = 32;
+/// Shortest base secret worth its name, in bytes: 32 random bytes, as
+/// `head -c 32 /dev/urandom | base64` gives. Shorter secrets are accepted
+/// by the library (only an empty one is refused); the CLI and the axum
+/// example refuse them unless told that a weak one is meant.
+pub const MIN_BASE_SECRET_LEN: usize = 32;
+
+/// How to make a good secret, for error messages.
+const HOW_TO_GENERATE: &str = "generate a base secret of at least 32 random bytes (e.g. \
+    `head -c 32 /dev/urandom | base64`), or a key with SigningKey::generate()";
 
 /// A key for HMAC-SHA256 signing.
 ///
@@ -47,26 +58,64 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    /// A signing key made of `key` as is. Any length works (HMAC hashes keys
-    /// longer than 64 bytes); use at least 32 random bytes.
-    pub fn from_bytes(key: &[u8]) -> SigningKey {
-        SigningKey {
-            mac: HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length"),
+    /// A signing key made of `key` as is: use 32 random bytes (or
+    /// [`generate`](Self::generate) one). Any non-empty length works (HMAC
+    /// hashes keys longer than 64 bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for an empty key: anyone could compute
+    /// its MACs, and so forge every stored session.
+    pub fn from_bytes(key: &[u8]) -> Result<SigningKey, StoreError> {
+        if key.is_empty() {
+            return Err(StoreError::InvalidInput(format!(
+                "the signing key is empty, so anyone could sign sessions with it; {HOW_TO_GENERATE}"
+            )));
         }
+        Ok(SigningKey {
+            mac: HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length"),
+        })
     }
 
     /// The key Charon derives from a base secret: PBKDF2-HMAC-SHA256 with
     /// salt `"RedisStore HMAC"`, 250 000 iterations, 32 bytes.
     ///
-    /// This costs tens of milliseconds of CPU on purpose: derive once per
-    /// process and clone the result.
-    pub fn from_base_secret(base_secret: &[u8]) -> SigningKey {
+    /// The base secret should be at least [`MIN_BASE_SECRET_LEN`] (32)
+    /// random bytes: the key is only as hard to guess as the secret, and
+    /// anyone who guesses it can forge every session. This costs tens of
+    /// milliseconds of CPU on purpose: derive once per process and clone
+    /// the result.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for an empty base secret (an unset
+    /// environment variable, say): its key is public knowledge.
+    pub fn from_base_secret(base_secret: &[u8]) -> Result<SigningKey, StoreError> {
+        if base_secret.is_empty() {
+            return Err(StoreError::InvalidInput(format!(
+                "the base secret is empty, so anyone could derive its signing key; {HOW_TO_GENERATE}"
+            )));
+        }
         SigningKey::from_bytes(&derive_key(
             base_secret,
             DEFAULT_SALT,
             DEFAULT_ITERATIONS,
             DEFAULT_KEY_LEN,
         ))
+    }
+
+    /// A new random key of 32 bytes from the operating system's random
+    /// source: for a process whose sessions nobody else needs to read
+    /// (every process that shares sessions must share the key, or the
+    /// base secret it is derived from).
+    ///
+    /// # Panics
+    ///
+    /// When the operating system's random source fails.
+    pub fn generate() -> SigningKey {
+        let mut key = [0u8; DEFAULT_KEY_LEN];
+        getrandom::fill(&mut key).expect("the operating system's random source failed");
+        SigningKey::from_bytes(&key).expect("a generated key is not empty")
     }
 
     fn mac(&self, payload: &[u8]) -> HmacSha256 {
@@ -194,7 +243,7 @@ mod tests {
     use super::*;
 
     fn key() -> SigningKey {
-        SigningKey::from_bytes(b"secret")
+        SigningKey::from_bytes(b"secret").unwrap()
     }
 
     #[test]
@@ -230,7 +279,7 @@ mod tests {
     #[test]
     fn verify_distinguishes_malformed_from_mismatch() {
         let signed = sign(b"payload", &key());
-        let other = SigningKey::from_bytes(b"other");
+        let other = SigningKey::from_bytes(b"other").unwrap();
         assert_eq!(verify(&signed, &other), Err(SignatureError::Mismatch));
         let mut flipped = signed.clone();
         *flipped.last_mut().unwrap() ^= 1;
@@ -264,16 +313,16 @@ mod tests {
         value.extend_from_slice(URL_SAFE_NO_PAD.encode(tag).as_bytes());
         value.extend_from_slice(b".payload");
         assert_eq!(verify(&value, &key()), Ok(&b"payload"[..]));
-        let other = SigningKey::from_bytes(b"other");
+        let other = SigningKey::from_bytes(b"other").unwrap();
         assert_eq!(verify(&value, &other), Err(SignatureError::Mismatch));
     }
 
     #[test]
     fn rotation_accepts_any_listed_key() {
         let (old, new, other) = (
-            SigningKey::from_bytes(b"old"),
-            SigningKey::from_bytes(b"new"),
-            SigningKey::from_bytes(b"other"),
+            SigningKey::from_bytes(b"old").unwrap(),
+            SigningKey::from_bytes(b"new").unwrap(),
+            SigningKey::from_bytes(b"other").unwrap(),
         );
         let keys = [new.clone(), old.clone()];
         assert_eq!(verify_with_any(&sign(b"a", &old), &keys), Ok(&b"a"[..]));
@@ -294,17 +343,40 @@ mod tests {
 
     #[test]
     fn debug_hides_key() {
-        let k = SigningKey::from_bytes(b"very-secret-bytes");
+        let k = SigningKey::from_bytes(b"very-secret-bytes").unwrap();
         let shown = format!("{k:?} {k:#?}");
         assert!(!shown.contains("very-secret"), "{shown}");
         assert_eq!(format!("{k:?}"), "SigningKey(<redacted>)");
     }
 
     #[test]
+    fn empty_secrets_and_keys_are_refused_with_how_to_make_one() {
+        for err in [
+            SigningKey::from_bytes(b"").unwrap_err(),
+            SigningKey::from_base_secret(b"").unwrap_err(),
+        ] {
+            let msg = err.to_string();
+            assert!(matches!(err, StoreError::InvalidInput(_)), "{err:?}");
+            assert!(
+                msg.contains("empty") && msg.contains("/dev/urandom"),
+                "{msg}"
+            );
+        }
+        // A one-byte secret is weak, not refused: the minimum is documented.
+        SigningKey::from_base_secret(b"x").unwrap();
+    }
+
+    #[test]
+    fn generated_keys_differ() {
+        let (a, b) = (SigningKey::generate(), SigningKey::generate());
+        assert_ne!(sign(b"x", &a), sign(b"x", &b));
+    }
+
+    #[test]
     fn base_secret_derivation_matches_explicit_pbkdf2() {
-        let from_secret = SigningKey::from_base_secret(b"base");
+        let from_secret = SigningKey::from_base_secret(b"base").unwrap();
         let explicit =
-            SigningKey::from_bytes(&derive_key(b"base", b"RedisStore HMAC", 250_000, 32));
+            SigningKey::from_bytes(&derive_key(b"base", b"RedisStore HMAC", 250_000, 32)).unwrap();
         assert_eq!(sign(b"x", &from_secret), sign(b"x", &explicit));
     }
 }

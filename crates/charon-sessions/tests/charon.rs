@@ -52,7 +52,7 @@ async fn both(map_keys: MapKeys) -> Both {
 }
 
 async fn charon_store(server: &TestServer, map_keys: MapKeys) -> RedisStore {
-    let key = SigningKey::from_base_secret(BASE_SECRET);
+    let key = SigningKey::from_base_secret(BASE_SECRET).unwrap();
     let config = RedisStoreConfig::new(server.url(), key)
         .payload_format(PayloadFormat::Charon)
         .charon_map_keys(map_keys);
@@ -450,7 +450,7 @@ async fn store_written_sessions_are_charons_bytes() {
     // Charon cannot read the compact format: binary_to_term raises.
     let compact = RedisStore::connect(RedisStoreConfig::new(
         t.server.url(),
-        SigningKey::from_base_secret(BASE_SECRET),
+        SigningKey::from_base_secret(BASE_SECRET).unwrap(),
     ))
     .await
     .unwrap();

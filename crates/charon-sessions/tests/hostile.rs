@@ -254,7 +254,7 @@ async fn verify_never_panics_on_arbitrary_bytes() {
     const CASES: u32 = 1000;
     let started = Instant::now();
     let key = test_key();
-    let keys = [SigningKey::from_bytes(b"another key"), test_key()];
+    let keys = [SigningKey::from_bytes(b"another key").unwrap(), test_key()];
     let (tried, malformed, mismatch, huge) = (
         AtomicU64::new(0),
         AtomicU64::new(0),
@@ -614,7 +614,7 @@ impl StoredCase {
             Wrapping::Signed => signing::sign(&payload, &test_key()),
             Wrapping::SignedBase64 => to_base64_variant(&signing::sign(&payload, &test_key())),
             Wrapping::SignedWithAnotherKey => {
-                signing::sign(&payload, &SigningKey::from_bytes(b"another key"))
+                signing::sign(&payload, &SigningKey::from_bytes(b"another key").unwrap())
             }
         }
     }

@@ -63,8 +63,8 @@ on_both_servers!(
 async fn key_rotation_reads_old_values_and_writes_with_the_new_key(flavor: Flavor) {
     let server = TestServer::start(flavor);
     let mut conn = raw(&server).await;
-    let old = SigningKey::from_bytes(b"old key old key old key old key!");
-    let new = SigningKey::from_bytes(b"new key new key new key new key!");
+    let old = SigningKey::from_bytes(b"old key old key old key old key!").unwrap();
+    let new = SigningKey::from_bytes(b"new key new key new key new key!").unwrap();
 
     let before = connect(RedisStoreConfig::new(server.url(), old.clone())).await;
     let mut sessions = Vec::new();
@@ -400,9 +400,11 @@ async fn tls_with_custom_ca_and_password(flavor: Flavor) {
 /// no password and no client private key.
 #[tokio::test]
 async fn debug_output_never_shows_secrets() {
-    let key = SigningKey::from_bytes(b"KEYBYTES-KEYBYTES-KEYBYTES-KEYBY");
+    let key = SigningKey::from_bytes(b"KEYBYTES-KEYBYTES-KEYBYTES-KEYBY").unwrap();
     let config = RedisStoreConfig::new("redis://user:PASSWORD-123@127.0.0.1:1/0", key.clone())
-        .verification_keys(vec![SigningKey::from_bytes(b"OLDKEY-OLDKEY-OLDKEY")])
+        .verification_keys(vec![
+            SigningKey::from_bytes(b"OLDKEY-OLDKEY-OLDKEY").unwrap(),
+        ])
         .tls_client_certificate("CERT", "PRIVATE-KEY-PEM");
     let port = free_port();
     let err = RedisStore::connect(RedisStoreConfig::new(
@@ -448,7 +450,7 @@ async fn logs_never_contain_session_values_or_keys() {
     // A value signed with another key and one naming another session id.
     let forged = signing::sign(
         &serde_json::to_vec(&read).unwrap(),
-        &SigningKey::from_bytes(b"forger"),
+        &SigningKey::from_bytes(b"forger").unwrap(),
     );
     redis::cmd("HSET")
         .arg("charon_.alice.full")

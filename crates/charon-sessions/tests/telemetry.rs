@@ -212,7 +212,7 @@ async fn the_finished_event_does_not_need_spans() {
 
 #[tokio::test]
 async fn local_store_operations_are_traced_and_counted() {
-    let store = LocalStore::new();
+    let store = LocalStore::new().record_user_ids(true);
     let mut secret = (String::new(), String::new());
     let recorded = recording(async {
         secret = a_day(&store, "alice").await;
@@ -224,9 +224,10 @@ async fn local_store_operations_are_traced_and_counted() {
 
 async fn redis_store_operations_are_traced_and_counted(flavor: Flavor) {
     let server = TestServer::start(flavor);
-    let store = RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()))
-        .await
-        .unwrap();
+    let store =
+        RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()).record_user_ids(true))
+            .await
+            .unwrap();
     let mut secret = (String::new(), String::new());
     let recorded = recording(async {
         secret = a_day(&store, "alice").await;
@@ -283,7 +284,8 @@ async fn rejections_and_reregistrations_are_counted(flavor: Flavor) {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let foreign = charon_sessions::signing::sign(b"{}", &SigningKey::from_bytes(b"other key"));
+    let foreign =
+        charon_sessions::signing::sign(b"{}", &SigningKey::from_bytes(b"other key").unwrap());
     hset(&mut conn, &key, b"foreign", &foreign).await;
     let garbage = charon_sessions::signing::sign(b"not a session", &test_key());
     hset(&mut conn, &key, b"garbage", &garbage).await;
@@ -336,21 +338,21 @@ async fn rejections_and_reregistrations_are_counted(flavor: Flavor) {
     assert!(recorded.log.contains("reason=\"signature\""));
 }
 
-/// With `record_user_ids(false)` no span, event or warning carries the user
-/// id (it is part of the key, so warnings name only the session type).
-async fn user_ids_can_be_left_out(flavor: Flavor) {
+/// By default (`record_user_ids` off) no span, event or warning carries the
+/// user id (it is part of the key, so warnings name only the session type).
+async fn user_ids_are_left_out_by_default(flavor: Flavor) {
     const USER: &str = "user-marker-8841";
     let server = TestServer::start(flavor);
-    let store =
-        RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()).record_user_ids(false))
-            .await
-            .unwrap();
+    let store = RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()))
+        .await
+        .unwrap();
     let mut conn = raw(&server).await;
-    let foreign = charon_sessions::signing::sign(b"{}", &SigningKey::from_bytes(b"other key"));
+    let foreign =
+        charon_sessions::signing::sign(b"{}", &SigningKey::from_bytes(b"other key").unwrap());
     hset(&mut conn, &key_of(USER, "full"), b"foreign", &foreign).await;
     hset(&mut conn, &key_of(USER, "full"), b"\xff\xfe", b"x").await;
 
-    let local = LocalStore::new().record_user_ids(false);
+    let local = LocalStore::new();
     let recorded = recording(async {
         a_day(&store, USER).await;
         a_day(&local, USER).await;
@@ -397,5 +399,5 @@ on_both_servers!(
     redis_store_operations_are_traced_and_counted,
     replaced_connections_are_counted,
     rejections_and_reregistrations_are_counted,
-    user_ids_can_be_left_out,
+    user_ids_are_left_out_by_default,
 );

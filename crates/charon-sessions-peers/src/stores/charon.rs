@@ -19,8 +19,7 @@ pub struct Charon {
 impl Charon {
     /// Connects with a random signing key (PBKDF2 would only slow the start).
     pub async fn connect(url: &str, pool_size: Option<usize>) -> anyhow::Result<Charon> {
-        let key: [u8; 32] = rand::random();
-        let mut config = RedisStoreConfig::new(url, SigningKey::from_bytes(&key));
+        let mut config = RedisStoreConfig::new(url, SigningKey::generate());
         if let Some(size) = pool_size {
             config = config.pool_size(size);
         }

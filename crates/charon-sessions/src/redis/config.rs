@@ -59,7 +59,7 @@ pub(crate) enum Topology {
 /// use charon_sessions::RedisStoreConfig;
 /// use charon_sessions::signing::SigningKey;
 ///
-/// let config = RedisStoreConfig::new("redis://127.0.0.1:6379/0", SigningKey::from_bytes(&[7; 32]))
+/// let config = RedisStoreConfig::new("redis://127.0.0.1:6379/0", SigningKey::from_bytes(&[7; 32]).unwrap())
 ///     .key_prefix("myapp")
 ///     .max_in_flight(512)
 ///     .checkout_timeout(Duration::from_secs(1));
@@ -169,7 +169,7 @@ impl RedisStoreConfig {
             max_session_size: DEFAULT_MAX_SESSION_SIZE,
             verification_keys: Vec::new(),
             register_functions: true,
-            record_user_ids: true,
+            record_user_ids: false,
             tls_root_certificate: None,
             tls_client_certificate: None,
             wait_for_replicas: None,
@@ -415,11 +415,11 @@ impl RedisStoreConfig {
 
     /// Whether the store's tracing spans carry the `user_id` field, and
     /// its warnings about rejected values name the key (which contains the
-    /// user id). Turn it off when user ids are personal data that must not
-    /// reach logs; spans then carry only the operation and session type.
-    /// See [`telemetry`](crate::telemetry).
+    /// user id). User ids are personal data in most deployments, so they
+    /// stay out of logs unless this is turned on; spans then carry only the
+    /// operation and session type. See [`telemetry`](crate::telemetry).
     ///
-    /// Defaults to `true`.
+    /// Defaults to `false`.
     #[must_use]
     pub fn record_user_ids(mut self, record_user_ids: bool) -> Self {
         self.record_user_ids = record_user_ids;
@@ -676,7 +676,7 @@ mod tests {
     use super::*;
 
     fn config(url: &str) -> RedisStoreConfig {
-        RedisStoreConfig::new(url, SigningKey::from_bytes(b"k"))
+        RedisStoreConfig::new(url, SigningKey::from_bytes(b"k").unwrap())
     }
 
     #[test]
@@ -712,7 +712,7 @@ mod tests {
 
     #[test]
     fn cluster_and_sentinel_debug_redacts_passwords() {
-        let key = || SigningKey::from_bytes(b"k");
+        let key = || SigningKey::from_bytes(b"k").unwrap();
         let cluster = RedisStoreConfig::cluster(
             [
                 "redis://:hunter2@10.0.0.1:6379",
@@ -732,7 +732,7 @@ mod tests {
 
     #[test]
     fn topology_and_wait_checks() {
-        let key = || SigningKey::from_bytes(b"k");
+        let key = || SigningKey::from_bytes(b"k").unwrap();
         let msg = |c: RedisStoreConfig| c.check().unwrap_err().to_string();
         assert!(msg(RedisStoreConfig::cluster(Vec::<String>::new(), key())).contains("seed"));
         assert!(

@@ -57,7 +57,7 @@ use crate::telemetry::{self, Rejection};
 /// use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore};
 /// use charon_sessions::signing::SigningKey;
 ///
-/// let key = SigningKey::from_base_secret(b"a long random base secret");
+/// let key = SigningKey::from_base_secret(b"a long random base secret")?;
 /// let store = RedisStore::connect(RedisStoreConfig::new("redis://127.0.0.1:6379", key)).await?;
 /// let mut session = Session::new_login("alice", Duration::from_secs(30 * 24 * 3600));
 /// store.upsert(&mut session).await?;

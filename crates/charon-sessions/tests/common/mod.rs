@@ -29,7 +29,7 @@ pub struct Harness {
 }
 
 pub fn test_key() -> SigningKey {
-    SigningKey::from_bytes(b"0123456789abcdef0123456789abcdef")
+    SigningKey::from_bytes(b"0123456789abcdef0123456789abcdef").unwrap()
 }
 
 pub async fn local() -> Harness {
