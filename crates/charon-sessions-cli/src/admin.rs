@@ -71,8 +71,8 @@ pub fn signing_key(store: &StoreArgs, command: &str) -> anyhow::Result<SigningKe
 
 /// Opens a [`RedisStore`] on `--redis` with a single connection that never
 /// loads the function library (an admin command must not change the
-/// server's functions; reads and deletes do not need them). Runs `INFO
-/// server` (the version check).
+/// server's functions; reads and deletes do not need them). Runs `HELLO`
+/// (the version check; see [`charon_sessions::ServerInfo`]).
 ///
 /// `signing_key` is `None` for commands that only delete: a random key is
 /// used, since deleting verifies nothing.
