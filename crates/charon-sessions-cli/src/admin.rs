@@ -127,15 +127,6 @@ fn raw_client(url: &str) -> anyhow::Result<redis::Client> {
     redis::Client::open(info).map_err(|_| invalid())
 }
 
-/// The database number the URL selects (0 when it names none).
-pub fn database(store: &StoreArgs) -> i64 {
-    store
-        .redis
-        .as_deref()
-        .and_then(|url| url.into_connection_info().ok())
-        .map_or(0, |info| info.redis_settings().db())
-}
-
 /// The hash holding `user_id`'s sessions of `session_type`:
 /// `<prefix>.<user_id>.<session_type>`, the layout the library documents.
 pub fn hash_key(key_prefix: &str, user_id: &str, session_type: &str) -> String {

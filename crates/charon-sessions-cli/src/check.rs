@@ -6,16 +6,17 @@
 //!
 //! | check | how |
 //! |---|---|
-//! | server | [`RedisStore::connect`] without loading functions: `INFO server`, kind and version |
+//! | server | [`RedisStore::connect`] without loading functions: `HELLO`, kind and version |
 //! | hash field expiration | `COMMAND INFO hsetex` (else implied by the version) |
 //! | function library | `FUNCTION LIST LIBRARYNAME charon_sessions_*`: this version's library, and others (older versions, other deployments) |
-//! | ACL, per store command | `ACL WHOAMI`, then `ACL DRYRUN <user> <command> <args on a key under the prefix>`; when the user may not run those, the command itself with arguments that change nothing (see [`probe`]) |
+//! | ACL, per command of the store's rule ([`RedisStoreConfig::acl_commands`] for this URL) | `ACL WHOAMI`, then `ACL DRYRUN <user> <command> <args on a key under the prefix>`; when the user may not run those, the command itself with arguments that change nothing (see [`probe`]) |
 //! | latency | `PING` several times: min, median and max round trip in ms |
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use charon_sessions::{REQUIRED_COMMANDS, RedisStore};
+use charon_sessions::signing::SigningKey;
+use charon_sessions::{RedisStore, RedisStoreConfig};
 use clap::Args;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
@@ -233,12 +234,16 @@ async fn function_library(raw: &mut MultiplexedConnection, report: &mut Report) 
     }
 }
 
-/// Arguments for `command` (as in [`REQUIRED_COMMANDS`]) that are safe to
-/// run for real: they read or delete a key that cannot exist (`probe_key`,
-/// random, under the prefix), or fail inside the command after the ACL
-/// check has passed (`HSETEX … FIELDS 0`, `FCALL` of a function that does
-/// not exist). `None` for a command with no such form.
-fn probe(command: &str, probe_key: &str, db: i64) -> Option<Vec<String>> {
+/// Arguments for `command` (as in [`RedisStoreConfig::acl_commands`]) that
+/// are safe to run for real: they read or delete a key that cannot exist
+/// (`probe_key`, random, under the prefix), select the database the store
+/// selects anyway, or fail inside the command after the ACL check has
+/// passed (`HSETEX … FIELDS 0`, `FCALL` of a function that does not exist).
+/// `None` for a command with no such form.
+fn probe(command: &str, probe_key: &str) -> Option<Vec<String>> {
+    if let Some(db) = command.strip_prefix("select|") {
+        return Some(vec!["SELECT".to_owned(), db.to_owned()]);
+    }
     let words: &[&str] = match command {
         "hget" => &["HGET", probe_key, "probe"],
         "hgetall" => &["HGETALL", probe_key],
@@ -246,8 +251,6 @@ fn probe(command: &str, probe_key: &str, db: i64) -> Option<Vec<String>> {
         "del" => &["DEL", probe_key],
         "fcall" => &["FCALL", "charon_sessions_check_probe", "1", probe_key],
         "hsetex" => &["HSETEX", probe_key, "FIELDS", "0", "probe", "probe"],
-        "info" => &["INFO", "server"],
-        "select" => return Some(vec!["SELECT".to_owned(), db.to_string()]),
         "client|setinfo" => &["CLIENT", "SETINFO", "LIB-NAME", "redis-rs"],
         _ => return None,
     };
@@ -255,27 +258,39 @@ fn probe(command: &str, probe_key: &str, db: i64) -> Option<Vec<String>> {
 }
 
 /// Why a refused command may not matter here; `None` when it is required.
-fn not_needed(command: &str, db: i64) -> Option<&'static str> {
+fn not_needed(command: &str) -> Option<&'static str> {
     match command {
-        "select" if db == 0 => Some("only needed for a URL naming a database other than 0"),
         "client|setinfo" => Some("optional: redis-rs ignores the refusal"),
         _ => None,
     }
 }
 
-/// Whether this connection's user may run each of the store's commands on
-/// a key under the prefix.
+/// Whether this connection's user may run each command of the rule for a
+/// store on this URL (least-privilege: no function loading) on a key under
+/// the prefix.
 async fn acl(
     raw: &mut MultiplexedConnection,
     store: &StoreArgs,
     probe_key: &str,
     report: &mut Report,
 ) {
-    let db = admin::database(store);
+    let commands = admin::redis_url(store, "check").and_then(|url| {
+        Ok(RedisStoreConfig::new(url, SigningKey::generate())
+            .key_prefix(&store.key_prefix)
+            .register_functions(false)
+            .acl_commands()?)
+    });
+    let commands = match commands {
+        Ok(commands) => commands,
+        Err(e) => {
+            report.line(Status::Fail, "acl", &format!("no rule for this URL: {e:#}"));
+            return;
+        }
+    };
     let whoami: Option<String> = redis::cmd("ACL").arg("WHOAMI").query_async(raw).await.ok();
-    for command in REQUIRED_COMMANDS {
+    for command in &commands {
         let name = format!("acl {command}");
-        let Some(words) = probe(command, probe_key, db) else {
+        let Some(words) = probe(command, probe_key) else {
             report.line(
                 Status::Skipped,
                 &name,
@@ -291,7 +306,7 @@ async fn acl(
             Some((allowed, why)) => (Some(allowed), why),
             None => run_probe(raw, &words).await,
         };
-        match (allowed, not_needed(command, db)) {
+        match (allowed, not_needed(command)) {
             (Some(true), _) => report.line(Status::Ok, &name, &format!("allowed ({how})")),
             (Some(false), Some(why)) => {
                 report.line(Status::Skipped, &name, &format!("refused ({how}); {why}"));
@@ -397,10 +412,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_required_command_has_a_probe() {
-        for command in REQUIRED_COMMANDS {
-            assert!(probe(command, "p.k.t", 0).is_some(), "{command}");
+    fn every_command_of_a_single_server_rule_has_a_probe() {
+        for url in ["redis://127.0.0.1", "redis://127.0.0.1/5"] {
+            let commands = RedisStoreConfig::new(url, SigningKey::generate())
+                .register_functions(false)
+                .acl_commands()
+                .unwrap();
+            for command in &commands {
+                assert!(probe(command, "p.k.t").is_some(), "{command}");
+            }
         }
+        assert_eq!(probe("select|5", "p.k.t").unwrap(), ["SELECT", "5"]);
     }
 
     #[test]
