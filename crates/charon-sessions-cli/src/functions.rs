@@ -59,7 +59,7 @@ enum FunctionsCommand {
         #[arg(long)]
         sentinel: bool,
         /// The cluster store reads from replicas (read_from_replicas).
-        #[arg(long, requires = "cluster")]
+        #[arg(long, requires = "cluster", conflicts_with = "sentinel")]
         read_from_replicas: bool,
         /// The store waits for replicas after each upsert (wait_for_replicas).
         #[arg(long)]
@@ -129,6 +129,13 @@ pub async fn run(args: FunctionsArgs) -> anyhow::Result<ExitCode> {
                  {nodes}, and start the store with RedisStoreConfig::register_functions(false), after\n\
                  `charon-sessions functions load --redis <admin URL>` on every deploy of a new version."
             );
+            if db != 0 {
+                eprintln!(
+                    "Redis ACLs have no per-database rights, and every connection starts in database 0:
+                     the user can reach keys under the prefix in databases 0 and {db}. On Valkey 9, append
+                     `resetdbs db={db}` to keep it to database {db}."
+                );
+            }
         }
         FunctionsCommand::Show => {
             println!("-- library {}", RedisStore::function_library_name());
