@@ -2,7 +2,8 @@
 //! against a real Redis 8 and once on its in-memory store, driven through
 //! logins on two devices, refreshes (with a replay inside and after the
 //! grace window), parallel refreshes with one token, device listing, a
-//! logout of one device, logout everywhere and `/metrics`.
+//! logout of one device, logout everywhere and `/metrics`; weak base
+//! secrets refused at start.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ const SERVICE_VARS: &[&str] = &[
     "BIND",
     "REDIS_URL",
     "CHARON_BASE_SECRET",
+    "CHARON_ALLOW_WEAK_SECRET",
     "JWT_SECRET",
     "ACCESS_TOKEN_TTL_SECS",
     "REFRESH_TTL_SECS",
@@ -114,6 +116,9 @@ impl RedisSide {
         redis::cmd("HLEN").arg(key).query(&mut self.conn).unwrap()
     }
 }
+
+/// A base secret of 32 bytes or more, as the service demands.
+const BASE_SECRET: &str = "axum example test base secret, 32 bytes or more";
 
 /// The JSON claims inside a JWT (not verified: the service does that).
 fn claims(jwt: &str) -> Value {
@@ -363,7 +368,7 @@ async fn whole_flow_on_redis8() {
     let server = TestServer::start(Flavor::Redis);
     let service = Service::start(&[
         ("REDIS_URL", server.url().as_str()),
-        ("CHARON_BASE_SECRET", "axum example test secret"),
+        ("CHARON_BASE_SECRET", BASE_SECRET),
     ]);
     assert!(
         service.log().contains("RedisStore on Redis 8"),
@@ -376,7 +381,7 @@ async fn whole_flow_on_redis8() {
         .unwrap();
     whole_flow(&service, Some(RedisSide { conn })).await;
     let log = service.log();
-    assert!(!log.contains("axum example test secret"), "{log}");
+    assert!(!log.contains(BASE_SECRET), "{log}");
 }
 
 /// The same flow without `REDIS_URL`: the in-memory store.
@@ -406,4 +411,92 @@ fn redis_without_base_secret_is_refused() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("CHARON_BASE_SECRET"), "{stderr}");
     assert!(out.stdout.is_empty(), "nothing may be announced");
+}
+
+/// Runs the service with `envs` expecting it to refuse to start; its
+/// stderr.
+fn refused_start(envs: &[(&str, &str)]) -> String {
+    let mut command = Command::new(BIN);
+    for var in SERVICE_VARS {
+        command.env_remove(var);
+    }
+    let out = command
+        .args(["--bind", "127.0.0.1:0"])
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "started with {envs:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing may be announced: {envs:?}");
+    assert!(
+        stderr.contains("head -c 32 /dev/urandom | base64"),
+        "{envs:?}: {stderr}"
+    );
+    stderr
+}
+
+/// A base secret shorter than 32 bytes (9 or 31) is refused at start, with
+/// `REDIS_URL` or without, unless `CHARON_ALLOW_WEAK_SECRET` allows it; an
+/// empty one (`CHARON_BASE_SECRET=`, an unset template variable) even then.
+/// The refusal says how to generate one and never shows the secret. With
+/// the permission a short one works on Redis 8, and so does one of exactly
+/// 32 bytes without it.
+#[tokio::test]
+async fn weak_base_secrets_are_refused_at_start() {
+    let server = TestServer::start(Flavor::Redis);
+    let url = server.url();
+    let short = "change-me";
+    let secret_31 = "0123456789abcdefghijklmnopqrstu";
+    let secret_32 = "0123456789abcdefghijklmnopqrstuv";
+    let mut refusals = 0;
+    for secret in [short, secret_31] {
+        for envs in [
+            &[("REDIS_URL", url.as_str()), ("CHARON_BASE_SECRET", secret)][..],
+            &[("CHARON_BASE_SECRET", secret)],
+            &[
+                ("REDIS_URL", url.as_str()),
+                ("CHARON_BASE_SECRET", secret),
+                ("CHARON_ALLOW_WEAK_SECRET", "0"),
+            ],
+        ] {
+            let stderr = refused_start(envs);
+            assert!(stderr.contains("shorter than 32"), "{stderr}");
+            assert!(stderr.contains("CHARON_ALLOW_WEAK_SECRET=1"), "{stderr}");
+            assert!(!stderr.contains(secret), "{stderr}");
+            refusals += 1;
+        }
+    }
+    for envs in [
+        &[("REDIS_URL", url.as_str()), ("CHARON_BASE_SECRET", "")][..],
+        &[
+            ("REDIS_URL", url.as_str()),
+            ("CHARON_BASE_SECRET", ""),
+            ("CHARON_ALLOW_WEAK_SECRET", "1"),
+        ],
+    ] {
+        let stderr = refused_start(envs);
+        assert!(stderr.contains("CHARON_BASE_SECRET is empty"), "{stderr}");
+        refusals += 1;
+    }
+
+    let http = reqwest::Client::new();
+    for envs in [
+        &[
+            ("REDIS_URL", url.as_str()),
+            ("CHARON_BASE_SECRET", short),
+            ("CHARON_ALLOW_WEAK_SECRET", "1"),
+        ][..],
+        &[
+            ("REDIS_URL", url.as_str()),
+            ("CHARON_BASE_SECRET", secret_32),
+        ],
+    ] {
+        let service = Service::start(envs);
+        assert!(service.log().contains("RedisStore"), "{}", service.log());
+        login(&http, &service, "alice").await;
+    }
+    eprintln!(
+        "weak base secrets: {refusals} starts refused; a weak one allowed and 32 bytes accepted"
+    );
 }
