@@ -69,9 +69,8 @@ pub struct Config {
     #[arg(long, value_name = "SECS", env = "REFRESH_TTL_SECS", default_value_t = 30 * 24 * 3600)]
     pub refresh_ttl_secs: u64,
 
-    /// Clock-skew allowance, in seconds: a refresh token issued up to this
-    /// long before the session's current token generation still counts as
-    /// current (also the leeway of the JWT `exp` check).
+    /// Clock-skew allowance of the tokens' `exp` check, in seconds (the
+    /// instances' clocks differ a little).
     #[arg(
         long,
         value_name = "SECS",
@@ -81,8 +80,9 @@ pub struct Config {
     pub leeway_secs: u64,
 
     /// Grace window after a rotation, in seconds: while the last rotation is
-    /// younger than this, tokens of the previous generation are accepted too,
-    /// so that parallel refreshes of one client are not logged out.
+    /// younger than this, the refresh token it superseded is accepted too,
+    /// so that parallel refreshes of one client are not logged out; after
+    /// it, that token revokes the session (see `freshness.rs`).
     #[arg(
         long,
         value_name = "SECS",

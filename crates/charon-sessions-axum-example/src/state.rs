@@ -86,7 +86,6 @@ impl AppState {
             ),
             policy: RefreshPolicy {
                 refresh_ttl: config.refresh_ttl(),
-                leeway_secs: i64::try_from(config.leeway_secs).unwrap_or(i64::MAX),
                 grace_secs: i64::try_from(config.grace_secs).unwrap_or(i64::MAX),
             },
             metrics,

@@ -2,10 +2,11 @@
 //! recorder behind `/metrics`, and the middleware that counts HTTP requests.
 //!
 //! The recorder collects everything emitted through the `metrics` facade in
-//! this process: this service's `http_requests_total` and
-//! `http_request_duration_seconds`, and the store's own
-//! `charon_sessions_*` metrics. The exporter's HTTP listener is not used
-//! (its features are off): the service renders the page on its own route.
+//! this process: this service's `http_requests_total`,
+//! `http_request_duration_seconds` and [`REFRESH_TOKEN_REUSE_TOTAL`], and
+//! the store's own `charon_sessions_*` metrics. The exporter's HTTP
+//! listener is not used (its features are off): the service renders the
+//! page on its own route.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         metrics::Unit::Seconds,
         "HTTP request latency, by method and route"
     );
+    metrics::describe_counter!(
+        REFRESH_TOKEN_REUSE_TOTAL,
+        "Superseded refresh tokens presented after the grace window (each revoked its session)"
+    );
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -53,6 +58,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     });
     Ok(handle)
 }
+
+/// Counter of refresh-token reuse: superseded refresh tokens presented after
+/// the grace window, each of which revoked its session.
+pub const REFRESH_TOKEN_REUSE_TOTAL: &str = "refresh_token_reuse_total";
 
 /// Middleware: counts each request and records its latency, labelled with
 /// the route pattern (`/sessions/{id}`, never the id itself) so the number
