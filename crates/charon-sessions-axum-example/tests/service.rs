@@ -3,8 +3,8 @@
 //! logins on two devices, refreshes (with a replay inside the grace
 //! window), parallel refreshes with one token, device listing, a logout of
 //! one device, logout everywhere and `/metrics`; refresh-token reuse after
-//! the grace window and tokens with a wrong `jti`; weak base secrets
-//! refused at start.
+//! the grace window and tokens with a wrong `jti`; request metrics under
+//! invented HTTP methods; weak base secrets refused at start.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -602,6 +602,62 @@ async fn a_refresh_token_with_a_wrong_jti_is_refused() {
         (status, &body["error"]),
         (StatusCode::UNAUTHORIZED, &"session_not_found".into()),
         "{body}"
+    );
+}
+
+/// Fifty requests with invented HTTP methods (`X` and eight random
+/// letters) add at most one series to each request metric: the methods are
+/// labelled `other`.
+#[tokio::test]
+async fn invented_http_methods_add_at_most_one_series() {
+    let service = Service::start(&[]);
+    let http = reqwest::Client::new();
+    let series = |text: &str, prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+    let scrape = || async {
+        http.get(service.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // The first scrape's own series appear in the second.
+    scrape().await;
+    let before = scrape().await;
+    let mut random = [0u8; 50 * 8];
+    getrandom::fill(&mut random).unwrap();
+    for letters in random.chunks(8) {
+        let name: String = std::iter::once('X')
+            .chain(letters.iter().map(|b| char::from(b'A' + b % 26)))
+            .collect();
+        let method = reqwest::Method::from_bytes(name.as_bytes()).unwrap();
+        let response = http
+            .request(method, service.url("/sessions"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_client_error(),
+            "{name}: {}",
+            response.status()
+        );
+    }
+    let after = scrape().await;
+    let mut added = Vec::new();
+    for prefix in [
+        "http_requests_total{",
+        "http_request_duration_seconds_count{",
+    ] {
+        let new = series(&after, prefix) - series(&before, prefix);
+        assert!(new <= 1, "{new} new {prefix}...}} series:\n{after}");
+        added.push(new);
+    }
+    assert!(after.contains(r#"method="other""#), "{after}");
+    eprintln!(
+        "50 invented methods: {} new http_requests_total series, {} new \
+         http_request_duration_seconds series",
+        added[0], added[1]
     );
 }
 
