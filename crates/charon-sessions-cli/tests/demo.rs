@@ -28,7 +28,7 @@ fn assert_demo_passes(args: &[&str], store: &str) -> String {
     assert!(ok, "demo failed:\n{text}");
     assert!(text.contains(store), "{text}");
     assert!(
-        text.contains("all 16 steps behaved as documented"),
+        text.contains("all 17 steps behaved as documented"),
         "{text}"
     );
     assert!(!text.contains("FAIL"), "{text}");
@@ -47,7 +47,7 @@ fn demo_passes_on_local_store() {
 fn demo_passes_on_redis8_and_cleans_up() {
     let server = TestServer::start(Flavor::Redis);
     let text = assert_demo_passes(&["--redis", &server.url()], "RedisStore on Redis 8");
-    assert!(text.contains("random one"), "{text}");
+    assert!(text.contains("random key"), "{text}");
     let mut conn = redis::Client::open(server.url())
         .unwrap()
         .get_connection()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::codec::{MapKeys, PayloadFormat};
 use crate::session::validate_key_prefix;
 use crate::signing::SigningKey;
-use crate::store::{DEFAULT_MAX_SESSION_SIZE, StoreError};
+use crate::store::{DEFAULT_MAX_SESSION_SIZE, DEFAULT_SESSION_LIMIT, SessionLimit, StoreError};
 
 /// The default key prefix, Charon's.
 pub const DEFAULT_KEY_PREFIX: &str = "charon_";
@@ -81,6 +81,7 @@ pub struct RedisStoreConfig {
     pub(crate) verification_keys: Vec<SigningKey>,
     pub(crate) register_functions: bool,
     pub(crate) record_user_ids: bool,
+    pub(crate) session_limit: SessionLimit,
     pub(crate) tls_root_certificate: Option<Vec<u8>>,
     pub(crate) tls_client_certificate: Option<(Vec<u8>, Vec<u8>)>,
     pub(crate) wait_for_replicas: Option<(usize, Duration)>,
@@ -170,6 +171,7 @@ impl RedisStoreConfig {
             verification_keys: Vec::new(),
             register_functions: true,
             record_user_ids: false,
+            session_limit: DEFAULT_SESSION_LIMIT,
             tls_root_certificate: None,
             tls_client_certificate: None,
             wait_for_replicas: None,
@@ -413,6 +415,20 @@ impl RedisStoreConfig {
         self
     }
 
+    /// How many sessions of one type a user may have, and what a new
+    /// session beyond does: evict the soonest-expiring ones, or be refused
+    /// with [`StoreError::TooManySessions`] (see [`SessionLimit`]). Checked
+    /// in the upsert function, atomically with the create.
+    ///
+    /// Defaults to [`SessionLimit::EvictSoonestExpiring`] of
+    /// [`DEFAULT_MAX_SESSIONS_PER_USER`](crate::DEFAULT_MAX_SESSIONS_PER_USER)
+    /// (100).
+    #[must_use]
+    pub fn max_sessions_per_user(mut self, limit: SessionLimit) -> Self {
+        self.session_limit = limit;
+        self
+    }
+
     /// Whether the store's tracing spans carry the `user_id` field, and
     /// its warnings about rejected values name the key (which contains the
     /// user id). User ids are personal data in most deployments, so they
@@ -565,6 +581,7 @@ impl RedisStoreConfig {
                 return invalid(&format!("{name} must be greater than zero"));
             }
         }
+        self.session_limit.check()?;
         if self.max_session_size == 0 {
             return invalid("max_session_size must be greater than zero");
         }
@@ -652,6 +669,7 @@ impl fmt::Debug for RedisStoreConfig {
             .field("verification_keys", &self.verification_keys)
             .field("register_functions", &self.register_functions)
             .field("record_user_ids", &self.record_user_ids)
+            .field("session_limit", &self.session_limit)
             .field(
                 "tls_root_certificate",
                 &self.tls_root_certificate.as_ref().map(|_| "<PEM>"),
