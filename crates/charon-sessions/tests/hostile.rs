@@ -21,8 +21,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use charon_sessions::signing::{self, SigningKey};
 use charon_sessions::{
-    MapKeys, PayloadFormat, RedisStore, RedisStoreConfig, Session, SessionStore, StoreError, codec,
-    random_id, unix_now,
+    MapKeys, PayloadFormat, RedisStore, RedisStoreConfig, Session, SessionLimit, SessionStore,
+    StoreError, codec, random_id, unix_now,
 };
 use charon_sessions_testkit::{Flavor, TestServer};
 use proptest::collection::{btree_map, vec};
@@ -34,7 +34,7 @@ use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 
 use common::raw::{data_command_calls, exists, hget, hgetall, key_of, raw};
-use common::{HOUR, login, redis_store, test_key};
+use common::{HOUR, login, redis_store, redis_store_with_limit, test_key};
 
 /// Expands each listed behaviour (an `async fn name(flavor: Flavor)`) into
 /// one test on Redis 8 (module `redis8`) and one on Valkey 9 (`valkey9`);
@@ -1359,7 +1359,8 @@ async fn get_all_returns_ten_thousand_sessions(flavor: Flavor) {
     const SESSIONS: usize = 10_000;
     const TASKS: usize = 32;
     let server = TestServer::start(flavor);
-    let store = Arc::new(redis_store(&server).await);
+    // Far more sessions than the default limit per user keeps.
+    let store = Arc::new(redis_store_with_limit(&server, SessionLimit::Unlimited).await);
     let mut conn = raw(&server).await;
 
     let started = Instant::now();

@@ -61,15 +61,24 @@ pub async fn local() -> Harness {
 }
 
 pub async fn redis_store(server: &TestServer) -> RedisStore {
-    RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()))
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "connect to {}: {e}\nserver log:\n{}",
-                server.url(),
-                server.log()
-            )
-        })
+    connect_store(server, RedisStoreConfig::new(server.url(), test_key())).await
+}
+
+/// A store on `server` with `limit` sessions per user, for tests that give
+/// one user more sessions than the default limit keeps.
+pub async fn redis_store_with_limit(server: &TestServer, limit: SessionLimit) -> RedisStore {
+    let config = RedisStoreConfig::new(server.url(), test_key()).max_sessions_per_user(limit);
+    connect_store(server, config).await
+}
+
+async fn connect_store(server: &TestServer, config: RedisStoreConfig) -> RedisStore {
+    RedisStore::connect(config).await.unwrap_or_else(|e| {
+        panic!(
+            "connect to {}: {e}\nserver log:\n{}",
+            server.url(),
+            server.log()
+        )
+    })
 }
 
 pub async fn on_server(flavor: Flavor) -> Harness {
