@@ -478,17 +478,11 @@ impl RedisStoreConfig {
             .clone()
             .set_protocol(redis::ProtocolVersion::RESP3);
         let info = info.set_redis_settings(resp3);
-        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
-            // redis-rs builds its TLS configuration from rustls's process-wide
-            // crypto provider, which rustls cannot pick by itself when an
-            // application enables more than one: make it ring unless the
-            // application installed one already.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
         Ok(info)
     }
 
-    /// The configured CA and client certificates, if any.
+    /// The configured CA and client certificates, if any, as redis-rs
+    /// takes them (a cluster's connections).
     pub(crate) fn tls_certificates(&self) -> Option<redis::TlsCertificates> {
         if self.tls_root_certificate.is_none() && self.tls_client_certificate.is_none() {
             return None;
@@ -504,19 +498,20 @@ impl RedisStoreConfig {
         })
     }
 
-    /// The redis-rs client for one server at `url`, with the configured TLS
-    /// certificates and `tcp` socket settings.
-    pub(crate) fn client(
-        &self,
-        url: &str,
-        tcp: redis::io::tcp::TcpSettings,
-    ) -> Result<redis::Client, StoreError> {
-        let info = self.connection_info(url)?.set_tcp_settings(tcp);
-        match self.tls_certificates() {
-            None => redis::Client::open(info),
-            Some(certificates) => redis::Client::build_with_tls(info, certificates),
-        }
-        .map_err(|e| invalid_url(url, e))
+    /// The store's own TLS configuration (one server, Sentinel's primaries)
+    /// from the configured CA and client certificate.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for certificates or a key that do not
+    /// parse.
+    pub(crate) fn tls(&self) -> Result<super::tls::Tls, StoreError> {
+        super::tls::Tls::new(
+            self.tls_root_certificate.as_deref(),
+            self.tls_client_certificate
+                .as_ref()
+                .map(|(cert, key)| (cert.as_slice(), key.as_slice())),
+        )
     }
 
     /// The cross-field checks `connect` runs first.

@@ -19,6 +19,7 @@ pub(crate) mod keys;
 pub(crate) mod raw;
 pub(crate) mod replica_wait;
 pub(crate) mod server;
+pub(crate) mod tls;
 pub(crate) mod topology;
 
 use std::fmt;
