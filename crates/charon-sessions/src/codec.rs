@@ -119,7 +119,10 @@ pub enum MapKeys {
     #[default]
     Binaries,
     /// Atoms: `%{ip: "::1"}`, Elixir's habit for data the code builds
-    /// itself. Keys longer than 255 characters are refused.
+    /// itself. Keys longer than 255 characters are refused. Every Elixir
+    /// node that reads the session creates these atoms, which Erlang never
+    /// frees (Charon's `binary_to_term` is not `:safe`): use it for a fixed
+    /// set of keys, never for keys taken from user input.
     Atoms,
 }
 

@@ -600,7 +600,8 @@ async fn charon_suite_get() {
 }
 
 /// Charon's `describe "upsert/3"`: stores session (with lock version 1,
-/// byte for byte Charon's value), lock and field expiry; separates by type;
+/// byte for byte OTP 25's `term_to_binary(S, [{minor_version, 2}])` of
+/// Charon's struct), lock and field expiry; separates by type;
 /// updates an existing session and its expiry (an `extra_payload` of
 /// `%{new: "key"}` with atom keys); sets no expiry on the key; skips an
 /// already-expired session; optimistic locking against the input session;
