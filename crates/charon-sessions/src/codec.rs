@@ -135,6 +135,32 @@ const SLOTS: usize = 14;
 /// instead of exhausting the stack.
 const MAX_DEPTH: usize = 128;
 
+/// Deepest nesting of containers in `extra_payload` (itself level 1) that
+/// a compact record of it decodes with: [`MAX_DEPTH`] less the record's
+/// array and one level the decoder takes for the value it is in. Upserts
+/// refuse deeper ones, which no read would return.
+const MAX_COMPACT_PAYLOAD_DEPTH: usize = MAX_DEPTH - 2;
+
+/// Whether `payload`, counted as level 1, holds arrays or objects nested
+/// deeper than `limit` levels. Walks with a stack of its own, so any depth
+/// is measured without recursion.
+fn nests_deeper_than(payload: &serde_json::Map<String, serde_json::Value>, limit: usize) -> bool {
+    use serde_json::Value;
+    let mut stack: Vec<(&Value, usize)> = payload.values().map(|v| (v, 2)).collect();
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if depth > limit {
+            return true;
+        }
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    false
+}
+
 /// Why a payload could not be decoded. Neither its `Display` nor its
 /// `Debug` output quotes the payload, because it ends up in logs.
 #[derive(Debug)]
@@ -230,7 +256,15 @@ pub fn prepare_upsert_as(
     }
     let new_lock = session.lock_version + 1;
     let payload = match format {
-        PayloadFormat::Compact => encode_with_lock(session, new_lock),
+        PayloadFormat::Compact => {
+            if nests_deeper_than(&session.extra_payload, MAX_COMPACT_PAYLOAD_DEPTH) {
+                return Err(StoreError::InvalidInput(format!(
+                    "extra_payload nests deeper than {MAX_COMPACT_PAYLOAD_DEPTH} levels (itself \
+                     level 1), which the compact format does not read back"
+                )));
+            }
+            encode_with_lock(session, new_lock)
+        }
         PayloadFormat::Charon => {
             let payload = charon::encode_with_lock(session, new_lock, map_keys)?;
             if payload.len() > MAX_TERM_BYTES && max_size > MAX_TERM_BYTES {
@@ -593,6 +627,41 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(decode(&payload).unwrap().extra_payload, s.extra_payload);
+    }
+
+    /// The compact format refuses on upsert the `extra_payload` nesting it
+    /// would not decode (it used to store it, and every read skipped the
+    /// session), and takes the deepest it decodes.
+    #[test]
+    fn compact_upserts_refuse_nesting_that_would_not_decode() {
+        // The deepest array or object at `levels` (extra_payload is level
+        // 1, the value in "d" level 2).
+        let nested = |levels: usize, array: bool| {
+            let mut s = sample();
+            let mut value = json!(1);
+            for _ in 1..levels {
+                value = if array {
+                    json!([value])
+                } else {
+                    json!({ "d": value })
+                };
+            }
+            s.extra_payload.insert("d".into(), value);
+            s
+        };
+        for array in [false, true] {
+            let deepest = nested(MAX_COMPACT_PAYLOAD_DEPTH, array);
+            let (_, payload) = prepare_upsert(&deepest, usize::MAX).unwrap().unwrap();
+            assert_eq!(
+                decode(&payload).unwrap().extra_payload,
+                deepest.extra_payload
+            );
+            let too_deep = nested(MAX_COMPACT_PAYLOAD_DEPTH + 1, array);
+            assert!(decode(&encode(&too_deep)).is_err());
+            let err = prepare_upsert(&too_deep, usize::MAX).unwrap_err();
+            assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
+            assert!(err.to_string().contains("deeper than 126"), "{err}");
+        }
     }
 
     #[test]

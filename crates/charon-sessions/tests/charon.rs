@@ -1004,7 +1004,8 @@ async fn changed_values_keep_their_erlang_keys_and_types() {
 /// so that its deepest value sits at level 128 counted as decoding counts
 /// (the struct is level 0) is written and read back, one level more is
 /// refused; a payload over MAX_TERM_BYTES (1 MiB) is refused even with a
-/// `max_session_size` of 4 MiB.
+/// `max_session_size` of 4 MiB. The compact format keeps the same rule at
+/// its own depth limit (one level less).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upsert_refuses_what_get_would_not_read() {
     let mut t = both(MapKeys::Binaries).await;
@@ -1044,6 +1045,28 @@ async fn upsert_refuses_what_get_would_not_read() {
     assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
     assert!(err.to_string().contains("deeper than 128"), "{err}");
     assert_eq!(too_deep.lock_version, 0);
+    assert!(
+        hget(&mut t.conn, "charon_.deep.full", &too_deep.id)
+            .await
+            .is_none()
+    );
+
+    // The compact format, whose decoder counts its record array too: the
+    // deepest value it reads back is one level less.
+    let compact = RedisStore::connect(RedisStoreConfig::new(
+        t.server.url(),
+        SigningKey::from_base_secret(BASE_SECRET).unwrap(),
+    ))
+    .await
+    .unwrap();
+    let mut deepest = nested(max - 3);
+    compact.upsert(&mut deepest).await.unwrap();
+    let back = compact.get(&deepest.id, "deep", "full").await.unwrap();
+    assert_eq!(back.map(|s| s.extra_payload), Some(deepest.extra_payload));
+    let mut too_deep = nested(max - 2);
+    let err = compact.upsert(&mut too_deep).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
+    assert!(err.to_string().contains("deeper than 126"), "{err}");
     assert!(
         hget(&mut t.conn, "charon_.deep.full", &too_deep.id)
             .await
