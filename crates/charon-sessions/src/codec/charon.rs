@@ -417,6 +417,9 @@ fn term_of(
     depth: usize,
     path: &Path<'_>,
 ) -> Result<Made, StoreError> {
+    // No term read in Charon's format sits deeper, kept or not: refused
+    // here, before recursing into whatever nesting `value` has.
+    check_depth(depth, path)?;
     match (value, old) {
         (Value::Object(object), old) => {
             let old_entries = match old {
@@ -783,6 +786,21 @@ mod tests {
             err.contains("extra_payload.deep.d") && err.contains("deeper"),
             "{err}"
         );
+        // 1 000 levels (serde_json drops a value recursively, so much
+        // deeper ones cannot even be dropped on a test thread): refused at
+        // the limit, without recursing through the rest.
+        for array in [true, false] {
+            let mut deeper = json!(1);
+            for _ in 0..1_000 {
+                deeper = if array {
+                    Value::Array(vec![deeper])
+                } else {
+                    Value::Object([("d".to_owned(), deeper)].into_iter().collect())
+                };
+            }
+            let err = refused("deeper", deeper, MapKeys::Binaries).unwrap_err();
+            assert!(err.contains("deeper than 128"), "{err}");
+        }
     }
 
     /// A session read in Charon's format whose `extra_payload` is `old`
