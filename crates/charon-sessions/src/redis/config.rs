@@ -186,10 +186,12 @@ impl RedisStoreConfig {
     /// changed on a running deployment: each session is rewritten in the new
     /// format at its next refresh.
     ///
-    /// [`PayloadFormat::Charon`] writes exactly what Charon 4.3's Redis
-    /// store writes, so that an Elixir service using Charon and this store
-    /// share sessions (same key prefix, same base secret); see the README's
-    /// "Sharing sessions with an Elixir Charon service".
+    /// [`PayloadFormat::Charon`] writes Charon 4.3's value, `=:=` equal to
+    /// what Charon's Redis store writes on any Erlang/OTP release (byte for
+    /// byte OTP 25's `term_to_binary(S, [{minor_version, 2}])`), so that an
+    /// Elixir service using Charon and this store share sessions (same key
+    /// prefix, same base secret); see the README's "Sharing sessions with
+    /// an Elixir Charon service".
     ///
     /// Defaults to [`PayloadFormat::Compact`].
     #[must_use]
