@@ -122,7 +122,8 @@ fn raw_client(url: &str) -> anyhow::Result<redis::Client> {
         .set_protocol(redis::ProtocolVersion::RESP3);
     let info = info.set_redis_settings(settings);
     if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
-        // As the library does: rustls needs a process-wide crypto provider.
+        // redis-rs builds its TLS configuration from rustls's process-wide
+        // crypto provider; the CLI, being the application, picks ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
     redis::Client::open(info).map_err(|_| invalid())

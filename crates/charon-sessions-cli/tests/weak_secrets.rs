@@ -244,7 +244,7 @@ async fn a_short_base_secret_is_used_when_asked_for() {
     );
     assert_eq!(demo.code, 0, "{}", demo.all());
     assert!(
-        demo.stdout.contains("all 16 steps behaved as documented"),
+        demo.stdout.contains("all 17 steps behaved as documented"),
         "{}",
         demo.all()
     );

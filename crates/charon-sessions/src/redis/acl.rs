@@ -1,8 +1,10 @@
 //! The least-privilege ACL rule for an application's Redis user.
 //!
 //! The store needs `HGET`, `HGETALL`, `HDEL`, `DEL` and `FCALL` on its own
-//! keys, `HSETEX` too (Redis checks the commands a function runs against the
-//! caller's rights), and `INFO` for the version check at connect. It needs
+//! keys, the commands the upsert function runs too (Redis checks them
+//! against the caller's rights: `HSETEX`, and `HLEN`, `HKEYS`,
+//! `HEXPIRETIME` for the session limit), and `INFO` for the version check
+//! at connect. It needs
 //! no right to load functions when the library is loaded by an admin
 //! ([`RedisStoreConfig::register_functions`](crate::RedisStoreConfig::register_functions)).
 
@@ -16,7 +18,11 @@ pub const REQUIRED_COMMANDS: &[&str] = &[
     "hdel",
     "del",
     "fcall",
+    // Run by the upsert function.
     "hsetex",
+    "hlen",
+    "hkeys",
+    "hexpiretime",
     "info",
     // Only for a URL naming a database other than 0.
     "select",
