@@ -57,7 +57,8 @@ pub fn redis_url<'a>(store: &'a StoreArgs, command: &str) -> anyhow::Result<&'a 
 }
 
 /// The signing key derived from the base secret (PBKDF2, as Charon does);
-/// a [`UsageError`] when no base secret is given.
+/// a [`UsageError`] when no base secret is given, or a weak one (see
+/// [`StoreArgs::base_secret`]).
 pub fn signing_key(store: &StoreArgs, command: &str) -> anyhow::Result<SigningKey> {
     match store.base_secret()? {
         Some(secret) => Ok(SigningKey::from_base_secret(secret.as_bytes())?),

@@ -12,7 +12,7 @@ use charon_sessions_testkit::{Flavor, TestServer};
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
 
-const SECRET: &str = "admin test base secret";
+const SECRET: &str = "admin test base secret, 32 bytes or more";
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// What a run of the binary gave.
@@ -35,6 +35,7 @@ fn cli(args: &[&str], env: &[(&str, &str)]) -> Run {
         .args(args)
         .env_remove("CHARON_REDIS_URL")
         .env_remove("CHARON_BASE_SECRET")
+        .env_remove("CHARON_ALLOW_WEAK_SECRET")
         .envs(env.iter().copied())
         .output()
         .expect("run charon-sessions");
@@ -303,7 +304,10 @@ async fn list_with_a_wrong_base_secret_shows_nothing_and_warns() {
             "alice",
             "--json",
         ],
-        &[("CHARON_BASE_SECRET", "not the secret")],
+        &[(
+            "CHARON_BASE_SECRET",
+            "not the secret, but long enough to use",
+        )],
     );
     let listing = json(&run);
     assert_eq!(listing["sessions"].as_array().unwrap().len(), 0);
@@ -323,7 +327,8 @@ async fn list_with_a_wrong_base_secret_shows_nothing_and_warns() {
 
 /// `list` refuses to run without a base secret (exit 2); the base secret
 /// can come from a file (one trailing newline ignored), which wins over the
-/// environment; an unreadable or empty file is a clear error.
+/// environment (a short secret there is not even looked at); an unreadable
+/// file is a clear error, an empty one a usage error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn base_secret_from_env_or_file() {
     let server = TestServer::start(Flavor::Redis);
@@ -368,7 +373,7 @@ async fn base_secret_from_env_or_file() {
     );
     std::fs::write(&file, "\n").unwrap();
     let empty = list(&["--base-secret-file", file_arg], &[]);
-    assert_eq!(empty.code, 1, "{}", empty.all());
+    assert_eq!(empty.code, 2, "{}", empty.all());
     assert!(empty.stderr.contains("is empty"), "{}", empty.stderr);
 }
 
