@@ -6,7 +6,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::bail;
+use charon_sessions::signing::MIN_BASE_SECRET_LEN;
 use clap::Parser;
+use clap::builder::FalseyValueParser;
 
 /// An example refresh-token service on axum, storing its sessions with
 /// charon-sessions (Redis 8 / Valkey 9 when `REDIS_URL` is set, else in
@@ -25,8 +28,9 @@ pub struct Config {
     pub redis_url: Option<String>,
 
     /// Base secret the store's signing key is derived from (PBKDF2, as
-    /// Charon does). Required with `REDIS_URL`: every instance of the
-    /// service must share it.
+    /// Charon does): at least 32 bytes (`head -c 32 /dev/urandom | base64`),
+    /// see --allow-weak-secret. Required with `REDIS_URL`: every instance of
+    /// the service must share it.
     #[arg(
         long,
         value_name = "SECRET",
@@ -34,6 +38,17 @@ pub struct Config {
         hide_env_values = true
     )]
     pub base_secret: Option<String>,
+
+    /// Accept a base secret shorter than 32 bytes (a demo): without this
+    /// such a secret is refused at start, since whoever guesses it and can
+    /// write to Redis forges every session. An empty one is refused
+    /// regardless.
+    #[arg(
+        long,
+        env = "CHARON_ALLOW_WEAK_SECRET",
+        value_parser = FalseyValueParser::new()
+    )]
+    pub allow_weak_secret: bool,
 
     /// Secret the access and refresh tokens are signed with (HS256). Without
     /// it a random one is drawn at start, so tokens die with the process.
@@ -54,9 +69,8 @@ pub struct Config {
     #[arg(long, value_name = "SECS", env = "REFRESH_TTL_SECS", default_value_t = 30 * 24 * 3600)]
     pub refresh_ttl_secs: u64,
 
-    /// Clock-skew allowance, in seconds: a refresh token issued up to this
-    /// long before the session's current token generation still counts as
-    /// current (also the leeway of the JWT `exp` check).
+    /// Clock-skew allowance of the tokens' `exp` check, in seconds (the
+    /// instances' clocks differ a little).
     #[arg(
         long,
         value_name = "SECS",
@@ -66,8 +80,9 @@ pub struct Config {
     pub leeway_secs: u64,
 
     /// Grace window after a rotation, in seconds: while the last rotation is
-    /// younger than this, tokens of the previous generation are accepted too,
-    /// so that parallel refreshes of one client are not logged out.
+    /// younger than this, the refresh token it superseded is accepted too,
+    /// so that parallel refreshes of one client are not logged out; after
+    /// it, that token revokes the session (see `freshness.rs`).
     #[arg(
         long,
         value_name = "SECS",
@@ -78,6 +93,36 @@ pub struct Config {
 }
 
 impl Config {
+    /// The base secret, if given.
+    ///
+    /// # Errors
+    ///
+    /// When it is empty (an unset template variable, say), or shorter than
+    /// [`MIN_BASE_SECRET_LEN`] bytes without `allow_weak_secret`; the error
+    /// says how to generate a good one.
+    pub fn base_secret(&self) -> anyhow::Result<Option<&str>> {
+        const HOW_TO_GENERATE: &str = "generate one of at least 32 random bytes with \
+            `head -c 32 /dev/urandom | base64`";
+        let Some(secret) = self.base_secret.as_deref() else {
+            return Ok(None);
+        };
+        if secret.is_empty() {
+            bail!(
+                "CHARON_BASE_SECRET is empty (an unset variable in a template?), so anyone could \
+                 derive its signing key and forge every session; {HOW_TO_GENERATE}"
+            );
+        }
+        if secret.len() < MIN_BASE_SECRET_LEN && !self.allow_weak_secret {
+            bail!(
+                "CHARON_BASE_SECRET is {} bytes long, shorter than {MIN_BASE_SECRET_LEN}: whoever \
+                 guesses it can forge every session; {HOW_TO_GENERATE}, or set \
+                 CHARON_ALLOW_WEAK_SECRET=1 if a weak one is meant, for a demo",
+                secret.len()
+            );
+        }
+        Ok(Some(secret))
+    }
+
     /// [`access_ttl_secs`](Self::access_ttl_secs) as a duration.
     pub fn access_ttl(&self) -> Duration {
         Duration::from_secs(self.access_ttl_secs)
@@ -96,6 +141,7 @@ impl fmt::Debug for Config {
             .field("bind", &self.bind)
             .field("redis_url", &set(&self.redis_url))
             .field("base_secret", &set(&self.base_secret))
+            .field("allow_weak_secret", &self.allow_weak_secret)
             .field("jwt_secret", &set(&self.jwt_secret))
             .field("access_ttl_secs", &self.access_ttl_secs)
             .field("refresh_ttl_secs", &self.refresh_ttl_secs)

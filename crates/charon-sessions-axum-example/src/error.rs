@@ -14,10 +14,10 @@ pub enum ApiError {
     /// 401 `invalid_token`: missing, malformed, wrongly signed or expired
     /// token, or a token of the wrong kind.
     InvalidToken,
-    /// 401 `stale_token`: a refresh token older than the session's current
-    /// (or, within the grace window, previous) generation: replayed or
-    /// superseded.
-    StaleToken,
+    /// 401 `token_reused`: a refresh token the session has superseded (not
+    /// its current one, nor its previous one within the grace window),
+    /// presented again: it may have been stolen, so the session was revoked.
+    TokenReused,
     /// 401 `session_not_found`: the session was logged out or has expired.
     SessionNotFound,
     /// 409 `conflict`: a concurrent refresh of the same session won the
@@ -40,10 +40,11 @@ impl ApiError {
                 "invalid_token",
                 "the token is missing, malformed, expired or not of the right kind",
             ),
-            ApiError::StaleToken => (
+            ApiError::TokenReused => (
                 StatusCode::UNAUTHORIZED,
-                "stale_token",
-                "this refresh token was superseded by a newer one; log in again",
+                "token_reused",
+                "this refresh token was superseded and used again, so it may have been stolen: \
+                 the session is logged out; log in again",
             ),
             ApiError::SessionNotFound => (
                 StatusCode::UNAUTHORIZED,

@@ -15,7 +15,8 @@
 //! * `routes.rs`: the router and one handler per endpoint.
 //! * `auth.rs`: the access-token extractor.
 //! * `tokens.rs`: signing and verifying the JWTs.
-//! * `freshness.rs`: which refresh tokens are fresh; the rotation.
+//! * `freshness.rs`: which refresh tokens are fresh, which are reused; the
+//!   rotation.
 //! * `error.rs`: error responses.
 //! * `telemetry.rs`: tracing, the Prometheus recorder, request metrics.
 

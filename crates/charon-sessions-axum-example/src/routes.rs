@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Authenticated;
 use crate::error::ApiError;
+use crate::freshness::Verdict;
 use crate::state::AppState;
-use crate::telemetry::track_requests;
+use crate::telemetry::{REFRESH_TOKEN_REUSE_TOTAL, track_requests};
 use crate::tokens::{TokenKind, TokenPair};
 
 /// The service's routes, with request metrics on every one.
@@ -93,7 +94,8 @@ async fn login(
 }
 
 /// Verifies the refresh token, checks it against the stored session, rotates
-/// and stores the session, and answers a new token pair.
+/// and stores the session, and answers a new token pair. A superseded token
+/// revokes the session instead (see `freshness.rs`).
 async fn refresh(
     State(state): State<AppState>,
     Json(request): Json<RefreshRequest>,
@@ -108,9 +110,23 @@ async fn refresh(
         .await?
         .ok_or(ApiError::SessionNotFound)?;
     let now = unix_now();
-    if !state.policy.is_fresh(&session, claims.iat, now) {
-        tracing::info!(session_id = %session.id, "stale refresh token refused");
-        return Err(ApiError::StaleToken);
+    // `verify` refuses refresh tokens without a jti.
+    let jti = claims.jti.as_deref().unwrap_or_default();
+    if state.policy.check(&session, jti, now) == Verdict::Reused {
+        // Counted and logged before the delete, which may fail: the reuse
+        // happened either way. No token or token id in the log.
+        metrics::counter!(REFRESH_TOKEN_REUSE_TOTAL).increment(1);
+        tracing::warn!(
+            session_id = %session.id,
+            session_type = %session.session_type,
+            "superseded refresh token presented after the grace window \
+             (refresh token reuse): revoking the session"
+        );
+        state
+            .store
+            .delete(&session.id, &session.user_id, &session.session_type)
+            .await?;
+        return Err(ApiError::TokenReused);
     }
     state.policy.rotate(&mut session, now);
     if session.is_dead() {

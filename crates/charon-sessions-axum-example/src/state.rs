@@ -32,19 +32,23 @@ impl AppState {
     ///
     /// # Errors
     ///
-    /// `REDIS_URL` without `CHARON_BASE_SECRET`, or a Redis store that
-    /// cannot be opened (unreachable, too old, refused credentials).
+    /// A weak base secret (see [`Config::base_secret`]), `REDIS_URL`
+    /// without `CHARON_BASE_SECRET`, or a Redis store that cannot be opened
+    /// (unreachable, too old, refused credentials).
     pub async fn open(
         config: &Config,
         metrics: PrometheusHandle,
     ) -> anyhow::Result<(AppState, String)> {
+        // Checked even on LocalStore: the secret given is the one the
+        // deployment would run with.
+        let base_secret = config.base_secret()?;
         let (store, description): (Arc<dyn SessionStore>, String) = match &config.redis_url {
             None => (
                 Arc::new(LocalStore::new()),
                 "LocalStore (in memory: sessions die with the process)".to_owned(),
             ),
             Some(url) => {
-                let secret = config.base_secret.as_deref().context(
+                let secret = base_secret.context(
                     "REDIS_URL is set but CHARON_BASE_SECRET is not: every instance must derive the same signing key",
                 )?;
                 // PBKDF2 with 250 000 iterations: derive once, off the runtime's workers.
@@ -82,7 +86,6 @@ impl AppState {
             ),
             policy: RefreshPolicy {
                 refresh_ttl: config.refresh_ttl(),
-                leeway_secs: i64::try_from(config.leeway_secs).unwrap_or(i64::MAX),
                 grace_secs: i64::try_from(config.grace_secs).unwrap_or(i64::MAX),
             },
             metrics,

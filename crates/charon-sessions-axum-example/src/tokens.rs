@@ -1,9 +1,11 @@
 //! Access and refresh tokens: JWTs signed with HS256 (`jsonwebtoken`).
 //!
 //! Both kinds carry the same claims and differ in `typ` and lifetime, so
-//! that one can never be used as the other. This module signs and verifies;
-//! whether a verified refresh token is still fresh is decided in
-//! `freshness.rs` against the stored session.
+//! that one can never be used as the other; a refresh token also carries the
+//! session's refresh token id (`jti`), which access tokens, shown to every
+//! API call, leave out. This module signs and verifies; whether a verified
+//! refresh token is still fresh is decided in `freshness.rs` against the
+//! stored session.
 
 use std::fmt;
 use std::time::Duration;
@@ -33,11 +35,15 @@ pub struct Claims {
     pub styp: String,
     /// Access or refresh token.
     pub typ: TokenKind,
-    /// When the token was issued: the refresh rule compares it with the
-    /// session's `tokens_fresh_from`.
+    /// When the token was issued.
     pub iat: i64,
     /// When the token stops being accepted.
     pub exp: i64,
+    /// Refresh tokens only: the session's `refresh_token_id` when the token
+    /// was issued, which the refresh rule compares with the stored one. A
+    /// refresh token without it is refused by [`TokenKeys::verify`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 /// A freshly issued token pair, as `POST /login` and `POST /refresh` answer.
@@ -109,17 +115,23 @@ impl TokenKeys {
     ) -> Result<TokenPair, jsonwebtoken::errors::Error> {
         let access_ttl = i64::try_from(self.access_ttl.as_secs()).unwrap_or(i64::MAX);
         let access_expires_at = now.saturating_add(access_ttl);
-        let claims = |typ, exp| Claims {
+        let claims = |typ, exp, jti| Claims {
             sub: session.user_id.clone(),
             sid: session.id.clone(),
             styp: session.session_type.clone(),
             typ,
             iat: now,
             exp,
+            jti,
         };
+        let refresh = claims(
+            TokenKind::Refresh,
+            session.refresh_expires_at,
+            Some(session.refresh_token_id.clone()),
+        );
         Ok(TokenPair {
-            access_token: self.sign(&claims(TokenKind::Access, access_expires_at))?,
-            refresh_token: self.sign(&claims(TokenKind::Refresh, session.refresh_expires_at))?,
+            access_token: self.sign(&claims(TokenKind::Access, access_expires_at, None))?,
+            refresh_token: self.sign(&refresh)?,
             token_type: "Bearer",
             session_id: session.id.clone(),
             access_expires_at,
@@ -131,12 +143,15 @@ impl TokenKeys {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
     }
 
-    /// The claims of `token` if its signature is ours, it has not expired
-    /// and it is of `kind`; `None` otherwise (the reason is not told to the
-    /// client).
+    /// The claims of `token` if its signature is ours, it has not expired,
+    /// it is of `kind` and, for a refresh token, it has a `jti`; `None`
+    /// otherwise (the reason is not told to the client).
     pub fn verify(&self, token: &str, kind: TokenKind) -> Option<Claims> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
-        (data.claims.typ == kind).then_some(data.claims)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .ok()?
+            .claims;
+        let has_jti = claims.jti.is_some();
+        (claims.typ == kind && (kind == TokenKind::Access || has_jti)).then_some(claims)
     }
 }
 
@@ -167,8 +182,16 @@ mod tests {
             (refresh.iat, refresh.exp),
             (now, session.refresh_expires_at)
         );
+        assert_eq!(
+            refresh.jti.as_deref(),
+            Some(session.refresh_token_id.as_str())
+        );
         let access = k.verify(&pair.access_token, TokenKind::Access).unwrap();
         assert_eq!(access.exp, now + 60);
+        assert_eq!(
+            access.jti, None,
+            "the refresh token id stays out of access tokens"
+        );
         assert!(k.verify(&pair.access_token, TokenKind::Refresh).is_none());
         assert!(k.verify(&pair.refresh_token, TokenKind::Access).is_none());
     }
@@ -188,6 +211,30 @@ mod tests {
         let old = k.issue_pair(&session, now - 120).unwrap();
         assert!(k.verify(&old.access_token, TokenKind::Access).is_none());
         assert!(k.verify("not.a.jwt", TokenKind::Access).is_none());
+    }
+
+    #[test]
+    fn a_refresh_token_without_jti_is_refused() {
+        let k = keys(b"secret one");
+        let now = charon_sessions::unix_now();
+        let claims = Claims {
+            sub: "alice".to_owned(),
+            sid: "sid".to_owned(),
+            styp: "full".to_owned(),
+            typ: TokenKind::Refresh,
+            iat: now,
+            exp: now + 60,
+            jti: None,
+        };
+        let token = k.sign(&claims).unwrap();
+        assert!(k.verify(&token, TokenKind::Refresh).is_none());
+        let with_jti = k
+            .sign(&Claims {
+                jti: Some("rt".to_owned()),
+                ..claims
+            })
+            .unwrap();
+        assert!(k.verify(&with_jti, TokenKind::Refresh).is_some());
     }
 
     #[test]

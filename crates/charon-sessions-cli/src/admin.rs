@@ -57,7 +57,8 @@ pub fn redis_url<'a>(store: &'a StoreArgs, command: &str) -> anyhow::Result<&'a 
 }
 
 /// The signing key derived from the base secret (PBKDF2, as Charon does);
-/// a [`UsageError`] when no base secret is given.
+/// a [`UsageError`] when no base secret is given, or a weak one (see
+/// [`StoreArgs::base_secret`]).
 pub fn signing_key(store: &StoreArgs, command: &str) -> anyhow::Result<SigningKey> {
     match store.base_secret()? {
         Some(secret) => Ok(SigningKey::from_base_secret(secret.as_bytes())?),
@@ -121,7 +122,8 @@ fn raw_client(url: &str) -> anyhow::Result<redis::Client> {
         .set_protocol(redis::ProtocolVersion::RESP3);
     let info = info.set_redis_settings(settings);
     if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
-        // As the library does: rustls needs a process-wide crypto provider.
+        // redis-rs builds its TLS configuration from rustls's process-wide
+        // crypto provider; the CLI, being the application, picks ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
     redis::Client::open(info).map_err(|_| invalid())

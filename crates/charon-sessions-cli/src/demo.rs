@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use charon_sessions::{Session, SessionStore, StoreError, unix_now};
+use charon_sessions::{DEFAULT_MAX_SESSIONS_PER_USER, Session, SessionStore, StoreError, unix_now};
 use clap::Args;
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use tokio::sync::Barrier;
@@ -31,6 +31,8 @@ pub struct DemoArgs {
 
 /// Refresh window of ordinary logins.
 const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// One hour.
+const HOUR: Duration = Duration::from_secs(3600);
 
 /// What a client holds after login or refresh: enough to find its session
 /// and prove which refresh token generation it has.
@@ -391,6 +393,37 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         bob_left.is_empty() && devices(&alice_left) == "laptop, tablet",
     );
 
+    // A user with very many sessions: the default limit keeps 100 of one
+    // type, the one expiring soonest logged out to make room.
+    let dave = uid("dave");
+    let (old_browser, _) = svc.login(&dave, "old browser", HOUR).await?;
+    for n in 1..DEFAULT_MAX_SESSIONS_PER_USER {
+        svc.login(&dave, &format!("browser {n}"), REFRESH_TTL)
+            .await?;
+    }
+    let (new_phone, _) = svc.login(&dave, "new phone", REFRESH_TTL).await?;
+    let kept = store.get_all(&dave, "full").await?;
+    let old_gone = kept.iter().all(|s| s.id != old_browser.id);
+    let phone_in = kept.iter().any(|s| s.id == new_phone.id);
+    report.step(
+        "dave",
+        &format!(
+            "logs in on device number {} (the oldest with a 1-hour refresh window)",
+            DEFAULT_MAX_SESSIONS_PER_USER + 1
+        ),
+        "100 sessions kept; the old browser (expiring soonest) logged out",
+        format!(
+            "{} sessions kept; the old browser {}",
+            kept.len(),
+            if old_gone {
+                "logged out"
+            } else {
+                "still there"
+            }
+        ),
+        kept.len() == DEFAULT_MAX_SESSIONS_PER_USER && old_gone && phone_in,
+    );
+
     // A session that expires.
     while unix_now() < carol_session.refresh_expires_at {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -409,7 +442,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
 
     // Leave nothing behind in a shared Redis.
-    for user in [&alice, &bob, &carol] {
+    for user in [&alice, &bob, &carol, &dave] {
         store.delete_all(user, "full").await?;
     }
 

@@ -13,15 +13,18 @@
 //! {"user_id": "alice", "session_type": "full", "key": "charon_.alice.full",
 //!  "sessions": [{"id": "…", "created_at": 1764442489, "refreshed_at": 1764442489,
 //!                "refresh_expires_at": 1767034489, "expires_at": null, "lock_version": 1,
-//!                "payload_format": "compact", "user_id_kind": "string"}],
+//!                "payload_format": "compact", "user_id_kind": null}],
 //!  "unverified": 0}
 //! ```
 //!
 //! Times are unix seconds; `expires_at` is `null` for a session without an
 //! absolute end; `payload_format` is the format the session is stored in
 //! (`compact`, `charon` or `json`, read from its payload's first byte with
-//! `HMGET`) and `user_id_kind` whether Charon's format stores the user id
-//! as a `string` (binary) or an `integer`; `unverified` counts stored
+//! `HMGET`, verified with the same keys as the sessions) and `user_id_kind`
+//! whether the user id is an `integer` (in any format: the compact one
+//! records it too) or a `string` (a binary in Charon's format; `null` for
+//! the compact and JSON formats, which do not record a string kind, and
+//! older releases did not record either); `unverified` counts stored
 //! sessions that were not shown because they failed verification (wrong
 //! base secret, tampered or expired value). Sessions are sorted by
 //! `created_at`, then `id`. With `--payload-format charon`, a note on
@@ -83,7 +86,8 @@ struct Row<'a> {
     /// `compact`, `charon`, `json`, or `null` when the value changed since
     /// it was listed.
     payload_format: Option<&'static str>,
-    user_id_kind: &'static str,
+    /// `integer`, `string`, or `null` when the stored format does not say.
+    user_id_kind: Option<&'static str>,
 }
 
 impl<'a> Row<'a> {
@@ -96,17 +100,21 @@ impl<'a> Row<'a> {
             expires_at: s.expires_at,
             lock_version: s.lock_version,
             payload_format,
-            user_id_kind: match s.user_id_kind {
-                UserIdKind::Integer => "integer",
-                _ => "string",
+            user_id_kind: match (s.user_id_kind, payload_format) {
+                (UserIdKind::Integer, _) => Some("integer"),
+                // Only Charon's format tells a string user id from one
+                // whose kind was never recorded.
+                (_, Some("charon")) => Some("string"),
+                _ => None,
             },
         }
     }
 }
 
-/// The format of a stored, signed value: the first byte of its payload.
-fn format_of(value: &[u8], key: &SigningKey) -> Option<&'static str> {
-    match *signing::verify(value, key).ok()?.first()? {
+/// The format of a stored, signed value: the first byte of its payload,
+/// once it verifies under one of `keys` (those the store reads with).
+fn format_of(value: &[u8], keys: &[SigningKey]) -> Option<&'static str> {
+    match *signing::verify_with_any(value, keys).ok()?.first()? {
         codec::FORMAT_MSGPACK => Some("compact"),
         codec::FORMAT_TERM => Some("charon"),
         codec::FORMAT_JSON => Some("json"),
@@ -117,7 +125,11 @@ fn format_of(value: &[u8], key: &SigningKey) -> Option<&'static str> {
 /// Runs `charon-sessions list`.
 pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     let key = admin::signing_key(&args.store, "list")?;
-    let store = admin::open_store(&args.store, "list", Some(key.clone())).await?;
+    // Every key the store verifies with (the CLI takes no verification
+    // keys: the signing key alone), so that a listed session's format is
+    // read from a value that verifies as the session did.
+    let keys = [key.clone()];
+    let store = admin::open_store(&args.store, "list", Some(key)).await?;
     let mut raw = admin::raw_connection(&args.store, "list").await?;
     let hash = admin::hash_key(&args.store.key_prefix, &args.user, &args.session_type);
 
@@ -139,7 +151,7 @@ pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
         let values: Vec<Option<Vec<u8>>> = hmget.query_async(&mut raw).await?;
         values
             .iter()
-            .map(|v| v.as_deref().and_then(|v| format_of(v, &key)))
+            .map(|v| v.as_deref().and_then(|v| format_of(v, &keys)))
             .collect()
     };
 

@@ -9,8 +9,8 @@
 //! `store_args.rs`.
 //!
 //! Exit status: 0 on success, 1 when the command failed (or, for `check`,
-//! `demo` and `bench`, found a failure), 2 for a usage error (clap's, or a
-//! missing `--redis` or base secret).
+//! `demo` and `bench`, found a failure), 2 for a usage error (clap's, a
+//! missing `--redis` or base secret, or a base secret too short to be safe).
 
 mod admin;
 mod bench;

@@ -12,7 +12,7 @@ use charon_sessions_testkit::{Flavor, TestCluster, TestServer};
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
 
-const SECRET: &str = "admin test base secret";
+const SECRET: &str = "admin test base secret, 32 bytes or more";
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// What a run of the binary gave.
@@ -35,6 +35,7 @@ fn cli(args: &[&str], env: &[(&str, &str)]) -> Run {
         .args(args)
         .env_remove("CHARON_REDIS_URL")
         .env_remove("CHARON_BASE_SECRET")
+        .env_remove("CHARON_ALLOW_WEAK_SECRET")
         .envs(env.iter().copied())
         .output()
         .expect("run charon-sessions");
@@ -102,12 +103,13 @@ fn json(run: &Run) -> Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
 }
 
-/// `list --user 42 --payload-format charon` against sessions of integer user
-/// 42: one Erlang built and signed as Charon 4.3 does (written with
-/// `HSETEX` as Charon's function does), one in the compact format. Both
-/// are listed; `--json` says which format each is stored in and that the
-/// user id is an integer in Charon's; a note counts the session an Elixir
-/// service cannot read yet.
+/// `list --user 42 --payload-format charon` against sessions of user 42:
+/// one of integer user 42 Erlang built and signed as Charon 4.3 does
+/// (written with `HSETEX` as Charon's function does), and two in the
+/// compact format, of string user "42" and of integer user 42. All are
+/// listed; `--json` says which format each is stored in and the user id's
+/// kind where the format records it (`null` for the compact string user);
+/// a note counts the sessions an Elixir service cannot read yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_shows_charon_sessions_of_an_integer_user() {
     use charon_sessions_testkit::Erlang;
@@ -138,7 +140,11 @@ async fn list_shows_charon_sessions_of_an_integer_user() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let compact = seed(&store(&server, "charon_").await, "42", "full", 1).await;
+    let compact_store = store(&server, "charon_").await;
+    let compact = seed(&compact_store, "42", "full", 1).await;
+    // The compact format records an integer user id's kind (slot 13).
+    let mut compact_integer = Session::new_login_integer(42, Duration::from_secs(3600));
+    compact_store.upsert(&mut compact_integer).await.unwrap();
     let url = server.url();
     let run = cli(
         &[
@@ -156,7 +162,7 @@ async fn list_shows_charon_sessions_of_an_integer_user() {
     let listing = json(&run);
     let rows = listing["sessions"].as_array().unwrap();
     let row = |id: &str| rows.iter().find(|r| r["id"] == id).unwrap().clone();
-    assert_eq!(rows.len(), 2, "{listing}");
+    assert_eq!(rows.len(), 3, "{listing}");
     let elixir = row("from-elixir");
     assert_eq!(
         (
@@ -170,14 +176,23 @@ async fn list_shows_charon_sessions_of_an_integer_user() {
             &Value::from(1)
         )
     );
+    // A compact value of a string user does not say it is one: null.
     let rust = row(&compact[0].id);
     assert_eq!(
         (&rust["payload_format"], &rust["user_id_kind"]),
-        (&Value::from("compact"), &Value::from("string"))
+        (&Value::from("compact"), &Value::Null)
+    );
+    let rust_integer = row(&compact_integer.id);
+    assert_eq!(
+        (
+            &rust_integer["payload_format"],
+            &rust_integer["user_id_kind"]
+        ),
+        (&Value::from("compact"), &Value::from("integer"))
     );
     assert!(
         run.stderr.contains(
-            "1 listed session(s) are stored in a format an Elixir Charon service cannot read"
+            "2 listed session(s) are stored in a format an Elixir Charon service cannot read"
         ),
         "{}",
         run.stderr
@@ -187,7 +202,7 @@ async fn list_shows_charon_sessions_of_an_integer_user() {
         &["list", "--redis", &url, "--user", "42", "--json"],
         &with_secret(),
     );
-    assert_eq!(json(&run)["sessions"].as_array().unwrap().len(), 2);
+    assert_eq!(json(&run)["sessions"].as_array().unwrap().len(), 3);
     assert!(!run.stderr.contains("note"), "{}", run.stderr);
 }
 
@@ -222,7 +237,7 @@ async fn list_shows_the_seeded_sessions() {
         assert_eq!(row["expires_at"], serde_json::json!(s.expires_at));
         assert_eq!(row["lock_version"], s.lock_version);
         assert_eq!(row["payload_format"], "compact");
-        assert_eq!(row["user_id_kind"], "string");
+        assert_eq!(row["user_id_kind"], Value::Null);
         assert_eq!(row.as_object().unwrap().len(), 8, "{row}");
     }
 
@@ -289,7 +304,10 @@ async fn list_with_a_wrong_base_secret_shows_nothing_and_warns() {
             "alice",
             "--json",
         ],
-        &[("CHARON_BASE_SECRET", "not the secret")],
+        &[(
+            "CHARON_BASE_SECRET",
+            "not the secret, but long enough to use",
+        )],
     );
     let listing = json(&run);
     assert_eq!(listing["sessions"].as_array().unwrap().len(), 0);
@@ -309,7 +327,8 @@ async fn list_with_a_wrong_base_secret_shows_nothing_and_warns() {
 
 /// `list` refuses to run without a base secret (exit 2); the base secret
 /// can come from a file (one trailing newline ignored), which wins over the
-/// environment; an unreadable or empty file is a clear error.
+/// environment (a short secret there is not even looked at); an unreadable
+/// file is a clear error, an empty one a usage error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn base_secret_from_env_or_file() {
     let server = TestServer::start(Flavor::Redis);
@@ -354,7 +373,7 @@ async fn base_secret_from_env_or_file() {
     );
     std::fs::write(&file, "\n").unwrap();
     let empty = list(&["--base-secret-file", file_arg], &[]);
-    assert_eq!(empty.code, 1, "{}", empty.all());
+    assert_eq!(empty.code, 2, "{}", empty.all());
     assert!(empty.stderr.contains("is empty"), "{}", empty.stderr);
 }
 

@@ -13,12 +13,16 @@ use charon_sessions::signing::{self, SigningKey};
 use charon_sessions_testkit::{Flavor, TestServer};
 use serde_json::Value;
 
+/// The base secret the runs sign with (the CLI refuses one under 32 bytes).
+const BENCH_SECRET: &str = "bench base secret, 32 bytes or more";
+
 fn bench(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_charon-sessions"))
         .arg("bench")
         .args(args)
         .env_remove("CHARON_REDIS_URL")
         .env_remove("CHARON_BASE_SECRET")
+        .env_remove("CHARON_ALLOW_WEAK_SECRET")
         .output()
         .expect("run charon-sessions bench");
     let text = format!(
@@ -105,7 +109,7 @@ fn bench_with_baseline_reports_every_operation_and_keeps_the_data_set() {
         "--key-prefix",
         "benchtest",
         "--base-secret",
-        "bench secret",
+        BENCH_SECRET,
         "--duration",
         "2",
         "--warmup",
@@ -347,7 +351,7 @@ fn bench_control_runs_the_bare_commands_on_both_sides() {
 
 /// A short run of `get` and `upsert` with the baseline, in two rounds
 /// with no warm-up, on 64 users of 5 sessions per side, the base secret
-/// `"bench secret"` and `extra` options; it must succeed. Its output and
+/// [`BENCH_SECRET`] and `extra` options; it must succeed. Its output and
 /// its JSON report.
 fn two_rounds(server: &TestServer, extra: &[&str]) -> (String, Value) {
     let dir = tempfile::tempdir().unwrap();
@@ -357,7 +361,7 @@ fn two_rounds(server: &TestServer, extra: &[&str]) -> (String, Value) {
         "--redis",
         &url,
         "--base-secret",
-        "bench secret",
+        BENCH_SECRET,
         "--duration",
         "0.4",
         "--warmup",
@@ -437,10 +441,10 @@ fn check_locks_advanced(stored: &[(u64, Vec<u8>)], run: &Value, target: &str) {
 }
 
 /// The lock version inside a stored value (signed with the tests' base
-/// secret `"bench secret"`).
+/// secret [`BENCH_SECRET`]).
 fn stored_lock_version(value: &[u8]) -> u64 {
     static KEY: LazyLock<SigningKey> =
-        LazyLock::new(|| SigningKey::from_base_secret(b"bench secret").unwrap());
+        LazyLock::new(|| SigningKey::from_base_secret(BENCH_SECRET.as_bytes()).unwrap());
     let payload = signing::verify(value, &KEY).expect("a value the benchmark signed");
     codec::decode(payload)
         .expect("a session record")

@@ -1,8 +1,11 @@
 //! `charon-sessions demo` end to end: the built binary against the embedded
 //! store, a real Redis 8 and a real Valkey 9.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use charon_sessions::codec;
+use charon_sessions::signing::{self, SigningKey};
 use charon_sessions_testkit::{Flavor, TestServer};
 
 fn demo(args: &[&str]) -> (bool, String) {
@@ -13,6 +16,7 @@ fn demo(args: &[&str]) -> (bool, String) {
         .env_remove("CHARON_REDIS_CLUSTER")
         .env_remove("CHARON_REDIS_SENTINEL")
         .env_remove("CHARON_BASE_SECRET")
+        .env_remove("CHARON_ALLOW_WEAK_SECRET")
         .output()
         .expect("run charon-sessions demo");
     let text = format!(
@@ -28,7 +32,7 @@ fn assert_demo_passes(args: &[&str], store: &str) -> String {
     assert!(ok, "demo failed:\n{text}");
     assert!(text.contains(store), "{text}");
     assert!(
-        text.contains("all 16 steps behaved as documented"),
+        text.contains("all 17 steps behaved as documented"),
         "{text}"
     );
     assert!(!text.contains("FAIL"), "{text}");
@@ -47,7 +51,7 @@ fn demo_passes_on_local_store() {
 fn demo_passes_on_redis8_and_cleans_up() {
     let server = TestServer::start(Flavor::Redis);
     let text = assert_demo_passes(&["--redis", &server.url()], "RedisStore on Redis 8");
-    assert!(text.contains("random one"), "{text}");
+    assert!(text.contains("random key"), "{text}");
     let mut conn = redis::Client::open(server.url())
         .unwrap()
         .get_connection()
@@ -56,16 +60,76 @@ fn demo_passes_on_redis8_and_cleans_up() {
     assert_eq!(keys, 0, "the demo must delete its sessions");
 }
 
+/// Runs the demo with `args` against `server`, signing with
+/// [`DEMO_SECRET`], and reads the server's session values while it runs
+/// (every 20 ms, until it exits): the first byte of each verified payload
+/// seen, and whether the demo passed, with its output.
+fn demo_watching_values(server: &TestServer, args: &[&str]) -> (bool, String, Vec<u8>) {
+    let url = server.url();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_charon-sessions"))
+        .args(["demo", "--redis", &url, "--base-secret", DEMO_SECRET])
+        .args(args)
+        .env_remove("CHARON_BASE_SECRET")
+        .env_remove("CHARON_ALLOW_WEAK_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run charon-sessions demo");
+    let key = SigningKey::from_base_secret(DEMO_SECRET.as_bytes()).unwrap();
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut seen = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+        for key_name in keys {
+            let values: Vec<Vec<u8>> = redis::cmd("HVALS")
+                .arg(&key_name)
+                .query(&mut conn)
+                .unwrap_or_default();
+            // Lock fields hold numbers, which do not verify.
+            seen.extend(
+                values
+                    .iter()
+                    .filter_map(|v| signing::verify(v, &key).ok())
+                    .filter_map(|payload| payload.first().copied()),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text, seen)
+}
+
+/// The base secret of the demos whose stored values the tests read (the
+/// CLI refuses one under 32 bytes).
+const DEMO_SECRET: &str = "demo test base secret, 32 bytes or more";
+
 /// With `--payload-format charon` the demo passes on Redis 8, its store
-/// writing Charon's format (the line naming the store says so).
+/// writing Charon's format: the line naming the store says so, and every
+/// session value it stores (read while it runs) is an Erlang term (first
+/// payload byte 0x83); without the option, the compact format (0x01).
 #[test]
 fn demo_passes_on_redis8_in_charons_format() {
     let server = TestServer::start(Flavor::Redis);
-    let text = assert_demo_passes(
-        &["--redis", &server.url(), "--payload-format", "charon"],
-        "RedisStore on Redis 8",
-    );
+    let (ok, text, seen) = demo_watching_values(&server, &["--payload-format", "charon"]);
+    assert!(ok, "demo failed:\n{text}");
     assert!(text.contains("payload format Charon"), "{text}");
+    assert!(!seen.is_empty(), "no stored session seen\n{text}");
+    assert!(seen.iter().all(|&b| b == codec::FORMAT_TERM), "{seen:02x?}");
+    let (ok, text, seen) = demo_watching_values(&server, &[]);
+    assert!(ok, "demo failed:\n{text}");
+    assert!(!seen.is_empty(), "no stored session seen\n{text}");
+    assert!(
+        seen.iter().all(|&b| b == codec::FORMAT_MSGPACK),
+        "{seen:02x?}"
+    );
 }
 
 /// The demo passes on Valkey 9 with a base secret and a custom key prefix.
@@ -77,13 +141,13 @@ fn demo_passes_on_valkey9() {
             "--redis",
             &server.url(),
             "--base-secret",
-            "demo secret",
+            "demo base secret, 32 bytes or more",
             "--key-prefix",
             "demo_app",
         ],
         "RedisStore on Valkey 9",
     );
-    assert!(!text.contains("random one"), "{text}");
+    assert!(!text.contains("random key"), "{text}");
 }
 
 /// A server that cannot be reached is a clear error and a non-zero exit.

@@ -71,8 +71,11 @@ session(Fields) ->
     [true = maps:is_key(K, Session) || K <- Keys],
     Session.
 
-%% What Charon 4.3 on Erlang/OTP 26 and later stores (the atoms as
-%% SMALL_ATOM_UTF8_EXT; OTP 25 needs the option).
+%% What the Rust store writes, byte for byte, on this runtime (OTP 25): atoms
+%% as SMALL_ATOM_UTF8_EXT, the keys of small maps in term order. Charon calls
+%% term_to_binary/1 instead: on OTP 25 that writes atoms as ATOM_EXT
+%% (encode_default/1), and OTP 26 and later write the atom keys of small maps
+%% in atom-table order; what any release writes is =:= equal to this.
 encode(Session) -> term_to_binary(Session, [{minor_version, 2}]).
 
 %% What Charon 4.3 stores on this runtime (OTP 25: atoms as ATOM_EXT).

@@ -6,12 +6,19 @@
 //!
 //! `erl` and `erlc` come from `ERL_BIN` (the path of `erl`; `erlc` beside
 //! it), else from `PATH` (`scripts/test` installs Debian's `erlang-base` and
-//! `erlang-crypto`). Without them, starting a peer panics saying how to get
-//! them: a test that needs Erlang never skips.
+//! `erlang-crypto`). They must be Erlang/OTP 25 ([`REQUIRED_OTP`]): the
+//! tests compare the store's bytes with OTP 25's `term_to_binary(S,
+//! [{minor_version, 2}])`, and OTP 26 and later write the atom keys of
+//! small maps in another order. Without them, or with another release,
+//! starting a peer panics saying how to get them: a test that needs Erlang
+//! never skips.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+/// The Erlang/OTP release the tests need (`erlang:system_info(otp_release)`).
+pub const REQUIRED_OTP: &str = "25";
 
 /// The peer module's source, compiled into a temporary directory per peer.
 const PEER_SOURCE: &str = include_str!("../erlang/charon_peer.erl");
@@ -48,20 +55,31 @@ fn erl_binary() -> PathBuf {
         .unwrap_or_else(|| {
             panic!(
                 "no erl found: run the tests with scripts/test (it installs Debian's \
-                 erlang-base and erlang-crypto), or set ERL_BIN to an erl of Erlang/OTP >= 24"
+                 erlang-base and erlang-crypto), or set ERL_BIN to an erl of Erlang/OTP \
+                 {REQUIRED_OTP}"
             )
         })
 }
 
 impl Erlang {
-    /// Compiles the peer module and starts a runtime evaluating lines.
+    /// Compiles the peer module and starts a runtime evaluating lines, with
+    /// the `erl` of `ERL_BIN` or `PATH`.
     ///
     /// # Panics
     ///
-    /// When no `erl`/`erlc` is found, the module does not compile, or the
-    /// runtime does not start.
+    /// When no `erl`/`erlc` is found, the module does not compile, the
+    /// runtime does not start, or it is not Erlang/OTP [`REQUIRED_OTP`].
     pub fn start() -> Erlang {
-        let erl = erl_binary();
+        Self::start_with(&erl_binary())
+    }
+
+    /// Like [`start`](Self::start), with the `erl` at `erl` (`erlc` beside
+    /// it).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with(erl: &Path) -> Erlang {
         let erlc = erl.with_file_name("erlc");
         let dir = tempfile::tempdir().expect("temporary directory");
         let source = dir.path().join("charon_peer.erl");
@@ -78,7 +96,7 @@ impl Erlang {
             String::from_utf8_lossy(&compiled.stdout),
             String::from_utf8_lossy(&compiled.stderr)
         );
-        let mut child = Command::new(&erl)
+        let mut child = Command::new(erl)
             .args(["-noshell", "-pa"])
             .arg(dir.path())
             .args(["-s", "charon_peer", "main"])
@@ -95,8 +113,14 @@ impl Erlang {
             stdout,
             _dir: dir,
         };
-        let release = erlang.term("erlang:system_info(otp_release).");
-        assert!(release.starts_with('['), "unexpected OTP release {release}");
+        let release = erlang.term("list_to_integer(erlang:system_info(otp_release)).");
+        assert!(
+            release == REQUIRED_OTP,
+            "{} is Erlang/OTP {release}; the Charon format tests need Erlang/OTP {REQUIRED_OTP} \
+             (they compare bytes with its term_to_binary): run scripts/provision-erlang, or set \
+             ERL_BIN to an erl of OTP {REQUIRED_OTP}",
+            erl.display()
+        );
         erlang
     }
 

@@ -13,7 +13,9 @@
 //! * [`FORMAT_TERM`] (`0x83`, 131): Charon's own format,
 //!   `:erlang.term_to_binary(%Charon.Models.Session{})` in Erlang's External
 //!   Term Format, which an Elixir service using Charon 4.x reads and writes
-//!   ([`PayloadFormat::Charon`]; mapping in [`charon`]).
+//!   ([`PayloadFormat::Charon`]; mapping in [`charon`]). Written as Erlang/OTP
+//!   25 writes it with `[{minor_version, 2}]`, `=:=` equal to what Charon
+//!   writes on any OTP release.
 //! * `{`: a JSON object with the field names of [`Session`], as earlier
 //!   releases wrote it. Still read, so no session is lost on upgrade; never
 //!   written.
@@ -33,7 +35,11 @@
 //! than this version knows (written by a newer version) decodes with the
 //! extra ones skipped, and a shorter record (written by an older version)
 //! takes the defaults of [`Session::default`] for the missing trailing
-//! fields. The record version travels in the `version` slot.
+//! fields. So a trailing slot that holds its default may be left out (a
+//! slot before the last one written never is): slot 13 is written only for
+//! [`UserIdKind::Integer`](crate::UserIdKind::Integer), and records of
+//! string-user sessions keep their 13 slots and their size. The record
+//! version travels in the `version` slot.
 //!
 //! | slot | field | slot | field |
 //! |---|---|---|---|
@@ -43,7 +49,7 @@
 //! | 3 | `created_at` | 10 | `lock_version` |
 //! | 4 | `expires_at` (nil = `None`) | 11 | `extra_payload` |
 //! | 5 | `refresh_expires_at` | 12 | `version` |
-//! | 6 | `refreshed_at` | | |
+//! | 6 | `refreshed_at` | 13 | `user_id_kind`: the string `"integer"`, or left out for `"string"` |
 //!
 //! This module neither signs nor logs; it is pure data transformation.
 
@@ -93,11 +99,13 @@ pub enum PayloadFormat {
     /// half the size of JSON. Charon cannot read it. The default.
     #[default]
     Compact,
-    /// [`FORMAT_TERM`]: exactly what Charon 4.3 writes for the same session,
-    /// `term_to_binary(%Charon.Models.Session{}, [{minor_version, 2}])`, so
-    /// that an Elixir service using Charon's Redis store reads and refreshes
-    /// the sessions this store writes, and the other way round. The mapping
-    /// of fields and `extra_payload` is described in [`charon`].
+    /// [`FORMAT_TERM`]: Charon 4.3's value, `=:=` equal to what Charon
+    /// writes for the same session on any Erlang/OTP release, and byte for
+    /// byte what OTP 25 writes with `term_to_binary(%Charon.Models.Session{},
+    /// [{minor_version, 2}])`, so that an Elixir service using Charon's
+    /// Redis store reads and refreshes the sessions this store writes, and
+    /// the other way round. The mapping of fields and `extra_payload` is
+    /// described in [`charon`].
     Charon,
 }
 
@@ -111,25 +119,55 @@ pub enum MapKeys {
     #[default]
     Binaries,
     /// Atoms: `%{ip: "::1"}`, Elixir's habit for data the code builds
-    /// itself. Keys longer than 255 characters are refused.
+    /// itself. Keys longer than 255 characters are refused. Every Elixir
+    /// node that reads the session creates these atoms, which Erlang never
+    /// frees (Charon's `binary_to_term` is not `:safe`): use it for a fixed
+    /// set of keys, never for keys taken from user input.
     Atoms,
 }
 
-/// Slots of the positional record this version writes.
-const SLOTS: usize = 13;
+/// Slots of the positional record this version writes (the last,
+/// `user_id_kind`, only when it is not the default).
+const SLOTS: usize = 14;
 
 /// Deepest nesting of containers a payload may have, as serde_json's
 /// default recursion limit: deeper `extra_payload` values are refused
 /// instead of exhausting the stack.
 const MAX_DEPTH: usize = 128;
 
+/// Deepest nesting of containers in `extra_payload` (itself level 1) that
+/// a compact record of it decodes with: [`MAX_DEPTH`] less the record's
+/// array and one level the decoder takes for the value it is in. Upserts
+/// refuse deeper ones, which no read would return.
+const MAX_COMPACT_PAYLOAD_DEPTH: usize = MAX_DEPTH - 2;
+
+/// Whether `payload`, counted as level 1, holds arrays or objects nested
+/// deeper than `limit` levels. Walks with a stack of its own, so any depth
+/// is measured without recursion.
+fn nests_deeper_than(payload: &serde_json::Map<String, serde_json::Value>, limit: usize) -> bool {
+    use serde_json::Value;
+    let mut stack: Vec<(&Value, usize)> = payload.values().map(|v| (v, 2)).collect();
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if depth > limit {
+            return true;
+        }
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    false
+}
+
 /// Why a payload could not be decoded. Neither its `Display` nor its
 /// `Debug` output quotes the payload, because it ends up in logs.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DecodeError {
-    /// The first byte names no known format (neither [`FORMAT_MSGPACK`] nor
-    /// `{`), or the payload is empty.
+    /// The first byte names no known format (none of [`FORMAT_MSGPACK`],
+    /// [`FORMAT_TERM`] and [`FORMAT_JSON`]), or the payload is empty.
     UnknownFormat,
     /// A JSON payload (earlier releases) is not valid JSON of session fields.
     Json(serde_json::Error),
@@ -196,10 +234,16 @@ pub fn prepare_upsert(
 /// Like [`prepare_upsert`], encoding in `format` (with `map_keys` for maps
 /// set in `extra_payload`, in Charon's format).
 ///
+/// Whatever this accepts, [`decode`] reads back: in Charon's format it
+/// refuses what decoding would refuse, a payload larger than
+/// [`MAX_TERM_BYTES`] (whatever `max_size` says) and nesting deeper than
+/// [`MAX_TERM_DEPTH`].
+///
 /// # Errors
 ///
 /// [`StoreError::InvalidInput`] for an invalid session, one too large, or
-/// (Charon's format) a value it cannot represent, named in the message.
+/// (Charon's format) a value it cannot represent or would not read back,
+/// named in the message with the limit.
 pub fn prepare_upsert_as(
     session: &Session,
     format: PayloadFormat,
@@ -212,8 +256,26 @@ pub fn prepare_upsert_as(
     }
     let new_lock = session.lock_version + 1;
     let payload = match format {
-        PayloadFormat::Compact => encode_with_lock(session, new_lock),
-        PayloadFormat::Charon => charon::encode_with_lock(session, new_lock, map_keys)?,
+        PayloadFormat::Compact => {
+            if nests_deeper_than(&session.extra_payload, MAX_COMPACT_PAYLOAD_DEPTH) {
+                return Err(StoreError::InvalidInput(format!(
+                    "extra_payload nests deeper than {MAX_COMPACT_PAYLOAD_DEPTH} levels (itself \
+                     level 1), which the compact format does not read back"
+                )));
+            }
+            encode_with_lock(session, new_lock)
+        }
+        PayloadFormat::Charon => {
+            let payload = charon::encode_with_lock(session, new_lock, map_keys)?;
+            if payload.len() > MAX_TERM_BYTES && max_size > MAX_TERM_BYTES {
+                return Err(StoreError::InvalidInput(format!(
+                    "session encodes to {} bytes in Charon's format, more than it reads back \
+                     (MAX_TERM_BYTES, {MAX_TERM_BYTES} bytes)",
+                    payload.len()
+                )));
+            }
+            payload
+        }
     };
     Ok(Some((new_lock, check_size(payload, max_size)?)))
 }
@@ -355,7 +417,12 @@ struct PositionalWithLock<'a>(&'a Session, u64);
 impl Serialize for PositionalWithLock<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let s = self.0;
-        let mut t = serializer.serialize_tuple(SLOTS)?;
+        let slots = if s.user_id_kind.is_string() {
+            SLOTS - 1
+        } else {
+            SLOTS
+        };
+        let mut t = serializer.serialize_tuple(slots)?;
         t.serialize_element(&s.id)?;
         t.serialize_element(&s.user_id)?;
         t.serialize_element(&s.session_type)?;
@@ -369,6 +436,9 @@ impl Serialize for PositionalWithLock<'_> {
         t.serialize_element(&self.1)?;
         t.serialize_element(&s.extra_payload)?;
         t.serialize_element(&s.version)?;
+        if !s.user_id_kind.is_string() {
+            t.serialize_element(&s.user_id_kind)?;
+        }
         t.end()
     }
 }
@@ -418,7 +488,8 @@ impl<'de> Visitor<'de> for PositionalVisitor {
             prev_tokens_fresh_from,
             lock_version,
             extra_payload,
-            version
+            version,
+            user_id_kind
         );
         // Slots a newer version appended.
         while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -429,6 +500,7 @@ impl<'de> Visitor<'de> for PositionalVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::UserIdKind;
     use serde_json::{Value, json};
     use std::time::Duration;
 
@@ -496,6 +568,102 @@ mod tests {
         assert_eq!(encode(&s)[1..], rmp_serde::to_vec(&s).unwrap()[..]);
     }
 
+    /// `user_id_kind` travels in slot 13, written only for
+    /// `UserIdKind::Integer` (the append rule: a record without it takes
+    /// the default, `String`), and in serde's form as `"user_id_kind"`, left
+    /// out for `String`; rmp-serde's positional encoding of the struct is
+    /// still the record.
+    #[test]
+    fn user_id_kind_is_slot_13() {
+        let string = sample();
+        let mut integer = sample();
+        integer.user_id = "42".into();
+        integer.user_id_kind = UserIdKind::Integer;
+        assert_eq!(slots(&encode(&string)).len(), 13);
+        let integer_slots = slots(&encode(&integer));
+        assert_eq!(integer_slots.len(), 14);
+        assert_eq!(integer_slots[13], json!("integer"));
+        for s in [&string, &integer] {
+            assert_eq!(decode(&encode(s)).unwrap(), *s);
+            assert_eq!(encode(s)[1..], rmp_serde::to_vec(s).unwrap()[..]);
+            let json = serde_json::to_vec(s).unwrap();
+            assert_eq!(decode(&json).unwrap(), *s);
+        }
+        assert_eq!(
+            serde_json::to_value(&integer).unwrap()["user_id_kind"],
+            json!("integer")
+        );
+        assert!(
+            serde_json::to_value(&string)
+                .unwrap()
+                .get("user_id_kind")
+                .is_none()
+        );
+        // Written by a version that had no slot 13: the default.
+        let old = decode(&record(&integer_slots[..13])).unwrap();
+        assert_eq!(old.user_id_kind, UserIdKind::String);
+        // A record of a later version with more slots still decodes.
+        let mut newer = integer_slots.clone();
+        newer.push(json!("a later slot"));
+        assert_eq!(decode(&record(&newer)).unwrap(), integer);
+    }
+
+    /// In Charon's format, a payload larger than decoding accepts
+    /// (MAX_TERM_BYTES) is refused, naming the limit, even when
+    /// `max_size` would allow it.
+    #[test]
+    fn charon_payloads_beyond_what_decoding_reads_are_refused() {
+        let mut s = sample();
+        s.extra_payload
+            .insert("blob".into(), json!("x".repeat(MAX_TERM_BYTES)));
+        let err =
+            prepare_upsert_as(&s, PayloadFormat::Charon, MapKeys::Binaries, 4 << 20).unwrap_err();
+        assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
+        assert!(err.to_string().contains("MAX_TERM_BYTES"), "{err}");
+        // Within both limits it is written and reads back.
+        s.extra_payload
+            .insert("blob".into(), json!("x".repeat(MAX_TERM_BYTES - 1000)));
+        let (_, payload) = prepare_upsert_as(&s, PayloadFormat::Charon, MapKeys::Binaries, 4 << 20)
+            .unwrap()
+            .unwrap();
+        assert_eq!(decode(&payload).unwrap().extra_payload, s.extra_payload);
+    }
+
+    /// The compact format refuses on upsert the `extra_payload` nesting it
+    /// would not decode (it used to store it, and every read skipped the
+    /// session), and takes the deepest it decodes.
+    #[test]
+    fn compact_upserts_refuse_nesting_that_would_not_decode() {
+        // The deepest array or object at `levels` (extra_payload is level
+        // 1, the value in "d" level 2).
+        let nested = |levels: usize, array: bool| {
+            let mut s = sample();
+            let mut value = json!(1);
+            for _ in 1..levels {
+                value = if array {
+                    json!([value])
+                } else {
+                    json!({ "d": value })
+                };
+            }
+            s.extra_payload.insert("d".into(), value);
+            s
+        };
+        for array in [false, true] {
+            let deepest = nested(MAX_COMPACT_PAYLOAD_DEPTH, array);
+            let (_, payload) = prepare_upsert(&deepest, usize::MAX).unwrap().unwrap();
+            assert_eq!(
+                decode(&payload).unwrap().extra_payload,
+                deepest.extra_payload
+            );
+            let too_deep = nested(MAX_COMPACT_PAYLOAD_DEPTH + 1, array);
+            assert!(decode(&encode(&too_deep)).is_err());
+            let err = prepare_upsert(&too_deep, usize::MAX).unwrap_err();
+            assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
+            assert!(err.to_string().contains("deeper than 126"), "{err}");
+        }
+    }
+
     #[test]
     fn upsert_encodes_the_next_lock_version() {
         let s = sample();
@@ -519,6 +687,8 @@ mod tests {
     fn record_of_a_newer_version_with_extra_slots_decodes() {
         let s = sample();
         let mut newer = slots(&encode(&s));
+        // A newer version writes every slot up to its last: slot 13 too.
+        newer.push(json!("string"));
         newer.push(json!([1, 2, {"nested": true}]));
         newer.push(json!("a field added later"));
         newer.push(Value::Null);

@@ -88,7 +88,10 @@ pub use crate::session::{
     random_id, unix_now, validate_key_prefix, validate_session_id, validate_session_type,
     validate_user_id,
 };
-pub use crate::store::{BoxError, DEFAULT_MAX_SESSION_SIZE, SessionStore, StoreError};
+pub use crate::store::{
+    BoxError, DEFAULT_MAX_SESSION_SIZE, DEFAULT_MAX_SESSIONS_PER_USER, DEFAULT_SESSION_LIMIT,
+    SessionLimit, SessionStore, StoreError,
+};
 
 #[cfg(test)]
 mod send_sync {

@@ -12,12 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::codec;
 use crate::session::{Session, unix_now, validate_address, validate_owner};
-use crate::store::{DEFAULT_MAX_SESSION_SIZE, StoreError};
+use crate::store::{DEFAULT_MAX_SESSION_SIZE, DEFAULT_SESSION_LIMIT, SessionLimit, StoreError};
+use crate::telemetry;
 
 type Owner = (String, String);
 
 /// Writes between two sweeps of expired sessions of all users.
 const SWEEP_EVERY: u64 = 4096;
+/// Most sessions one create evicts, as the Redis function.
+const MAX_EVICTIONS: usize = 100;
 
 /// An in-memory [`SessionStore`](crate::SessionStore).
 ///
@@ -60,6 +63,8 @@ pub struct LocalStore {
     max_session_size: usize,
     /// Whether spans carry the user id.
     record_user_ids: bool,
+    /// Most sessions per user and type, and what a create beyond does.
+    session_limit: SessionLimit,
 }
 
 impl Default for LocalStore {
@@ -84,7 +89,24 @@ impl LocalStore {
             writes: AtomicU64::new(0),
             max_session_size,
             record_user_ids: false,
+            session_limit: DEFAULT_SESSION_LIMIT,
         }
+    }
+
+    /// How many sessions of one type a user may have, and what a new
+    /// session beyond does, as
+    /// [`RedisStoreConfig::max_sessions_per_user`](crate::RedisStoreConfig::max_sessions_per_user).
+    ///
+    /// # Panics
+    ///
+    /// For a limit of 0 (use [`SessionLimit::Unlimited`]).
+    #[must_use]
+    pub fn max_sessions_per_user(mut self, limit: SessionLimit) -> LocalStore {
+        if let Err(e) = limit.check() {
+            panic!("{e}");
+        }
+        self.session_limit = limit;
+        self
     }
 
     /// Whether the `user_id` field of the store's tracing spans is filled
@@ -167,6 +189,32 @@ impl LocalStore {
                     all.remove(&owner(&session.user_id, &session.session_type));
                 }
                 return Err(StoreError::Conflict);
+            }
+            if session.lock_version == 0
+                && let Some(max) = self.session_limit.max()
+            {
+                // Expired sessions do not count, as in Redis.
+                sessions.retain(|_, s| !s.is_expired_at(now));
+                let excess = (sessions.len() + 1).saturating_sub(max);
+                if excess > 0 {
+                    if matches!(self.session_limit, SessionLimit::Refuse(_)) {
+                        if sessions.is_empty() {
+                            all.remove(&owner(&session.user_id, &session.session_type));
+                        }
+                        return Err(StoreError::TooManySessions { limit: max });
+                    }
+                    let mut soonest: Vec<(i64, String)> = sessions
+                        .iter()
+                        .map(|(id, s)| (s.refresh_expires_at, id.clone()))
+                        .collect();
+                    soonest.sort();
+                    // As the Redis function: at most this many per create.
+                    let excess = excess.min(MAX_EVICTIONS);
+                    for (_, id) in soonest.into_iter().take(excess) {
+                        sessions.remove(&id);
+                    }
+                    telemetry::sessions_evicted(excess as u64);
+                }
             }
             if stored.is_expired_at(now) {
                 // Like a hash field written with an expiry in the past.

@@ -98,12 +98,13 @@ pub struct Session {
     /// Record version, [`SESSION_VERSION`] (7).
     pub version: u32,
     /// Whether `user_id` is an integer in Charon's payload format (Charon
-    /// allows positive integers or binaries). Only
-    /// [`PayloadFormat::Charon`](crate::PayloadFormat::Charon) stores it:
-    /// the compact format keeps every user id as a string, and a store
-    /// given `user_id` `"42"` reads and writes the same key
-    /// (`<prefix>.42.<type>`) either way.
-    #[serde(skip)]
+    /// allows positive integers or binaries). Every format stores it: in
+    /// [`PayloadFormat::Charon`](crate::PayloadFormat::Charon) as the type
+    /// of the user id, in the compact record as slot 13 (left out when
+    /// [`UserIdKind::String`]), in serde's form as `"user_id_kind":
+    /// "integer"` (left out when `String`). A store given `user_id` `"42"`
+    /// reads and writes the same key (`<prefix>.42.<type>`) either way.
+    #[serde(skip_serializing_if = "UserIdKind::is_string")]
     pub user_id_kind: UserIdKind,
     /// The Erlang terms of `extra_payload` as Charon stored them, kept when
     /// a session is read in Charon's format so that writing it back keeps
@@ -114,16 +115,28 @@ pub struct Session {
     pub charon_terms: CharonTerms,
 }
 
-/// How a user id is typed in Charon's payload format.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// How a user id is typed in Charon's payload format. Serialises (serde)
+/// as `"string"` or `"integer"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum UserIdKind {
     /// A binary (an Elixir string): any user id.
     #[default]
     String,
-    /// An integer, such as an Ecto primary key: `user_id` holds its decimal
-    /// digits (`"42"`, or `"-7"`; no `+`, no leading zeros).
+    /// A positive integer, as Charon's type (`pos_integer`) has it, such as
+    /// an Ecto primary key: `user_id` holds its decimal digits (`"42"`; no
+    /// sign, no leading zeros, not `"0"`). [`Session::validate`] refuses
+    /// others.
     Integer,
+}
+
+impl UserIdKind {
+    /// Whether this is [`UserIdKind::String`] (the default, which serde
+    /// leaves out).
+    pub fn is_string(&self) -> bool {
+        *self == UserIdKind::String
+    }
 }
 
 impl PartialEq for Session {
@@ -209,6 +222,9 @@ impl Session {
     /// Like [`new_login`](Self::new_login) for a user whose id is an integer
     /// in Charon ([`UserIdKind::Integer`]), as an Elixir service with
     /// integer primary keys expects it: `user_id` holds its decimal digits.
+    /// Charon's user ids are positive: an upsert of a session made with 0
+    /// or a negative `user_id` fails with [`StoreError::InvalidInput`]
+    /// ([`validate`](Self::validate)).
     ///
     /// ```
     /// use std::time::Duration;
@@ -278,9 +294,10 @@ impl Session {
     }
 
     /// Checks the fields a store relies on: session id, user id and session
-    /// type (see the `validate_*` functions), a `refresh_expires_at` between
-    /// 1 and [`MAX_UNIX_TIME`], and a `lock_version` of at most
-    /// [`MAX_LOCK_VERSION`].
+    /// type (see the `validate_*` functions), a user id of
+    /// [`UserIdKind::Integer`] that is a positive integer in decimal digits,
+    /// a `refresh_expires_at` between 1 and [`MAX_UNIX_TIME`], and a
+    /// `lock_version` of at most [`MAX_LOCK_VERSION`].
     ///
     /// # Errors
     ///
@@ -288,9 +305,10 @@ impl Session {
     pub fn validate(&self) -> Result<(), StoreError> {
         validate_session_id(&self.id)?;
         validate_user_id(&self.user_id)?;
-        if self.user_id_kind == UserIdKind::Integer && !is_decimal_integer(&self.user_id) {
+        if self.user_id_kind == UserIdKind::Integer && !is_positive_integer(&self.user_id) {
             return Err(StoreError::InvalidInput(
-                "user_id must be an integer in decimal digits (no '+', no leading zeros) when user_id_kind is Integer"
+                "user_id must be a positive integer in decimal digits (no sign, no leading zeros; \
+                 Charon's pos_integer) when user_id_kind is Integer"
                     .to_owned(),
             ));
         }
@@ -311,13 +329,10 @@ impl Session {
     }
 }
 
-/// Whether `text` is an integer as Erlang prints one: an optional `-`, then
-/// digits without a leading zero (`0` itself allowed, `-0` not).
-pub(crate) fn is_decimal_integer(text: &str) -> bool {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && (digits == "0" && digits.len() == text.len() || !digits.starts_with('0'))
+/// Whether `text` is a positive integer as Erlang prints one: digits, the
+/// first not a zero.
+pub(crate) fn is_positive_integer(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0')
 }
 
 /// The current time in unix seconds.
@@ -547,12 +562,12 @@ mod tests {
     }
 
     #[test]
-    fn integer_user_ids_are_decimal_integers() {
-        for good in ["1", "42", "0", "-7", "123456789012345678901234567890"] {
-            assert!(is_decimal_integer(good), "{good}");
+    fn integer_user_ids_are_positive_decimal_integers() {
+        for good in ["1", "42", "123456789012345678901234567890"] {
+            assert!(is_positive_integer(good), "{good}");
         }
-        for bad in ["", "-", "+1", "01", "-0", "1.0", "4 2", "x", "١"] {
-            assert!(!is_decimal_integer(bad), "{bad}");
+        for bad in ["", "0", "-7", "-", "+1", "01", "-0", "1.0", "4 2", "x", "١"] {
+            assert!(!is_positive_integer(bad), "{bad}");
         }
         let mut s = Session::new_login_integer(42, Duration::from_secs(60));
         s.validate().unwrap();
@@ -561,11 +576,29 @@ mod tests {
         assert!(err.contains("user_id") && err.contains("Integer"), "{err}");
         s.user_id_kind = UserIdKind::String;
         s.validate().unwrap();
+        for not_positive in [0, -7] {
+            let err = Session::new_login_integer(not_positive, Duration::from_secs(60))
+                .validate()
+                .unwrap_err();
+            assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
+            assert!(err.to_string().contains("positive"), "{err}");
+        }
     }
 
+    /// Equality compares every field but the kept Erlang terms: a session
+    /// read in Charon's format (terms kept) equals the same fields without
+    /// them; the user id kind is compared.
     #[test]
     fn equality_ignores_kept_charon_terms_but_not_the_user_id_kind() {
-        let s = Session::new_login_at("42", 1_000, Duration::from_secs(60));
+        let mut s = Session::new_login_at("42", 1_000, Duration::from_secs(60));
+        s.extra_payload
+            .insert("role".into(), serde_json::json!("admin"));
+        let payload =
+            crate::codec::encode_as(&s, crate::PayloadFormat::Charon, crate::MapKeys::Atoms)
+                .unwrap();
+        let read = crate::codec::decode(&payload).unwrap();
+        assert!(!read.charon_terms.is_empty() && s.charon_terms.is_empty());
+        assert_eq!(read, s);
         let mut integer = s.clone();
         integer.user_id_kind = UserIdKind::Integer;
         assert_ne!(s, integer);

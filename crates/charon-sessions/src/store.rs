@@ -14,6 +14,64 @@ use crate::session::Session;
 /// Largest encoded session both stores accept by default, in bytes (64 KiB).
 pub const DEFAULT_MAX_SESSION_SIZE: usize = 64 * 1024;
 
+/// The session limit both stores apply by default: at most
+/// [`DEFAULT_MAX_SESSIONS_PER_USER`] sessions of one type per user, the
+/// soonest-expiring evicted to make room.
+pub const DEFAULT_SESSION_LIMIT: SessionLimit =
+    SessionLimit::EvictSoonestExpiring(DEFAULT_MAX_SESSIONS_PER_USER);
+
+/// Most sessions of one type per user by default: room for a person's
+/// devices and browsers, and for the sessions of abandoned ones still
+/// within their refresh window.
+pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 100;
+
+/// How many sessions of one type one user may have, and what a new
+/// session beyond that does (`max_sessions_per_user` of
+/// [`RedisStoreConfig`](crate::RedisStoreConfig) and
+/// [`LocalStore`](crate::LocalStore)).
+///
+/// Without a limit, a million logins of one user id make one hash of
+/// hundreds of megabytes, whose `get_all` stalls the server for everyone.
+/// The limit is checked when a session is *created* (an upsert with lock
+/// version 0), atomically with the write: concurrent logins of one user
+/// never take it past the limit. Refreshes are never refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionLimit {
+    /// No limit.
+    Unlimited,
+    /// At most this many (at least 1): a new session evicts the session
+    /// whose `refresh_expires_at` comes soonest (ties: the smallest session
+    /// id). The user stays able to log in; the device idle longest is
+    /// logged out. The default, with [`DEFAULT_MAX_SESSIONS_PER_USER`].
+    EvictSoonestExpiring(usize),
+    /// At most this many (at least 1): a new session beyond them is
+    /// refused with [`StoreError::TooManySessions`], and nothing is written.
+    /// The user must log out somewhere first (or wait for a session to
+    /// expire).
+    Refuse(usize),
+}
+
+impl SessionLimit {
+    /// The most sessions allowed, if any.
+    pub fn max(self) -> Option<usize> {
+        match self {
+            SessionLimit::Unlimited => None,
+            SessionLimit::EvictSoonestExpiring(n) | SessionLimit::Refuse(n) => Some(n),
+        }
+    }
+
+    /// [`StoreError::InvalidInput`] for a limit of 0.
+    pub(crate) fn check(self) -> Result<(), StoreError> {
+        if self.max() == Some(0) {
+            return Err(StoreError::InvalidInput(
+                "max_sessions_per_user must be at least 1 (or SessionLimit::Unlimited)".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A cause kept inside a [`StoreError`]: the backend's own error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -78,6 +136,14 @@ pub enum StoreError {
         /// Replicas required.
         required: usize,
     },
+    /// A new session would take its user past the store's
+    /// [`SessionLimit::Refuse`] limit of sessions of that type. Nothing was
+    /// written.
+    #[error("the user already has the {limit} sessions of this type the store allows")]
+    TooManySessions {
+        /// The limit.
+        limit: usize,
+    },
     /// The server is too old or of an unknown kind.
     #[error("unsupported server: found {found}, but charon-sessions requires {required}")]
     UnsupportedServer {
@@ -109,7 +175,7 @@ impl StoreError {
     /// A short, stable name of the error kind, as used in metric labels and
     /// span fields: `conflict`, `invalid_input`, `pool_timeout`,
     /// `connection`, `auth`, `server`, `function_library_missing`,
-    /// `replication_timeout`, `unsupported_server`.
+    /// `replication_timeout`, `unsupported_server`, `too_many_sessions`.
     pub fn kind(&self) -> &'static str {
         match self {
             StoreError::Conflict => "conflict",
@@ -121,6 +187,7 @@ impl StoreError {
             StoreError::FunctionLibraryMissing(_) => "function_library_missing",
             StoreError::ReplicationTimeout { .. } => "replication_timeout",
             StoreError::UnsupportedServer { .. } => "unsupported_server",
+            StoreError::TooManySessions { .. } => "too_many_sessions",
         }
     }
 }
@@ -230,10 +297,16 @@ pub trait SessionStore: Send + Sync {
     /// * A dead session (`refresh_expires_at < refreshed_at`) is not stored:
     ///   the call returns `Ok(())` and changes nothing, the lock version
     ///   included.
+    /// * A new session (lock version 0) of a user who already has as many
+    ///   sessions of that type as the store's [`SessionLimit`] allows either
+    ///   evicts the soonest-expiring ones or is refused
+    ///   ([`StoreError::TooManySessions`]), atomically with the write.
     ///
-    /// Redis: one `FCALL` of the store's function, which checks the lock and
-    /// runs `HSETEX key EXAT refresh_expires_at FIELDS 2 session_id value
-    /// l.session_id lock` atomically.
+    /// Redis: one `FCALL` of the store's function, which checks the lock
+    /// (and, for a new session near the limit, counts and evicts with
+    /// `HKEYS`, `HEXPIRETIME` and `HDEL`) and runs `HSETEX key EXAT
+    /// refresh_expires_at FIELDS 2 session_id value l.session_id lock`
+    /// atomically.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -259,7 +332,9 @@ pub trait SessionStore: Send + Sync {
     /// # Errors
     ///
     /// [`StoreError::Conflict`] when the lock check fails (nothing is
-    /// written); [`StoreError::InvalidInput`] for a bad id, user id, type,
+    /// written); [`StoreError::TooManySessions`] for a new session beyond a
+    /// [`SessionLimit::Refuse`] limit (nothing is written);
+    /// [`StoreError::InvalidInput`] for a bad id, user id, type,
     /// time, lock version or an oversized session (nothing is sent);
     /// connection, pool and server errors. After a
     /// [`StoreError::Connection`] the outcome is unknown (the write may have

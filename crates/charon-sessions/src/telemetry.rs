@@ -21,6 +21,7 @@
 //! | `charon_sessions_function_registrations_total` | counter | — |
 //! | `charon_sessions_pool_wait_seconds` | histogram (seconds): how long an operation waited for a place in flight | — |
 //! | `charon_sessions_reconnections_total` | counter: shared connections opened again after their socket closed | — |
+//! | `charon_sessions_evicted_sessions_total` | counter: sessions evicted to keep a user within [`SessionLimit::EvictSoonestExpiring`](crate::SessionLimit::EvictSoonestExpiring) | — |
 //!
 //! `outcome` is `ok`, `not_found` (a `get` that found no valid session) or
 //! the error kind ([`StoreError::kind`]).
@@ -51,6 +52,8 @@ pub const FUNCTION_REGISTRATIONS_TOTAL: &str = "charon_sessions_function_registr
 pub const POOL_WAIT_SECONDS: &str = "charon_sessions_pool_wait_seconds";
 /// `charon_sessions_reconnections_total`.
 pub const RECONNECTIONS_TOTAL: &str = "charon_sessions_reconnections_total";
+/// `charon_sessions_evicted_sessions_total`.
+pub const EVICTED_SESSIONS_TOTAL: &str = "charon_sessions_evicted_sessions_total";
 
 /// A store operation, as named in spans and metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +186,8 @@ label_tables!(
         "server",
         "function_library_missing",
         "replication_timeout",
-        "unsupported_server"
+        "unsupported_server",
+        "too_many_sessions"
     ]
 );
 
@@ -418,6 +422,13 @@ pub(crate) fn place_waited(waited: std::time::Duration) {
     metrics::histogram!(POOL_WAIT_SECONDS).record(waited.as_secs_f64());
 }
 
+/// Counts sessions evicted to make room for a new one.
+pub(crate) fn sessions_evicted(n: u64) {
+    if n > 0 {
+        metrics::counter!(EVICTED_SESSIONS_TOTAL).increment(n);
+    }
+}
+
 /// Counts a shared connection opened again after its socket closed.
 pub(crate) fn connection_replaced() {
     metrics::counter!(RECONNECTIONS_TOTAL).increment(1);
@@ -468,6 +479,7 @@ mod tests {
                 found: String::new(),
                 required: "",
             },
+            StoreError::TooManySessions { limit: 1 },
         ];
         for e in errors {
             assert!(OUTCOMES.contains(&e.kind()), "{} missing", e.kind());

@@ -600,7 +600,8 @@ async fn charon_suite_get() {
 }
 
 /// Charon's `describe "upsert/3"`: stores session (with lock version 1,
-/// byte for byte Charon's value), lock and field expiry; separates by type;
+/// byte for byte OTP 25's `term_to_binary(S, [{minor_version, 2}])` of
+/// Charon's struct), lock and field expiry; separates by type;
 /// updates an existing session and its expiry (an `extra_payload` of
 /// `%{new: "key"}` with atom keys); sets no expiry on the key; skips an
 /// already-expired session; optimistic locking against the input session;
@@ -928,4 +929,212 @@ async fn erlang_and_rust_refresh_the_same_sessions_in_turn() {
         binary(&value)
     ));
     assert_eq!(same, "true");
+}
+
+// ---------------------------------------------------------------------------
+// What the store writes reads back, on both sides
+// ---------------------------------------------------------------------------
+
+/// A session Erlang wrote with `extra_payload` `#{a => 1, <<"a">> => 2,
+/// other => 3, role => admin, raw => <<255, 0, 1>>, nil => 4}`, changed in
+/// Rust (`other`, `role` set to the string "true", `raw` to the bytes [1,
+/// 2, 255]) and written back: Erlang reads both `a` keys and `nil` as they
+/// were, `role` as the binary `<<"true">>` (an atom `true` would read back
+/// as a boolean) and `raw` as a binary; the store reads back what it set.
+/// And a map set from Rust with `MapKeys::Atoms` whose key is "nil" is
+/// `#{nil => 1}` in Erlang and `{"nil": 1}` back in Rust (not "null").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_values_keep_their_erlang_keys_and_types() {
+    let mut t = both(MapKeys::Binaries).await;
+    let now = unix_now();
+    let extra =
+        "#{a => 1, <<\"a\">> => 2, other => 3, role => admin, raw => <<255, 0, 1>>, nil => 4}";
+    let value = t.erl.bytes(&format!(
+        "X0 = charon_peer:for_upsert({}), charon_peer:sign(charon_peer:encode_default(X0), K).",
+        erl_session("x", "<<\"xavier\">>", "full", now, "infinite", extra)
+    ));
+    charon_insert(
+        &mut t.conn,
+        "charon_.xavier.full",
+        "x",
+        &value,
+        1,
+        now + 3600,
+    )
+    .await;
+    let mut s = t.store.get("x", "xavier", "full").await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::Value::Object(s.extra_payload.clone()),
+        json!({"a": 2, "other": 3, "role": "admin", "raw": [255, 0, 1], "nil": 4})
+    );
+    s.extra_payload.insert("other".into(), json!(5));
+    s.extra_payload.insert("role".into(), json!("true"));
+    s.extra_payload.insert("raw".into(), json!([1, 2, 255]));
+    let set = s.extra_payload.clone();
+    t.store.upsert(&mut s).await.unwrap();
+    let stored = hget(&mut t.conn, "charon_.xavier.full", "x").await.unwrap();
+    let same = t.erl.term(&format!(
+        "maps:get(extra_payload, charon_peer:charon_get({}, <<\"x\">>, <<\"xavier\">>, full, K, {now})) \
+         =:= #{{a => 1, <<\"a\">> => 2, other => 5, role => <<\"true\">>, raw => <<1, 2, 255>>, nil => 4}}.",
+        binary(&stored)
+    ));
+    assert_eq!(same, "true");
+    let back = t.store.get("x", "xavier", "full").await.unwrap().unwrap();
+    assert_eq!(back.extra_payload, set);
+
+    let atoms = charon_store(&t.server, MapKeys::Atoms).await;
+    let mut n = Session::new_login("nina", Duration::from_secs(3600));
+    n.extra_payload.insert("nil".into(), json!(1));
+    atoms.upsert(&mut n).await.unwrap();
+    let stored = hget(&mut t.conn, "charon_.nina.full", &n.id).await.unwrap();
+    let same = t.erl.term(&format!(
+        "maps:get(extra_payload, charon_peer:charon_get({}, <<\"{}\">>, <<\"nina\">>, full, K, {now})) \
+         =:= #{{nil => 1}}.",
+        binary(&stored),
+        n.id
+    ));
+    assert_eq!(same, "true");
+    let back = atoms.get(&n.id, "nina", "full").await.unwrap().unwrap();
+    assert_eq!(back.extra_payload, n.extra_payload);
+}
+
+/// Whatever upsert accepts in Charon's format, get returns (and Erlang
+/// reads); whatever get would refuse, upsert refuses first with
+/// `InvalidInput` naming the limit, writing nothing: `extra_payload` nested
+/// so that its deepest value sits at level 128 counted as decoding counts
+/// (the struct is level 0) is written and read back, one level more is
+/// refused; a payload over MAX_TERM_BYTES (1 MiB) is refused even with a
+/// `max_session_size` of 4 MiB. The compact format keeps the same rule at
+/// its own depth limit (one level less).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_refuses_what_get_would_not_read() {
+    let mut t = both(MapKeys::Binaries).await;
+    let nested = |maps: usize| {
+        // {"d": {"d": … 1}}, `maps` maps inside extra_payload: the leaf is
+        // at level maps + 2.
+        let mut value = json!(1);
+        for _ in 0..maps {
+            value = json!({ "d": value });
+        }
+        let mut s = Session::new_login("deep", Duration::from_secs(3600));
+        s.extra_payload.insert("d".into(), value);
+        s
+    };
+    let max = charon_sessions::codec::MAX_TERM_DEPTH;
+    let mut deepest = nested(max - 2);
+    t.store.upsert(&mut deepest).await.unwrap();
+    let back = t
+        .store
+        .get(&deepest.id, "deep", "full")
+        .await
+        .unwrap()
+        .expect("the deepest accepted session reads back");
+    assert_eq!(back.extra_payload, deepest.extra_payload);
+    let stored = hget(&mut t.conn, "charon_.deep.full", &deepest.id)
+        .await
+        .unwrap();
+    let read = t.erl.term(&format!(
+        "is_map(charon_peer:charon_get({}, <<\"{}\">>, <<\"deep\">>, full, K, 0)).",
+        binary(&stored),
+        deepest.id
+    ));
+    assert_eq!(read, "true");
+
+    let mut too_deep = nested(max - 1);
+    let err = t.store.upsert(&mut too_deep).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
+    assert!(err.to_string().contains("deeper than 128"), "{err}");
+    assert_eq!(too_deep.lock_version, 0);
+    assert!(
+        hget(&mut t.conn, "charon_.deep.full", &too_deep.id)
+            .await
+            .is_none()
+    );
+
+    // The compact format, whose decoder counts its record array too: the
+    // deepest value it reads back is one level less.
+    let compact = RedisStore::connect(RedisStoreConfig::new(
+        t.server.url(),
+        SigningKey::from_base_secret(BASE_SECRET).unwrap(),
+    ))
+    .await
+    .unwrap();
+    let mut deepest = nested(max - 3);
+    compact.upsert(&mut deepest).await.unwrap();
+    let back = compact.get(&deepest.id, "deep", "full").await.unwrap();
+    assert_eq!(back.map(|s| s.extra_payload), Some(deepest.extra_payload));
+    let mut too_deep = nested(max - 2);
+    let err = compact.upsert(&mut too_deep).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
+    assert!(err.to_string().contains("deeper than 126"), "{err}");
+    assert!(
+        hget(&mut t.conn, "charon_.deep.full", &too_deep.id)
+            .await
+            .is_none()
+    );
+
+    let key = SigningKey::from_base_secret(BASE_SECRET).unwrap();
+    let roomy = RedisStore::connect(
+        RedisStoreConfig::new(t.server.url(), key)
+            .payload_format(PayloadFormat::Charon)
+            .max_session_size(4 << 20),
+    )
+    .await
+    .unwrap();
+    let mut big = Session::new_login("big", Duration::from_secs(3600));
+    big.extra_payload.insert(
+        "blob".into(),
+        json!("x".repeat(charon_sessions::codec::MAX_TERM_BYTES)),
+    );
+    let err = roomy.upsert(&mut big).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
+    assert!(err.to_string().contains("MAX_TERM_BYTES"), "{err}");
+    assert!(
+        hget(&mut t.conn, "charon_.big.full", &big.id)
+            .await
+            .is_none()
+    );
+}
+
+/// An integer user's session written in the compact format (slot 13 holds
+/// its user id kind), read and refreshed by a store writing Charon's
+/// format, keeps its integer user id: Erlang finds `user_id` `42`, an
+/// integer, as Charon compares it. Integer user ids that are not positive
+/// (Charon's `pos_integer`) are refused by upsert with `InvalidInput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_user_ids_survive_the_compact_format() {
+    let mut t = both(MapKeys::Binaries).await;
+    let compact = RedisStore::connect(RedisStoreConfig::new(
+        t.server.url(),
+        SigningKey::from_base_secret(BASE_SECRET).unwrap(),
+    ))
+    .await
+    .unwrap();
+    let mut s = Session::new_login_integer(42, Duration::from_secs(3600));
+    compact.upsert(&mut s).await.unwrap();
+    let stored = hget(&mut t.conn, "charon_.42.full", &s.id).await.unwrap();
+    assert_eq!(stored[40], charon_sessions::codec::FORMAT_MSGPACK);
+
+    let mut read = t.store.get(&s.id, "42", "full").await.unwrap().unwrap();
+    assert_eq!(read.user_id_kind, UserIdKind::Integer);
+    read.rotate_refresh_token(Duration::from_secs(3600));
+    t.store.upsert(&mut read).await.unwrap();
+    let stored = hget(&mut t.conn, "charon_.42.full", &s.id).await.unwrap();
+    assert_eq!(stored[40], charon_sessions::codec::FORMAT_TERM);
+    let user = t.erl.term(&format!(
+        "maps:get(user_id, charon_peer:charon_get({}, <<\"{}\">>, 42, full, K, 0)).",
+        binary(&stored),
+        s.id
+    ));
+    assert_eq!(user, "42");
+
+    for not_positive in [0, -7] {
+        for store in [&compact, &t.store] {
+            let mut s = Session::new_login_integer(not_positive, Duration::from_secs(3600));
+            let err = store.upsert(&mut s).await.unwrap_err();
+            assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
+            assert!(err.to_string().contains("positive"), "{err}");
+        }
+    }
+    assert_eq!(keys(&mut t.conn).await, ["charon_.42.full"]);
 }

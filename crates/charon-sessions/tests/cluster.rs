@@ -32,8 +32,9 @@ async fn harness(cluster: &TestCluster, behaviour: &str) -> Harness {
         .key_prefix(behaviour)
         .pool_size(2);
     Harness {
-        store: Arc::new(connect(config, cluster).await),
+        store: Arc::new(connect(config.clone(), cluster).await),
         server: None,
+        config: Some(config),
     }
 }
 

@@ -13,12 +13,12 @@
 mod common;
 
 use charon_sessions::signing::{self, SigningKey};
-use charon_sessions::{Session, SessionStore, codec, unix_now};
+use charon_sessions::{Session, SessionLimit, SessionStore, codec, unix_now};
 use charon_sessions_testkit::{Flavor, TestServer};
 use redis::aio::MultiplexedConnection;
 
 use common::raw::{hgetall, key_of, raw};
-use common::{redis_store, test_key, typical};
+use common::{redis_store_with_limit, test_key, typical};
 
 /// Sessions in the measured hash.
 const SESSIONS: usize = 1_000;
@@ -168,8 +168,9 @@ async fn bytes_per_session_in_redis() {
         per_session.push((encoding.name, bytes / SESSIONS as u64));
     }
 
-    // The same through the store itself: upsert writes, get_all reads back.
-    let store = redis_store(&server).await;
+    // The same through the store itself: upsert writes, get_all reads back
+    // (one user with more sessions than the default limit keeps).
+    let store = redis_store_with_limit(&server, SessionLimit::Unlimited).await;
     let user = "user-s@example.com";
     let key = key_of(user, "full");
     let mut written = sessions(user);

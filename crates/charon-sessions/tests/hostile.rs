@@ -21,8 +21,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use charon_sessions::signing::{self, SigningKey};
 use charon_sessions::{
-    MapKeys, PayloadFormat, RedisStore, RedisStoreConfig, Session, SessionStore, StoreError, codec,
-    random_id, unix_now,
+    MapKeys, PayloadFormat, RedisStore, RedisStoreConfig, Session, SessionLimit, SessionStore,
+    StoreError, codec, random_id, unix_now,
 };
 use charon_sessions_testkit::{Flavor, TestServer};
 use proptest::collection::{btree_map, vec};
@@ -34,7 +34,7 @@ use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 
 use common::raw::{data_command_calls, exists, hget, hgetall, key_of, raw};
-use common::{HOUR, login, redis_store, test_key};
+use common::{HOUR, login, redis_store, redis_store_with_limit, test_key};
 
 /// Expands each listed behaviour (an `async fn name(flavor: Flavor)`) into
 /// one test on Redis 8 (module `redis8`) and one on Valkey 9 (`valkey9`);
@@ -964,14 +964,39 @@ async fn mutated_charon_terms_are_rejected_or_exact() {
     assert!(unchanged > 0 && rejected > 0, "both outcomes were tried");
 }
 
+/// `level(depth, last)`: the integer `last` at depth 0, else the map
+/// `#{level(depth - 1, 0) => 0, level(depth - 1, 1) => last}`, whose two
+/// keys differ only in their very last value (comparing them walks both
+/// whole): maps as keys of maps as keys, twice the size per level.
+fn maps_as_keys(depth: usize) -> Vec<u8> {
+    fn level(depth: usize, last: u8, out: &mut Vec<u8>) {
+        if depth == 0 {
+            out.extend_from_slice(&[97, last]);
+            return;
+        }
+        out.extend_from_slice(&[116, 0, 0, 0, 2]);
+        level(depth - 1, 0, out);
+        out.extend_from_slice(&[97, 0]);
+        level(depth - 1, 1, out);
+        out.extend_from_slice(&[97, last]);
+    }
+    let mut out = vec![0x83];
+    level(depth, 0, &mut out);
+    out
+}
+
 /// Validly signed Erlang terms built to hurt a decoder, at a session's
 /// field next to a genuine session in Charon's format: nesting 100 000
-/// deep, length headers claiming 4 billion elements or bytes, a compressed
-/// term that would unpack to 2 GiB (and one just over the 1 MiB limit),
-/// distribution-only tags, another struct, record version 6, a term of
-/// 2 MiB, truncated and trailing bytes. Each is skipped like any invalid
-/// value (`get` is Ok(None), `get_all` gives the genuine session only),
-/// each within a second, the process staying up.
+/// deep, chains of 20 000 pids or exports whose node or module "atom" is
+/// the next one (the pids compressed to 49 bytes), length headers claiming
+/// 4 billion elements or bytes, a compressed term that would unpack to 2
+/// GiB (and one just over the 1 MiB limit), maps whose keys are maps
+/// nested 14 and 16 levels (180 KB and 720 KB, every key comparison
+/// walking both keys whole), distribution-only tags, another struct,
+/// record version 6, a term of 2 MiB, truncated and trailing bytes. Each
+/// is skipped like any invalid value (`get` is Ok(None), `get_all` gives
+/// the genuine session only), each within a second (`get` and `get_all`
+/// together, in a debug build), the process staying up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_charon_terms_are_skipped() {
     let server = TestServer::start(Flavor::Redis);
@@ -1004,8 +1029,17 @@ async fn hostile_charon_terms_are_skipped() {
     let mut big = login("mallory");
     big.extra_payload
         .insert("blob".into(), json!("x".repeat(2 << 20)));
+    let pids = compressed(20_000, &[88; 20_000]);
+    assert_eq!(pids.len(), 49);
     let hostile: Vec<(&str, Vec<u8>)> = vec![
         ("nested 100 000 deep", deep),
+        ("20 000 chained pids, compressed", pids),
+        (
+            "20 000 chained exports",
+            [&[0x83][..], &[113; 20_000]].concat(),
+        ),
+        ("maps as keys, 14 levels", maps_as_keys(14)),
+        ("maps as keys, 16 levels", maps_as_keys(16)),
         ("list of 4 billion", vec![0x83, 108, 0xFF, 0xFF, 0xFF, 0xFF]),
         (
             "binary of 4 GiB",
@@ -1359,7 +1393,8 @@ async fn get_all_returns_ten_thousand_sessions(flavor: Flavor) {
     const SESSIONS: usize = 10_000;
     const TASKS: usize = 32;
     let server = TestServer::start(flavor);
-    let store = Arc::new(redis_store(&server).await);
+    // Far more sessions than the default limit per user keeps.
+    let store = Arc::new(redis_store_with_limit(&server, SessionLimit::Unlimited).await);
     let mut conn = raw(&server).await;
 
     let started = Instant::now();

@@ -655,7 +655,8 @@ async fn validation_happens_before_any_redis_call(flavor: Flavor) {
 /// FCALLs, N deletes N HDELs, N get_alls N HGETALLs, N delete_alls N DELs,
 /// and no other data command reaches the server. (Commands a function runs
 /// inside FCALL are counted by the server too: one HGET and one HSETEX per
-/// upsert, no round trip of their own.)
+/// upsert, and one HLEN per created session for the session limit, far
+/// below the limit; no round trip of their own.)
 async fn one_command_per_operation(flavor: Flavor) {
     const N: u64 = 20;
     let (_server, store, mut conn) = setup(flavor).await;
@@ -671,7 +672,7 @@ async fn one_command_per_operation(flavor: Flavor) {
     let after = data_command_calls(&mut conn).await;
     assert_eq!(
         calls_delta(&before, &after),
-        expected_calls(&[("fcall", N), ("hget", N), ("hsetex", N)]),
+        expected_calls(&[("fcall", N), ("hget", N), ("hlen", N), ("hsetex", N)]),
         "upsert"
     );
 

@@ -55,6 +55,7 @@ on_both_servers!(
     key_rotation_reads_old_values_and_writes_with_the_new_key,
     least_privilege_user_runs_the_store_and_nothing_else,
     tls_with_custom_ca_and_password,
+    mutual_tls_with_a_client_certificate,
 );
 
 /// A full signing-key rotation: sessions written under the old key stay
@@ -288,11 +289,14 @@ async fn least_privilege_user_runs_the_store_and_nothing_else(flavor: Flavor) {
     assert_eq!(c.lock_version, 0);
 }
 
-/// A throw-away CA and a server certificate for 127.0.0.1 / localhost.
+/// A throw-away CA, a server certificate for 127.0.0.1 / localhost and a
+/// client certificate.
 struct Pki {
     ca_pem: String,
     cert_pem: String,
     key_pem: String,
+    client_cert_pem: String,
+    client_key_pem: String,
 }
 
 fn throwaway_pki() -> Pki {
@@ -305,21 +309,35 @@ fn throwaway_pki() -> Pki {
         .unwrap()
         .signed_by(&key, &ca)
         .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    // A subject of its own: with the CA's (rcgen's default name), OpenSSL
+    // would take it for self-signed.
+    client_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "charon-sessions test client");
+    let client_cert = client_params.signed_by(&client_key, &ca).unwrap();
     Pki {
         ca_pem: ca.pem(),
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
+        client_cert_pem: client_cert.pem(),
+        client_key_pem: client_key.serialize_pem(),
     }
 }
 
-/// `rediss://` with a password against a TLS-enabled server whose
-/// certificate comes from a throw-away CA: works with that CA configured,
-/// fails without it, and fails with a wrong password.
-async fn tls_with_custom_ca_and_password(flavor: Flavor) {
-    let pki = throwaway_pki();
-    let dir = tempfile::tempdir().unwrap();
+/// A server of `flavor` with a TLS port whose certificate comes from
+/// `pki`'s CA, requiring client certificates when `clients` is "yes", and
+/// that port.
+fn tls_server(
+    flavor: Flavor,
+    pki: &Pki,
+    dir: &std::path::Path,
+    clients: &str,
+) -> (TestServer, u16) {
     let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
+        let path = dir.join(name);
         std::fs::File::create(&path)
             .unwrap()
             .write_all(text.as_bytes())
@@ -331,12 +349,12 @@ async fn tls_with_custom_ca_and_password(flavor: Flavor) {
         write("server.pem", &pki.cert_pem),
         write("server.key", &pki.key_pem),
     );
-    let tls_port = free_port().to_string();
+    let tls_port = free_port();
     let server = TestServer::start_with(
         flavor,
         &[
             "--tls-port",
-            &tls_port,
+            &tls_port.to_string(),
             "--tls-cert-file",
             &cert,
             "--tls-key-file",
@@ -344,11 +362,21 @@ async fn tls_with_custom_ca_and_password(flavor: Flavor) {
             "--tls-ca-cert-file",
             &ca,
             "--tls-auth-clients",
-            "no",
+            clients,
             "--requirepass",
             "tls-pw",
         ],
     );
+    (server, tls_port)
+}
+
+/// `rediss://` with a password against a TLS-enabled server whose
+/// certificate comes from a throw-away CA: works with that CA configured,
+/// fails without it, and fails with a wrong password.
+async fn tls_with_custom_ca_and_password(flavor: Flavor) {
+    let pki = throwaway_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, tls_port) = tls_server(flavor, &pki, dir.path(), "no");
     let url = format!("rediss://:tls-pw@127.0.0.1:{tls_port}");
 
     let store = connect(
@@ -359,6 +387,12 @@ async fn tls_with_custom_ca_and_password(flavor: Flavor) {
     let mut s = login("alice");
     store.upsert(&mut s).await.unwrap();
     assert_eq!(store.get(&s.id, "alice", "full").await.unwrap(), Some(s));
+    // The store's TLS has a crypto provider of its own: the process-wide
+    // default, which the application may want to install, is left alone.
+    assert!(
+        rustls::crypto::CryptoProvider::get_default().is_none(),
+        "connecting over TLS installed a process-wide crypto provider"
+    );
     // The connection really is TLS: the plain port shows the data too, and
     // the TLS port refuses plain text.
     let mut plain = raw_url(&format!("redis://:tls-pw@127.0.0.1:{}", server.port())).await;
@@ -399,6 +433,55 @@ async fn tls_with_custom_ca_and_password(flavor: Flavor) {
     .expect_err("wrong password");
     let shown = format!("{wrong} {wrong:?}");
     assert!(!shown.contains("not-the-pw"), "{shown}");
+}
+
+/// Mutual TLS: a server that requires client certificates accepts the
+/// store with its client certificate, and refuses it without one; a URL
+/// asking not to verify the server is refused before connecting.
+async fn mutual_tls_with_a_client_certificate(flavor: Flavor) {
+    let pki = throwaway_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, tls_port) = tls_server(flavor, &pki, dir.path(), "yes");
+    let url = format!("rediss://:tls-pw@127.0.0.1:{tls_port}");
+    let config = || {
+        RedisStoreConfig::new(url.clone(), common::test_key())
+            .tls_root_certificate(pki.ca_pem.as_bytes())
+    };
+
+    let store = connect(config().tls_client_certificate(
+        pki.client_cert_pem.as_bytes(),
+        pki.client_key_pem.as_bytes(),
+    ))
+    .await;
+    let mut s = login("alice");
+    store.upsert(&mut s).await.unwrap();
+    assert_eq!(store.get(&s.id, "alice", "full").await.unwrap(), Some(s));
+
+    let refused = RedisStore::connect(config())
+        .await
+        .expect_err("no client certificate");
+    assert!(matches!(refused, StoreError::Connection(_)), "{refused:?}");
+
+    let insecure = RedisStore::connect(
+        RedisStoreConfig::new(format!("{url}/#insecure"), common::test_key())
+            .tls_root_certificate(pki.ca_pem.as_bytes()),
+    )
+    .await
+    .expect_err("#insecure");
+    assert!(
+        matches!(&insecure, StoreError::InvalidInput(m) if m.contains("#insecure")),
+        "{insecure:?}"
+    );
+
+    let bad_key = RedisStore::connect(config().tls_client_certificate(
+        pki.client_cert_pem.as_bytes(),
+        b"-----BEGIN PRIVATE KEY-----\nSECRET-KEY-BYTES\n-----END PRIVATE KEY-----\n".as_slice(),
+    ))
+    .await
+    .expect_err("a private key that does not parse");
+    let shown = format!("{bad_key} {bad_key:?}");
+    assert!(matches!(bad_key, StoreError::InvalidInput(_)), "{shown}");
+    assert!(!shown.contains("SECRET-KEY-BYTES"), "{shown}");
 }
 
 /// `Debug` of keys, configurations, stores and errors shows no key bytes,

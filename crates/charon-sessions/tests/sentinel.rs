@@ -33,8 +33,9 @@ async fn connect(config: RedisStoreConfig, setup: &TestSentinel) -> RedisStore {
 async fn harness(setup: &TestSentinel, behaviour: &str) -> Harness {
     let config = config(setup).key_prefix(behaviour).pool_size(2);
     Harness {
-        store: Arc::new(connect(config, setup).await),
+        store: Arc::new(connect(config.clone(), setup).await),
         server: None,
+        config: Some(config),
     }
 }
 

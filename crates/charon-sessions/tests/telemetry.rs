@@ -14,10 +14,11 @@ use std::collections::BTreeMap;
 
 use charon_sessions::signing::SigningKey;
 use charon_sessions::telemetry::{
-    FUNCTION_REGISTRATIONS_TOTAL, LOCK_CONFLICTS_TOTAL, OPERATION_DURATION_SECONDS,
-    OPERATIONS_TOTAL, POOL_WAIT_SECONDS, RECONNECTIONS_TOTAL, REJECTED_VALUES_TOTAL,
+    EVICTED_SESSIONS_TOTAL, FUNCTION_REGISTRATIONS_TOTAL, LOCK_CONFLICTS_TOTAL,
+    OPERATION_DURATION_SECONDS, OPERATIONS_TOTAL, POOL_WAIT_SECONDS, RECONNECTIONS_TOTAL,
+    REJECTED_VALUES_TOTAL,
 };
-use charon_sessions::{LocalStore, RedisStore, RedisStoreConfig, SessionStore};
+use charon_sessions::{LocalStore, RedisStore, RedisStoreConfig, SessionLimit, SessionStore};
 use charon_sessions_testkit::{Flavor, TestServer};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
@@ -240,6 +241,29 @@ async fn redis_store_operations_are_traced_and_counted(flavor: Flavor) {
     assert_eq!(recorded.counter(RECONNECTIONS_TOTAL), 0);
 }
 
+/// Sessions evicted to keep a user within the session limit are counted:
+/// with room for 2, a third login evicts one, on both stores.
+async fn evicted_sessions_are_counted(flavor: Flavor) {
+    let server = TestServer::start(flavor);
+    let limit = SessionLimit::EvictSoonestExpiring(2);
+    let redis = RedisStore::connect(
+        RedisStoreConfig::new(server.url(), test_key()).max_sessions_per_user(limit),
+    )
+    .await
+    .unwrap();
+    let local = LocalStore::new().max_sessions_per_user(limit);
+    let recorded = recording(async {
+        for store in [&redis as &dyn SessionStore, &local] {
+            for _ in 0..3 {
+                store.upsert(&mut login("dora")).await.unwrap();
+            }
+            assert_eq!(store.get_all("dora", "full").await.unwrap().len(), 2);
+        }
+    })
+    .await;
+    assert_eq!(recorded.counter(EVICTED_SESSIONS_TOTAL), 2);
+}
+
 /// A shared connection killed on the server is counted once it has been
 /// opened again.
 async fn replaced_connections_are_counted(flavor: Flavor) {
@@ -398,6 +422,7 @@ macro_rules! on_both_servers {
 on_both_servers!(
     redis_store_operations_are_traced_and_counted,
     replaced_connections_are_counted,
+    evicted_sessions_are_counted,
     rejections_and_reregistrations_are_counted,
     user_ids_are_left_out_by_default,
 );

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use charon_sessions::signing::SigningKey;
-use charon_sessions::{DEFAULT_KEY_PREFIX, RedisStore, RedisStoreConfig, Session, SessionStore};
+use charon_sessions::{
+    DEFAULT_KEY_PREFIX, RedisStore, RedisStoreConfig, Session, SessionLimit, SessionStore,
+};
 
 use crate::payload::{REFRESH_TTL_SECONDS, extra_payload};
 use crate::stores::Contender;
@@ -19,7 +21,12 @@ pub struct Charon {
 impl Charon {
     /// Connects with a random signing key (PBKDF2 would only slow the start).
     pub async fn connect(url: &str, pool_size: Option<usize>) -> anyhow::Result<Charon> {
-        let mut config = RedisStoreConfig::new(url, SigningKey::generate());
+        // Each worker's one user keeps every session it logs in, thousands
+        // in a run, and refreshes any of them; the peers have no limit per
+        // user, so neither has ours here (the default would evict sessions
+        // the loop still refreshes).
+        let mut config = RedisStoreConfig::new(url, SigningKey::generate())
+            .max_sessions_per_user(SessionLimit::Unlimited);
         if let Some(size) = pool_size {
             config = config.pool_size(size);
         }

@@ -76,6 +76,11 @@ const V4_PORT_EXT: u8 = 120;
 /// Longest atom Erlang allows, in characters.
 pub(crate) const MAX_ATOM_CHARS: usize = 255;
 
+/// Most elements reserved for up front by a list, tuple or map header:
+/// larger ones grow as their elements actually decode, so a header that
+/// claims more than is there costs no memory at any nesting level.
+const MAX_INITIAL_CAPACITY: usize = 64;
+
 /// An Erlang term.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Term {
@@ -97,7 +102,8 @@ pub(crate) enum Term {
     List(Vec<Term>, Option<Box<Term>>),
     /// A tuple.
     Tuple(Vec<Term>),
-    /// A map, entries in the order they are written.
+    /// A map, entries in Erlang's term order of their keys (module docs):
+    /// as [`decode`] gives them, or sorted with [`sort_map`].
     Map(Vec<(Term, Term)>),
     /// A pid, port, reference or fun: the bytes it was read as, tag first.
     Opaque(Opaque, Vec<u8>),
@@ -240,10 +246,14 @@ impl<'a> Reader<'a> {
         Ok(u32::from_be_bytes(self.array()?))
     }
 
-    /// Room for `count` elements of at least one byte each: never more than
-    /// the input left can hold, whatever a header claims.
-    fn capacity(&self, count: usize) -> usize {
-        count.min(self.input.len() - self.pos)
+    /// Room to reserve for `count` elements of at least `min_bytes` bytes
+    /// each: never more than the input left can hold, and never more than
+    /// [`MAX_INITIAL_CAPACITY`], whatever a header claims (the vector grows
+    /// past that as elements really decode).
+    fn capacity(&self, count: usize, min_bytes: usize) -> usize {
+        count
+            .min((self.input.len() - self.pos) / min_bytes)
+            .min(MAX_INITIAL_CAPACITY)
     }
 
     fn term(&mut self, depth: usize) -> Result<Term, TermError> {
@@ -271,18 +281,7 @@ impl<'a> Reader<'a> {
                     .map_err(|_| TermError::Invalid("FLOAT_EXT is not a number"))?;
                 finite(value)?
             }
-            ATOM_EXT | SMALL_ATOM_EXT | ATOM_UTF8_EXT | SMALL_ATOM_UTF8_EXT => {
-                let n = match tag {
-                    SMALL_ATOM_EXT | SMALL_ATOM_UTF8_EXT => usize::from(self.u8()?),
-                    _ => usize::from(self.u16()?),
-                };
-                let name = self.take(n)?;
-                if matches!(tag, ATOM_EXT | SMALL_ATOM_EXT) {
-                    latin1_atom(name)?
-                } else {
-                    utf8_atom(name)?
-                }
-            }
+            ATOM_EXT | SMALL_ATOM_EXT | ATOM_UTF8_EXT | SMALL_ATOM_UTF8_EXT => self.atom(tag)?,
             BINARY_EXT => {
                 let n = self.u32()? as usize;
                 Term::Binary(self.take(n)?.to_vec())
@@ -339,13 +338,27 @@ impl<'a> Reader<'a> {
             }
             MAP_EXT => {
                 let n = self.u32()? as usize;
-                let mut entries = Vec::with_capacity(self.capacity(n));
+                // An entry is at least two bytes (two NIL_EXT).
+                let mut entries = Vec::with_capacity(self.capacity(n, 2));
                 for _ in 0..n {
                     let key = self.nested(depth)?;
                     let value = self.nested(depth)?;
                     entries.push((key, value));
                 }
-                if has_repeated_key(&entries) {
+                // A sort compares every two keys that end up next to each
+                // other (else it could not order them), so a repeated key
+                // shows as an equal comparison, confirmed below.
+                let mut equal_seen = false;
+                entries.sort_by(|(a, _), (b, _)| {
+                    let order = compare(a, b);
+                    equal_seen |= order.is_eq();
+                    order
+                });
+                if equal_seen
+                    && entries
+                        .windows(2)
+                        .any(|pair| compare(&pair[0].0, &pair[1].0).is_eq())
+                {
                     return Err(TermError::Invalid("map with a repeated key"));
                 }
                 Term::Map(entries)
@@ -380,11 +393,14 @@ impl<'a> Reader<'a> {
                 self.opaque(Opaque::Reference, start)
             }
             EXPORT_EXT => {
+                // Module and function: atoms; arity: SMALL_INTEGER_EXT. Read
+                // here, not as nested terms, so that nothing recurses.
                 self.node_atom()?;
                 self.node_atom()?;
-                if !matches!(self.term(depth + 1)?, Term::Int(0..=255)) {
+                if self.u8()? != SMALL_INTEGER_EXT {
                     return Err(TermError::Invalid("export with a bad arity"));
                 }
+                self.u8()?;
                 self.opaque(Opaque::Fun, start)
             }
             NEW_FUN_EXT => {
@@ -408,7 +424,7 @@ impl<'a> Reader<'a> {
     }
 
     fn terms(&mut self, n: usize, depth: usize) -> Result<Vec<Term>, TermError> {
-        let mut elements = Vec::with_capacity(self.capacity(n));
+        let mut elements = Vec::with_capacity(self.capacity(n, 1));
         for _ in 0..n {
             elements.push(self.nested(depth)?);
         }
@@ -425,10 +441,28 @@ impl<'a> Reader<'a> {
         Ok(Term::integer(BigInt::from_bytes_le(sign, digits)))
     }
 
-    /// The node name of a pid, port, reference or fun: an atom.
+    /// An atom whose tag (100, 115, 118 or 119) was just read.
+    fn atom(&mut self, tag: u8) -> Result<Term, TermError> {
+        let n = match tag {
+            SMALL_ATOM_EXT | SMALL_ATOM_UTF8_EXT => usize::from(self.u8()?),
+            _ => usize::from(self.u16()?),
+        };
+        let name = self.take(n)?;
+        if matches!(tag, ATOM_EXT | SMALL_ATOM_EXT) {
+            latin1_atom(name)
+        } else {
+            utf8_atom(name)
+        }
+    }
+
+    /// The node name of a pid, port or reference, or the module or function
+    /// of an export: an atom, read by its tag alone (never as a nested
+    /// term, which could be another pid or export, and so on without end).
     fn node_atom(&mut self) -> Result<(), TermError> {
-        match self.term(MAX_DEPTH)? {
-            Term::Atom(_) => Ok(()),
+        match self.u8()? {
+            tag @ (ATOM_EXT | SMALL_ATOM_EXT | ATOM_UTF8_EXT | SMALL_ATOM_UTF8_EXT) => {
+                self.atom(tag).map(drop)
+            }
             _ => Err(TermError::Invalid(
                 "pid, port, reference or fun without an atom",
             )),
@@ -462,13 +496,6 @@ fn utf8_atom(bytes: &[u8]) -> Result<Term, TermError> {
         return Err(TermError::Invalid("atom longer than 255 characters"));
     }
     Ok(Term::Atom(name.to_owned()))
-}
-
-fn has_repeated_key(entries: &[(Term, Term)]) -> bool {
-    let mut keys: Vec<&Term> = entries.iter().map(|(k, _)| k).collect();
-    keys.sort_by(|a, b| compare(a, b));
-    keys.windows(2)
-        .any(|pair| compare(pair[0], pair[1]) == Ordering::Equal)
 }
 
 /// Encodes `term` as `term_to_binary(Term, [{minor_version, 2}])` does.
@@ -601,11 +628,21 @@ pub(crate) fn sort_map(entries: &mut [(Term, Term)]) {
 /// < bit string. Pids, ports, references and funs of one kind are ordered
 /// by their encoded bytes, which is not Erlang's order among them; no
 /// session holds one as a map key.
+///
+/// Allocates nothing and takes time linear in the smaller term at most:
+/// maps hold their entries in term order already (module docs).
 pub(crate) fn compare(a: &Term, b: &Term) -> Ordering {
     match (a, b) {
         (Term::Int(x), Term::Int(y)) => x.cmp(y),
-        (Term::Int(x), Term::Big(y)) => BigInt::from(*x).cmp(y),
-        (Term::Big(x), Term::Int(y)) => x.cmp(&BigInt::from(*y)),
+        // A `Big` is outside the i64 range: above every `Int` when positive.
+        (Term::Int(_), Term::Big(y)) => match y.sign() {
+            Sign::Minus => Ordering::Greater,
+            _ => Ordering::Less,
+        },
+        (Term::Big(x), Term::Int(_)) => match x.sign() {
+            Sign::Minus => Ordering::Less,
+            _ => Ordering::Greater,
+        },
         (Term::Big(x), Term::Big(y)) => x.cmp(y),
         (Term::Int(_) | Term::Big(_), Term::Float(_)) => Ordering::Less,
         (Term::Float(_), Term::Int(_) | Term::Big(_)) => Ordering::Greater,
@@ -616,10 +653,8 @@ pub(crate) fn compare(a: &Term, b: &Term) -> Ordering {
             .len()
             .cmp(&y.len())
             .then_with(|| compare_all(x.iter(), y.iter())),
+        // Keys in term order, then the values in key order.
         (Term::Map(x), Term::Map(y)) => x.len().cmp(&y.len()).then_with(|| {
-            let (mut x, mut y) = (x.clone(), y.clone());
-            sort_map(&mut x);
-            sort_map(&mut y);
             compare_all(x.iter().map(|(k, _)| k), y.iter().map(|(k, _)| k))
                 .then_with(|| compare_all(x.iter().map(|(_, v)| v), y.iter().map(|(_, v)| v)))
         }),
@@ -633,18 +668,15 @@ pub(crate) fn compare(a: &Term, b: &Term) -> Ordering {
             // One ran out of elements: what is left of it is its tail (nil
             // for a proper list, never a list), compared with what is left
             // of the other, as Erlang compares cons cells.
-            let tail = |t: &Option<Box<Term>>| t.as_deref().cloned().unwrap_or_else(Term::nil);
             match x.len().cmp(&y.len()) {
-                Ordering::Equal if x_tail.is_none() && y_tail.is_none() => Ordering::Equal,
-                Ordering::Equal => compare(&tail(x_tail), &tail(y_tail)),
-                Ordering::Less => compare(
-                    &tail(x_tail),
-                    &Term::List(y[x.len()..].to_vec(), y_tail.clone()),
-                ),
-                Ordering::Greater => compare(
-                    &Term::List(x[y.len()..].to_vec(), x_tail.clone()),
-                    &tail(y_tail),
-                ),
+                Ordering::Equal => match (x_tail.as_deref(), y_tail.as_deref()) {
+                    (None, None) => Ordering::Equal,
+                    (Some(xt), Some(yt)) => compare(xt, yt),
+                    (None, Some(yt)) => compare(&Term::nil(), yt),
+                    (Some(xt), None) => compare(xt, &Term::nil()),
+                },
+                Ordering::Less => tail_against_list(x_tail.as_deref()),
+                Ordering::Greater => tail_against_list(y_tail.as_deref()).reverse(),
             }
         }
         (Term::Binary(x), Term::Binary(y)) => x.cmp(y),
@@ -652,6 +684,14 @@ pub(crate) fn compare(a: &Term, b: &Term) -> Ordering {
         (Term::Bits(x, bits), Term::Binary(y)) => compare_bits(x, *bits, y, 8),
         (Term::Bits(x, xb), Term::Bits(y, yb)) => compare_bits(x, *xb, y, *yb),
         _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+/// A list's tail (nil when `None`; never a list) against a non-empty list.
+fn tail_against_list(tail: Option<&Term>) -> Ordering {
+    match tail {
+        None => Ordering::Less,
+        Some(tail) => rank(tail).cmp(&NON_EMPTY_LIST_RANK),
     }
 }
 
@@ -682,6 +722,8 @@ fn compare_bits(x: &[u8], x_bits: u8, y: &[u8], y_bits: u8) -> Ordering {
     len(x, x_bits).cmp(&len(y, y_bits))
 }
 
+const NON_EMPTY_LIST_RANK: u8 = 9;
+
 fn rank(term: &Term) -> u8 {
     match term {
         Term::Int(_) | Term::Big(_) | Term::Float(_) => 0,
@@ -693,7 +735,7 @@ fn rank(term: &Term) -> u8 {
         Term::Tuple(_) => 6,
         Term::Map(_) => 7,
         Term::List(elements, None) if elements.is_empty() => 8,
-        Term::List(..) => 9,
+        Term::List(..) => NON_EMPTY_LIST_RANK,
         Term::Binary(_) | Term::Bits(..) => 10,
     }
 }
@@ -793,6 +835,93 @@ mod tests {
         assert_eq!(decode(&compressed), Err(TermError::TooLarge));
     }
 
+    /// Counts the bytes this test binary's threads hold, so that a test can
+    /// measure the most its own thread held at once while decoding.
+    mod meter {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        pub struct Meter;
+
+        thread_local! {
+            static LIVE: Cell<isize> = const { Cell::new(0) };
+            static PEAK: Cell<isize> = const { Cell::new(0) };
+        }
+
+        fn add(delta: isize) {
+            // `try_with`: allocations while a thread is being torn down are
+            // not counted (const thread-locals never allocate themselves).
+            let _ = LIVE.try_with(|live| {
+                live.set(live.get() + delta);
+                let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
+            });
+        }
+
+        // SAFETY: every call is passed on to the system allocator unchanged;
+        // the counting touches only thread-local cells.
+        unsafe impl GlobalAlloc for Meter {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                // SAFETY: the caller's layout, as GlobalAlloc requires.
+                let p = unsafe { System.alloc(layout) };
+                if !p.is_null() {
+                    add(layout.size() as isize);
+                }
+                p
+            }
+
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                // SAFETY: as alloc.
+                let p = unsafe { System.alloc_zeroed(layout) };
+                if !p.is_null() {
+                    add(layout.size() as isize);
+                }
+                p
+            }
+
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                // SAFETY: ptr was allocated by System with this layout.
+                unsafe { System.dealloc(ptr, layout) };
+                add(-(layout.size() as isize));
+            }
+
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                // SAFETY: as dealloc, with the new size the caller asks for.
+                let p = unsafe { System.realloc(ptr, layout, new_size) };
+                if !p.is_null() {
+                    add(new_size as isize - layout.size() as isize);
+                }
+                p
+            }
+        }
+
+        /// The most bytes this thread held at once while `f` ran, beyond
+        /// what it held when `f` started.
+        pub fn peak_while<T>(f: impl FnOnce() -> T) -> (T, usize) {
+            let start = LIVE.with(Cell::get);
+            PEAK.with(|peak| peak.set(start));
+            let value = f();
+            let peak = PEAK.with(Cell::get);
+            (value, (peak - start).max(0) as usize)
+        }
+    }
+
+    #[global_allocator]
+    static METER: meter::Meter = meter::Meter;
+
+    /// `bytes` compressed as `term_to_binary(T, [compressed])` writes it.
+    fn compressed(bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![VERSION, COMPRESSED];
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(&miniz_oxide::deflate::compress_to_vec_zlib(bytes, 9));
+        out
+    }
+
+    /// Headers claiming up to 4 billion elements, alone, nested 128 deep
+    /// and compressed, are refused; the most the decoding thread holds at
+    /// once (measured by this binary's counting allocator) stays small:
+    /// for a 1 MiB term of nested headers, a few times what the inflated
+    /// term itself takes (it used to reserve room for a million elements
+    /// at each of the 128 levels: gigabytes).
     #[test]
     fn hostile_headers_allocate_nothing_large_and_fail() {
         for input in [
@@ -814,7 +943,32 @@ mod tests {
             "83467FF0000000000000",               // infinity
             "834D0000000000",                     // a bit string without bytes
         ] {
-            assert!(decode(&unhex(input)).is_err(), "{input}");
+            let (result, peak) = meter::peak_while(|| decode(&unhex(input)));
+            assert!(result.is_err(), "{input}");
+            assert!(peak < 4096, "{input}: held {peak} bytes at once");
+        }
+        // Every level of nesting claims 4 billion elements, for lists,
+        // tuples and maps, filling 1 MiB once inflated.
+        for header in [
+            &[LIST_EXT, 0xFF, 0xFF, 0xFF, 0xFF][..],
+            &[LARGE_TUPLE_EXT, 0xFF, 0xFF, 0xFF, 0xFF],
+            &[MAP_EXT, 0xFF, 0xFF, 0xFF, 0xFF],
+        ] {
+            let body: Vec<u8> = header
+                .iter()
+                .copied()
+                .cycle()
+                .take(MAX_TERM_BYTES)
+                .collect();
+            let input = compressed(&body);
+            assert!(input.len() < 4096, "{}", input.len());
+            let (result, peak) = meter::peak_while(|| decode(&input));
+            assert_eq!(result, Err(TermError::TooDeep), "tag {}", header[0]);
+            assert!(
+                peak < 4 * MAX_TERM_BYTES,
+                "tag {}: held {peak} bytes at once",
+                header[0]
+            );
         }
         // Deeper than MAX_DEPTH: refused, without exhausting the stack.
         let mut deep = vec![VERSION];
@@ -829,6 +983,97 @@ mod tests {
         }
         ok.push(NIL_EXT);
         assert!(decode(&ok).is_ok());
+    }
+
+    /// A pid's node, a port's, a reference's, and an export's module and
+    /// function are atoms, read by tag: chains of pids or exports whose
+    /// "atom" is another pid or export (20 000 long, and compressed: 49
+    /// bytes for the pids) are refused at the first link, without
+    /// recursing, rather than exhausting the stack.
+    #[test]
+    fn pid_and_export_chains_are_refused_at_once() {
+        for tag in [
+            NEW_PID_EXT,
+            PID_EXT,
+            NEW_PORT_EXT,
+            REFERENCE_EXT,
+            EXPORT_EXT,
+        ] {
+            let chain = vec![tag; 20_000];
+            let plain = [&[VERSION][..], &chain].concat();
+            assert!(
+                matches!(decode(&plain), Err(TermError::Invalid(_))),
+                "tag {tag}"
+            );
+            let packed = compressed(&chain);
+            assert!(
+                matches!(decode(&packed), Err(TermError::Invalid(_))),
+                "tag {tag}"
+            );
+        }
+        assert_eq!(compressed(&[NEW_PID_EXT; 20_000]).len(), 49);
+        // An export's arity is SMALL_INTEGER_EXT and nothing else.
+        let export = |arity: &[u8]| {
+            [
+                &[VERSION, EXPORT_EXT, SMALL_ATOM_UTF8_EXT, 1, b'm'][..],
+                &[SMALL_ATOM_UTF8_EXT, 1, b'f'],
+                arity,
+            ]
+            .concat()
+        };
+        assert!(matches!(
+            decode(&export(&[SMALL_INTEGER_EXT, 2])),
+            Ok(Term::Opaque(Opaque::Fun, _))
+        ));
+        assert!(decode(&export(&[INTEGER_EXT, 0, 0, 0, 2])).is_err());
+        assert!(decode(&export(&[EXPORT_EXT])).is_err());
+    }
+
+    /// `level(depth, last)`: the integer `last` at depth 0, else the map
+    /// `#{level(depth - 1, 0) => 0, level(depth - 1, 1) => last}`. The two
+    /// keys of every level differ only in their very last value, so
+    /// comparing them walks both whole; the input is twice the size per
+    /// level of nesting.
+    fn maps_as_keys(depth: usize) -> Vec<u8> {
+        fn level(depth: usize, last: u8, out: &mut Vec<u8>) {
+            if depth == 0 {
+                out.extend_from_slice(&[SMALL_INTEGER_EXT, last]);
+                return;
+            }
+            out.push(MAP_EXT);
+            out.extend_from_slice(&2u32.to_be_bytes());
+            level(depth - 1, 0, out);
+            out.extend_from_slice(&[SMALL_INTEGER_EXT, 0]);
+            level(depth - 1, 1, out);
+            out.extend_from_slice(&[SMALL_INTEGER_EXT, last]);
+        }
+        let mut out = vec![VERSION];
+        level(depth, 0, &mut out);
+        out
+    }
+
+    /// Maps whose keys are maps, nested so that every comparison of two
+    /// keys walks both whole (up to 1 MiB of them), decode in time that
+    /// grows with the input, not with its nesting: under a second even in
+    /// a debug build (about 0.2 s for the largest). Comparing maps used to
+    /// re-sort both (cloned) at every level, which took seconds at the
+    /// smallest of these sizes.
+    #[test]
+    fn maps_as_keys_decode_in_linear_time() {
+        for depth in [10, 14, 16] {
+            let input = maps_as_keys(depth);
+            assert!(input.len() <= MAX_TERM_BYTES, "{}", input.len());
+            let started = std::time::Instant::now();
+            let term = decode(&input).unwrap();
+            let took = started.elapsed();
+            assert!(
+                took.as_secs_f64() < 1.0,
+                "{} bytes, depth {depth}: {took:?}",
+                input.len()
+            );
+            // The keys come out in term order, and write back the same.
+            assert_eq!(encode(&term), input);
+        }
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! The least-privilege ACL rule for an application's Redis user, exact for
 //! one [`RedisStoreConfig`]: its key prefix, topology, database and options.
 //!
-//! The store needs no right to load functions when an admin loads the
-//! library ([`RedisStore::load_function_library`](crate::RedisStore::load_function_library)),
+//! The store needs `HGET`, `HGETALL`, `HDEL`, `DEL` and `FCALL` on its own
+//! keys, and the commands the upsert function runs (Redis checks them
+//! against the caller's rights: `HSETEX`, and `HLEN`, `HKEYS`,
+//! `HEXPIRETIME` for the session limit). It needs no right to load
+//! functions when an admin loads the library
+//! ([`RedisStore::load_function_library`](crate::RedisStore::load_function_library)),
 //! and no `INFO`: the version check reads `HELLO`, which every user may run.
 
 use redis::IntoConnectionInfo as _;
@@ -20,9 +24,13 @@ pub const REQUIRED_COMMANDS: &[&str] = &[
     "hdel",
     "del",
     "fcall",
-    // The upsert function runs it, and Redis checks the commands a function
-    // runs against the caller's rights.
+    // Run by the upsert function: Redis checks the commands a function
+    // runs against the caller's rights. HLEN, HKEYS and HEXPIRETIME keep a
+    // user within the session limit.
     "hsetex",
+    "hlen",
+    "hkeys",
+    "hexpiretime",
     // redis-rs names itself at connect; refusals are ignored, but allowing
     // it keeps the server's ACL log clean.
     "client|setinfo",
@@ -35,7 +43,7 @@ impl RedisStoreConfig {
     /// | command | when | why |
     /// |---|---|---|
     /// | `hget`, `hgetall`, `hdel`, `del`, `fcall` | always | the operations |
-    /// | `hsetex` | always | the upsert function runs it under the caller's rights |
+    /// | `hsetex`, `hlen`, `hkeys`, `hexpiretime` | always | the upsert function runs them under the caller's rights (the last three for the session limit) |
     /// | `client\|setinfo` | always | redis-rs names its connections (a refusal is ignored) |
     /// | `select\|<db>` | one server, URL naming database `db` ≠ 0 | redis-rs selects it at connect: that database only |
     /// | `cluster\|slots` | [cluster](Self::cluster) | redis-rs learns the slot map from it |
@@ -162,13 +170,16 @@ mod tests {
             .unwrap()
     }
 
-    const BASE: [&str; 7] = [
+    const BASE: [&str; 10] = [
         "hget",
         "hgetall",
         "hdel",
         "del",
         "fcall",
         "hsetex",
+        "hlen",
+        "hkeys",
+        "hexpiretime",
         "client|setinfo",
     ];
 
@@ -214,7 +225,7 @@ mod tests {
         assert_eq!(
             config.acl_rule().unwrap(),
             "resetkeys ~myapp.* resetchannels clearselectors -@all +hget +hgetall +hdel +del \
-             +fcall +hsetex +client|setinfo +select|3 +wait"
+             +fcall +hsetex +hlen +hkeys +hexpiretime +client|setinfo +select|3 +wait"
         );
     }
 

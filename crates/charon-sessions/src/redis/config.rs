@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::codec::{MapKeys, PayloadFormat};
 use crate::session::validate_key_prefix;
 use crate::signing::SigningKey;
-use crate::store::{DEFAULT_MAX_SESSION_SIZE, StoreError};
+use crate::store::{DEFAULT_MAX_SESSION_SIZE, DEFAULT_SESSION_LIMIT, SessionLimit, StoreError};
 
 /// The default key prefix, Charon's.
 pub const DEFAULT_KEY_PREFIX: &str = "charon_";
@@ -81,6 +81,7 @@ pub struct RedisStoreConfig {
     pub(crate) verification_keys: Vec<SigningKey>,
     pub(crate) register_functions: bool,
     pub(crate) record_user_ids: bool,
+    pub(crate) session_limit: SessionLimit,
     pub(crate) tls_root_certificate: Option<Vec<u8>>,
     pub(crate) tls_client_certificate: Option<(Vec<u8>, Vec<u8>)>,
     pub(crate) wait_for_replicas: Option<(usize, Duration)>,
@@ -170,6 +171,7 @@ impl RedisStoreConfig {
             verification_keys: Vec::new(),
             register_functions: true,
             record_user_ids: false,
+            session_limit: DEFAULT_SESSION_LIMIT,
             tls_root_certificate: None,
             tls_client_certificate: None,
             wait_for_replicas: None,
@@ -184,10 +186,12 @@ impl RedisStoreConfig {
     /// changed on a running deployment: each session is rewritten in the new
     /// format at its next refresh.
     ///
-    /// [`PayloadFormat::Charon`] writes exactly what Charon 4.3's Redis
-    /// store writes, so that an Elixir service using Charon and this store
-    /// share sessions (same key prefix, same base secret); see the README's
-    /// "Sharing sessions with an Elixir Charon service".
+    /// [`PayloadFormat::Charon`] writes Charon 4.3's value, `=:=` equal to
+    /// what Charon's Redis store writes on any Erlang/OTP release (byte for
+    /// byte OTP 25's `term_to_binary(S, [{minor_version, 2}])`), so that an
+    /// Elixir service using Charon and this store share sessions (same key
+    /// prefix, same base secret); see the README's "Sharing sessions with
+    /// an Elixir Charon service".
     ///
     /// Defaults to [`PayloadFormat::Compact`].
     #[must_use]
@@ -413,6 +417,20 @@ impl RedisStoreConfig {
         self
     }
 
+    /// How many sessions of one type a user may have, and what a new
+    /// session beyond does: evict the soonest-expiring ones, or be refused
+    /// with [`StoreError::TooManySessions`] (see [`SessionLimit`]). Checked
+    /// in the upsert function, atomically with the create.
+    ///
+    /// Defaults to [`SessionLimit::EvictSoonestExpiring`] of
+    /// [`DEFAULT_MAX_SESSIONS_PER_USER`](crate::DEFAULT_MAX_SESSIONS_PER_USER)
+    /// (100).
+    #[must_use]
+    pub fn max_sessions_per_user(mut self, limit: SessionLimit) -> Self {
+        self.session_limit = limit;
+        self
+    }
+
     /// Whether the store's tracing spans carry the `user_id` field, and
     /// its warnings about rejected values name the key (which contains the
     /// user id). User ids are personal data in most deployments, so they
@@ -462,17 +480,11 @@ impl RedisStoreConfig {
             .clone()
             .set_protocol(redis::ProtocolVersion::RESP3);
         let info = info.set_redis_settings(resp3);
-        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
-            // redis-rs builds its TLS configuration from rustls's process-wide
-            // crypto provider, which rustls cannot pick by itself when an
-            // application enables more than one: make it ring unless the
-            // application installed one already.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
         Ok(info)
     }
 
-    /// The configured CA and client certificates, if any.
+    /// The configured CA and client certificates, if any, as redis-rs
+    /// takes them (a cluster's connections).
     pub(crate) fn tls_certificates(&self) -> Option<redis::TlsCertificates> {
         if self.tls_root_certificate.is_none() && self.tls_client_certificate.is_none() {
             return None;
@@ -488,19 +500,20 @@ impl RedisStoreConfig {
         })
     }
 
-    /// The redis-rs client for one server at `url`, with the configured TLS
-    /// certificates and `tcp` socket settings.
-    pub(crate) fn client(
-        &self,
-        url: &str,
-        tcp: redis::io::tcp::TcpSettings,
-    ) -> Result<redis::Client, StoreError> {
-        let info = self.connection_info(url)?.set_tcp_settings(tcp);
-        match self.tls_certificates() {
-            None => redis::Client::open(info),
-            Some(certificates) => redis::Client::build_with_tls(info, certificates),
-        }
-        .map_err(|e| invalid_url(url, e))
+    /// The store's own TLS configuration (one server, Sentinel's primaries)
+    /// from the configured CA and client certificate.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for certificates or a key that do not
+    /// parse.
+    pub(crate) fn tls(&self) -> Result<super::tls::Tls, StoreError> {
+        super::tls::Tls::new(
+            self.tls_root_certificate.as_deref(),
+            self.tls_client_certificate
+                .as_ref()
+                .map(|(cert, key)| (cert.as_slice(), key.as_slice())),
+        )
     }
 
     /// The cross-field checks `connect` runs first.
@@ -565,6 +578,7 @@ impl RedisStoreConfig {
                 return invalid(&format!("{name} must be greater than zero"));
             }
         }
+        self.session_limit.check()?;
         if self.max_session_size == 0 {
             return invalid("max_session_size must be greater than zero");
         }
@@ -652,6 +666,7 @@ impl fmt::Debug for RedisStoreConfig {
             .field("verification_keys", &self.verification_keys)
             .field("register_functions", &self.register_functions)
             .field("record_user_ids", &self.record_user_ids)
+            .field("session_limit", &self.session_limit)
             .field(
                 "tls_root_certificate",
                 &self.tls_root_certificate.as_ref().map(|_| "<PEM>"),

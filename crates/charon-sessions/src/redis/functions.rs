@@ -15,7 +15,7 @@ use redis::aio::ConnectionLike;
 use sha2::{Digest, Sha256};
 
 use super::store_error;
-use crate::store::StoreError;
+use crate::store::{SessionLimit, StoreError};
 
 const TEMPLATE: &str = include_str!("upsert.lua");
 
@@ -144,7 +144,8 @@ impl Reloader {
     }
 }
 
-/// `FCALL <upsert> 1 key field lock_field new_lock value exat`.
+/// `FCALL <upsert> 1 key field lock_field new_lock value exat max policy`
+/// (`max` 0: no limit; `policy` `evict` or `refuse`).
 pub(crate) fn upsert_cmd(
     key: &str,
     field: &str,
@@ -152,7 +153,13 @@ pub(crate) fn upsert_cmd(
     new_lock: u64,
     value: &[u8],
     exat: i64,
+    limit: SessionLimit,
 ) -> redis::Cmd {
+    let (max, policy) = match limit {
+        SessionLimit::EvictSoonestExpiring(max) => (max, "evict"),
+        SessionLimit::Refuse(max) => (max, "refuse"),
+        SessionLimit::Unlimited => (0, "evict"),
+    };
     let mut cmd = redis::cmd("FCALL");
     cmd.arg(&LIBRARY.upsert)
         .arg(1)
@@ -161,8 +168,34 @@ pub(crate) fn upsert_cmd(
         .arg(lock_field)
         .arg(new_lock)
         .arg(value)
-        .arg(exat);
+        .arg(exat)
+        .arg(max)
+        .arg(policy);
     cmd
+}
+
+/// What the upsert function's reply says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Upserted {
+    /// Written, after evicting this many sessions to make room.
+    Written { evicted: u64 },
+    /// The stored lock version was not the expected one.
+    Conflict,
+    /// A create beyond a `refuse` limit.
+    Refused,
+}
+
+impl Upserted {
+    /// Reads the function's integer reply.
+    pub(crate) fn from_reply(reply: i64) -> Upserted {
+        match reply {
+            0 => Upserted::Conflict,
+            n if n < 0 => Upserted::Refused,
+            n => Upserted::Written {
+                evicted: n.unsigned_abs() - 1,
+            },
+        }
+    }
 }
 
 /// Runs `cmd` (an [`upsert_cmd`]) and returns its reply; with

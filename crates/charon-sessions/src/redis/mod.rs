@@ -19,6 +19,7 @@ pub(crate) mod keys;
 pub(crate) mod raw;
 pub(crate) mod replica_wait;
 pub(crate) mod server;
+pub(crate) mod tls;
 pub(crate) mod topology;
 
 use std::fmt;
@@ -37,7 +38,7 @@ use self::topology::Connector;
 use crate::codec::{self, MapKeys, PayloadFormat};
 use crate::session::{Session, unix_now, validate_address, validate_owner};
 use crate::signing::{self, SigningKey};
-use crate::store::StoreError;
+use crate::store::{SessionLimit, StoreError};
 use crate::telemetry::{self, Rejection};
 
 /// A [`SessionStore`](crate::SessionStore) in Redis >= 8.0 or Valkey >= 9.0.
@@ -86,6 +87,8 @@ pub struct RedisStore {
     server: ServerInfo,
     /// Whether spans and warnings may carry user ids.
     record_user_ids: bool,
+    /// Most sessions per user and type, and what a create beyond does.
+    session_limit: SessionLimit,
     /// `WAIT` after each upsert: replicas and timeout.
     wait_for_replicas: Option<(usize, std::time::Duration)>,
     /// What upsert writes (reads accept every format).
@@ -163,6 +166,7 @@ impl RedisStore {
             max_session_size: config.max_session_size,
             server,
             record_user_ids: config.record_user_ids,
+            session_limit: config.session_limit,
             wait_for_replicas: config.wait_for_replicas,
             payload_format: config.payload_format,
             map_keys: config.map_keys,
@@ -430,12 +434,19 @@ impl RedisStore {
                 new_lock,
                 &value,
                 session.refresh_expires_at,
+                self.session_limit,
             )
         };
-        let (written, acknowledged) = self.run_upsert(make_cmd).await?;
+        let (reply, acknowledged) = self.run_upsert(make_cmd).await?;
         let wait = self.wait_for_replicas;
-        if written != 1 {
-            return Err(StoreError::Conflict);
+        match functions::Upserted::from_reply(reply) {
+            functions::Upserted::Written { evicted } => telemetry::sessions_evicted(evicted),
+            functions::Upserted::Conflict => return Err(StoreError::Conflict),
+            functions::Upserted::Refused => {
+                return Err(StoreError::TooManySessions {
+                    limit: self.session_limit.max().unwrap_or(0),
+                });
+            }
         }
         session.lock_version = new_lock;
         if let (Some((required, _)), Some(acknowledged)) = (wait, acknowledged)

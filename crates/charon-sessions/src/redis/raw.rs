@@ -13,7 +13,7 @@ use super::keys::lock_field;
 use super::{RedisStore, functions};
 use crate::session::Session;
 use crate::signing;
-use crate::store::StoreError;
+use crate::store::{SessionLimit, StoreError};
 
 impl RedisStore {
     /// Runs one command on a shared connection (the connections and client
@@ -77,6 +77,7 @@ impl RedisStore {
             lock_field: lock_field(&session.id),
             value: signing::sign(&payload, &self.keys[0]),
             exat: session.refresh_expires_at,
+            limit: self.session_limit,
         }))
     }
 }
@@ -120,6 +121,8 @@ pub struct UpsertCommand {
     value: Vec<u8>,
     /// Expiry of both fields, unix seconds (`refresh_expires_at`).
     exat: i64,
+    /// The store's session limit, applied to a create.
+    limit: SessionLimit,
 }
 
 impl UpsertCommand {
@@ -145,6 +148,7 @@ impl UpsertCommand {
             new_lock,
             &self.value,
             exat,
+            self.limit,
         )
     }
 

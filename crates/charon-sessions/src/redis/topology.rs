@@ -14,12 +14,13 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo as _, ProtocolVersion, PushInfo,
-    PushKind, RedisError, RedisFuture, TlsCertificates, Value,
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _,
+    ProtocolVersion, PushInfo, PushKind, RedisError, RedisFuture, Value,
 };
 use tokio::sync::Mutex;
 
 use super::config::{RedisStoreConfig, Topology};
+use super::tls::{self, Tls};
 use crate::store::StoreError;
 
 /// Shortest `TCP_USER_TIMEOUT`, whatever `command_timeout` is.
@@ -72,8 +73,8 @@ pub(crate) type OnClosed = Arc<dyn Fn() + Send + Sync>;
 pub(crate) enum Connector {
     /// One server.
     Single {
-        /// Its address, credentials and TLS settings.
-        client: Client,
+        /// Its address, credentials and, for `rediss://`, TLS.
+        link: ServerLink,
         /// Connect and response timeouts.
         config: AsyncConnectionConfig,
     },
@@ -88,13 +89,91 @@ pub(crate) enum Connector {
         sentinel: Arc<Mutex<Sentinel>>,
         /// The name the sentinels monitor the primary by.
         primary_name: String,
-        /// Credentials, protocol and TLS mode for the data nodes.
+        /// Credentials and protocol for the data nodes.
         node: SentinelNodeConnectionInfo,
-        /// CA and client certificates for the data nodes, if configured.
-        certificates: Option<TlsCertificates>,
+        /// TLS to the data nodes, when the sentinels are reached over TLS.
+        tls: Option<Tls>,
+        /// At most this long to open a TLS connection to the primary.
+        connect_timeout: Duration,
         /// Connect and response timeouts.
         config: AsyncConnectionConfig,
     },
+}
+
+/// How connections to one server are opened.
+#[derive(Clone)]
+pub(crate) enum ServerLink {
+    /// By redis-rs: plain TCP or a Unix socket.
+    Plain(Client),
+    /// Over TLS with the store's own configuration (see [`Tls`]).
+    Tls {
+        /// The configuration and its connector.
+        tls: Tls,
+        /// Host, port, credentials, database and socket settings.
+        info: ConnectionInfo,
+        /// At most this long for TCP, TLS and the Redis handshake.
+        connect_timeout: Duration,
+    },
+}
+
+impl ServerLink {
+    /// The link to the server of `info`: over TLS when its URL said
+    /// `rediss://`, with the CA and client certificate of `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for certificates that do not parse, or a
+    /// URL asking not to verify the server (`#insecure`).
+    fn new(info: ConnectionInfo, config: &RedisStoreConfig) -> Result<ServerLink, StoreError> {
+        match info.addr() {
+            ConnectionAddr::TcpTls { insecure: true, .. } => Err(StoreError::InvalidInput(
+                "a rediss:// URL with #insecure: the store always verifies the server's certificate"
+                    .to_owned(),
+            )),
+            ConnectionAddr::TcpTls { .. } => Ok(ServerLink::Tls {
+                tls: config.tls()?,
+                info,
+                connect_timeout: config.connect_timeout,
+            }),
+            _ => Client::open(info)
+                .map(ServerLink::Plain)
+                .map_err(|e| StoreError::InvalidInput(format!("topology: {e}"))),
+        }
+    }
+
+    /// Opens one connection with `config` (timeouts, push sender).
+    async fn connect(
+        &self,
+        config: &AsyncConnectionConfig,
+    ) -> Result<MultiplexedConnection, RedisError> {
+        match self {
+            ServerLink::Plain(client) => {
+                client
+                    .get_multiplexed_async_connection_with_config(config)
+                    .await
+            }
+            ServerLink::Tls {
+                tls,
+                info,
+                connect_timeout,
+            } => {
+                let (ConnectionAddr::TcpTls { host, port, .. } | ConnectionAddr::Tcp(host, port)) =
+                    info.addr()
+                else {
+                    unreachable!("a TLS link is made for TCP addresses only")
+                };
+                tls.connect(
+                    host,
+                    *port,
+                    info.redis_settings(),
+                    info.tcp_settings(),
+                    config.clone(),
+                    *connect_timeout,
+                )
+                .await
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Connector {
@@ -122,7 +201,12 @@ impl Connector {
         let invalid = |e: RedisError| StoreError::InvalidInput(format!("topology: {e}"));
         match &config.topology {
             Topology::Single { url } => Ok(Connector::Single {
-                client: config.client(url, tcp_settings(config.command_timeout))?,
+                link: ServerLink::new(
+                    config
+                        .connection_info(url)?
+                        .set_tcp_settings(tcp_settings(config.command_timeout)),
+                    config,
+                )?,
                 config: connection_config,
             }),
             Topology::Cluster { seeds } => {
@@ -130,6 +214,12 @@ impl Connector {
                     .iter()
                     .map(|url| config.connection_info(url))
                     .collect::<Result<Vec<_>, _>>()?;
+                if seeds
+                    .iter()
+                    .any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. }))
+                {
+                    tls::install_default_provider();
+                }
                 let mut builder = ClusterClientBuilder::new(seeds)
                     .tcp_settings(tcp_settings(config.command_timeout))
                     .use_protocol(ProtocolVersion::RESP3)
@@ -167,8 +257,7 @@ impl Connector {
                     .iter()
                     .any(|i| matches!(i.addr(), redis::ConnectionAddr::TcpTls { .. }));
                 if tls {
-                    // As for a single server: pick rustls's crypto provider.
-                    let _ = rustls::crypto::ring::default_provider().install_default();
+                    tls::install_default_provider();
                 }
                 let mut redis_info =
                     redis::RedisConnectionInfo::default().set_protocol(ProtocolVersion::RESP3);
@@ -178,17 +267,17 @@ impl Connector {
                 if let Some(password) = node_password {
                     redis_info = redis_info.set_password(password);
                 }
-                let mut node = SentinelNodeConnectionInfo::default()
+                // The data nodes' TLS is the store's own (ServerLink), so
+                // redis-rs is asked for plain addresses.
+                let node = SentinelNodeConnectionInfo::default()
                     .set_redis_connection_info(redis_info)
                     .set_tcp_settings(tcp_settings(config.command_timeout));
-                if tls {
-                    node = node.set_tls_mode(redis::TlsMode::Secure);
-                }
                 Ok(Connector::Sentinel {
                     sentinel: Arc::new(Mutex::new(Sentinel::build(infos).map_err(invalid)?)),
                     primary_name: primary_name.clone(),
                     node,
-                    certificates: config.tls_certificates(),
+                    tls: tls.then(|| config.tls()).transpose()?,
+                    connect_timeout: config.connect_timeout,
                     config: connection_config,
                 })
             }
@@ -216,11 +305,9 @@ impl Connector {
             }
         };
         match self {
-            Connector::Single { client, config } => Ok(Node::Single(
-                client
-                    .get_multiplexed_async_connection_with_config(&with_notice(config))
-                    .await?,
-            )),
+            Connector::Single { link, config } => {
+                Ok(Node::Single(link.connect(&with_notice(config)).await?))
+            }
             Connector::Cluster { client } => {
                 Ok(Node::Cluster(client.get_async_connection().await?))
             }
@@ -228,7 +315,8 @@ impl Connector {
                 sentinel,
                 primary_name,
                 node,
-                certificates,
+                tls,
+                connect_timeout,
                 config,
             } => {
                 let client = sentinel
@@ -236,18 +324,15 @@ impl Connector {
                     .await
                     .async_master_for(primary_name, Some(node))
                     .await?;
-                let client = match certificates {
-                    None => client,
-                    Some(certificates) => Client::build_with_tls(
-                        client.get_connection_info().clone(),
-                        certificates.clone(),
-                    )?,
+                let link = match tls {
+                    None => ServerLink::Plain(client),
+                    Some(tls) => ServerLink::Tls {
+                        tls: tls.clone(),
+                        info: client.get_connection_info().clone(),
+                        connect_timeout: *connect_timeout,
+                    },
                 };
-                Ok(Node::Single(
-                    client
-                        .get_multiplexed_async_connection_with_config(&with_notice(config))
-                        .await?,
-                ))
+                Ok(Node::Single(link.connect(&with_notice(config)).await?))
             }
         }
     }

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use charon_sessions::signing::SigningKey;
 use charon_sessions::{
-    LocalStore, RedisStore, RedisStoreConfig, Session, SessionStore, StoreError, unix_now,
+    LocalStore, RedisStore, RedisStoreConfig, Session, SessionLimit, SessionStore, StoreError,
+    unix_now,
 };
 use charon_sessions_testkit::{Flavor, TestServer};
 
@@ -26,6 +27,25 @@ use charon_sessions_testkit::{Flavor, TestServer};
 pub struct Harness {
     pub store: Arc<dyn SessionStore>,
     pub server: Option<TestServer>,
+    /// The configuration of a `RedisStore` under test (`None`: a
+    /// `LocalStore`), for behaviours that need another store on the same
+    /// servers with one setting changed.
+    pub config: Option<RedisStoreConfig>,
+}
+
+impl Harness {
+    /// A second store like the one under test, on the same servers, with
+    /// `limit` sessions per user.
+    pub async fn with_session_limit(&self, limit: SessionLimit) -> Arc<dyn SessionStore> {
+        match &self.config {
+            None => Arc::new(LocalStore::new().max_sessions_per_user(limit)),
+            Some(config) => Arc::new(
+                RedisStore::connect(config.clone().max_sessions_per_user(limit))
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
 }
 
 pub fn test_key() -> SigningKey {
@@ -36,19 +56,29 @@ pub async fn local() -> Harness {
     Harness {
         store: Arc::new(LocalStore::new()),
         server: None,
+        config: None,
     }
 }
 
 pub async fn redis_store(server: &TestServer) -> RedisStore {
-    RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()))
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "connect to {}: {e}\nserver log:\n{}",
-                server.url(),
-                server.log()
-            )
-        })
+    connect_store(server, RedisStoreConfig::new(server.url(), test_key())).await
+}
+
+/// A store on `server` with `limit` sessions per user, for tests that give
+/// one user more sessions than the default limit keeps.
+pub async fn redis_store_with_limit(server: &TestServer, limit: SessionLimit) -> RedisStore {
+    let config = RedisStoreConfig::new(server.url(), test_key()).max_sessions_per_user(limit);
+    connect_store(server, config).await
+}
+
+async fn connect_store(server: &TestServer, config: RedisStoreConfig) -> RedisStore {
+    RedisStore::connect(config).await.unwrap_or_else(|e| {
+        panic!(
+            "connect to {}: {e}\nserver log:\n{}",
+            server.url(),
+            server.log()
+        )
+    })
 }
 
 pub async fn on_server(flavor: Flavor) -> Harness {
@@ -56,6 +86,7 @@ pub async fn on_server(flavor: Flavor) -> Harness {
     let store = redis_store(&server).await;
     Harness {
         store: Arc::new(store),
+        config: Some(RedisStoreConfig::new(server.url(), test_key())),
         server: Some(server),
     }
 }
@@ -73,12 +104,13 @@ pub async fn redis8_charon() -> Harness {
     let server = TestServer::start(Flavor::Redis);
     let config = RedisStoreConfig::new(server.url(), test_key())
         .payload_format(charon_sessions::PayloadFormat::Charon);
-    let store = RedisStore::connect(config)
+    let store = RedisStore::connect(config.clone())
         .await
         .unwrap_or_else(|e| panic!("connect: {e}\nserver log:\n{}", server.log()));
     Harness {
         store: Arc::new(store),
         server: Some(server),
+        config: Some(config),
     }
 }
 
@@ -472,6 +504,87 @@ pub async fn one_winner_per_lock_version(h: Harness) {
     assert_eq!(read.lock_version, 2);
 }
 
+/// 130 concurrent logins of one user, each with another refresh window,
+/// on a store with the default limit (100 sessions, the soonest-expiring
+/// evicted): every login succeeds and the user ends with exactly 100
+/// sessions; afterwards a login evicts exactly the session expiring
+/// soonest, and a refresh (not a create) is never limited.
+pub async fn concurrent_logins_beyond_the_limit_evict_the_soonest_expiring(h: Harness) {
+    let s = &h.store;
+    let tasks: Vec<_> = (0..130u64)
+        .map(|k| {
+            let store = Arc::clone(s);
+            tokio::spawn(async move {
+                let mut session = Session::new_login("crowd", HOUR + Duration::from_secs(k));
+                store.upsert(&mut session).await.map(|()| session)
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().expect("every login succeeds");
+    }
+    let all = s.get_all("crowd", "full").await.unwrap();
+    assert_eq!(all.len(), 100, "exactly the limit");
+
+    let soonest = all
+        .iter()
+        .min_by_key(|x| (x.refresh_expires_at, x.id.clone()))
+        .unwrap()
+        .clone();
+    let mut newcomer = Session::new_login("crowd", HOUR * 2);
+    s.upsert(&mut newcomer).await.unwrap();
+    let after = s.get_all("crowd", "full").await.unwrap();
+    assert_eq!(after.len(), 100);
+    assert!(
+        after.iter().all(|x| x.id != soonest.id),
+        "the soonest-expiring went"
+    );
+    assert!(after.iter().any(|x| x.id == newcomer.id));
+
+    let mut refreshed = after.iter().find(|x| x.id != newcomer.id).unwrap().clone();
+    refreshed.rotate_refresh_token(HOUR);
+    s.upsert(&mut refreshed).await.unwrap();
+    assert_eq!(s.get_all("crowd", "full").await.unwrap().len(), 100);
+}
+
+/// 30 concurrent logins of one user on a store refusing beyond 10
+/// sessions: exactly 10 succeed, 20 fail with `TooManySessions { limit: 10
+/// }` and write nothing; another user and another session type are not
+/// limited by them; after a logout the next login succeeds.
+pub async fn concurrent_logins_beyond_a_refusing_limit_are_refused(h: Harness) {
+    let s = h.with_session_limit(SessionLimit::Refuse(10)).await;
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let store = Arc::clone(&s);
+            tokio::spawn(async move {
+                let mut session = login("capped");
+                store.upsert(&mut session).await.map(|()| session)
+            })
+        })
+        .collect();
+    let (mut ok, mut refused) = (Vec::new(), 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(session) => ok.push(session),
+            Err(StoreError::TooManySessions { limit: 10 }) => refused += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((ok.len(), refused), (10, 20));
+    assert_eq!(s.get_all("capped", "full").await.unwrap().len(), 10);
+    s.upsert(&mut login("someone-else")).await.unwrap();
+    let mut other_type = login("capped");
+    other_type.session_type = "oauth2".into();
+    s.upsert(&mut other_type).await.unwrap();
+
+    s.delete(&ok[0].id, "capped", "full").await.unwrap();
+    s.upsert(&mut login("capped")).await.unwrap();
+    assert!(matches!(
+        s.upsert(&mut login("capped")).await,
+        Err(StoreError::TooManySessions { limit: 10 })
+    ));
+}
+
 /// Expands the behavioural suite for one store factory.
 #[macro_export]
 macro_rules! store_suite {
@@ -503,6 +616,8 @@ macro_rules! store_suite {
             one_winner_per_lock_version,
             far_future_expiry_limit,
             oversized_session_is_refused,
+            concurrent_logins_beyond_the_limit_evict_the_soonest_expiring,
+            concurrent_logins_beyond_a_refusing_limit_are_refused,
         );
     };
     (@seq ($shared:path, $harness:path); $($name:ident),* $(,)?) => {
