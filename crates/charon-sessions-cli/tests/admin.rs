@@ -740,7 +740,16 @@ async fn check_fails_for_a_user_lacking_a_right() {
         line.starts_with("FAIL") && line.contains("probed"),
         "{line}"
     );
-    for command in ["hget", "hgetall", "hdel", "del", "fcall"] {
+    for command in [
+        "hget",
+        "hgetall",
+        "hdel",
+        "hlen",
+        "hkeys",
+        "hexpiretime",
+        "del",
+        "fcall",
+    ] {
         let line = check_line(&run, &format!("acl {command}"));
         assert!(line.starts_with("ok") && line.contains("probed"), "{line}");
     }

@@ -2,7 +2,8 @@
 //! topology, on real servers: one server in database 2 (Redis 8 and
 //! Valkey 9), the Redis 8 cluster (replica reads off and on, and through a
 //! slot migration) and a primary behind Sentinel (across a failover). Each
-//! runs the five operations through the user, then checks on every node
+//! runs the five operations and the session limit (eviction and refusal)
+//! through the user, then checks on every node
 //! that the user is refused everything else: keys outside the prefix, other
 //! databases, `INFO`, `KEYS`, function loading, `FLUSHALL`, `CONFIG SET`…
 //!
@@ -13,7 +14,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use charon_sessions::{RedisStore, RedisStoreConfig, ServerKind, SessionStore, StoreError};
+use charon_sessions::{
+    RedisStore, RedisStoreConfig, ServerKind, Session, SessionLimit, SessionStore, StoreError,
+};
 use charon_sessions_testkit::{Flavor, TestCluster, TestSentinel, TestServer, redis_cli};
 use redis::aio::MultiplexedConnection;
 
@@ -135,6 +138,54 @@ async fn run_the_operations(store: &RedisStore, user: &str) {
         store.get_all(user, "full").await.unwrap().len()
     })
     .await;
+}
+
+/// The session limit through the user, whose rights the upsert function's
+/// `HLEN`, `HKEYS` and `HEXPIRETIME` run under: with a limit of 2, a third
+/// login evicts the session expiring soonest; with `Refuse(2)`, it is
+/// refused and nothing is written.
+async fn the_session_limit(config: &RedisStoreConfig, user: &str) {
+    let evicting = connect(
+        config
+            .clone()
+            .max_sessions_per_user(SessionLimit::EvictSoonestExpiring(2)),
+    )
+    .await;
+    let mut soonest = Session::new_login(user, Duration::from_secs(600));
+    let (mut later, mut third) = (login(user), login(user));
+    for s in [&mut soonest, &mut later, &mut third] {
+        evicting
+            .upsert(s)
+            .await
+            .unwrap_or_else(|e| panic!("upsert at the limit for {user}: {e}"));
+    }
+    let ids = || async {
+        let mut ids: Vec<String> = evicting
+            .get_all(user, "full")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut kept = vec![later.id.clone(), third.id.clone()];
+    kept.sort();
+    settles(kept.clone(), ids).await;
+
+    let refusing = connect(
+        config
+            .clone()
+            .max_sessions_per_user(SessionLimit::Refuse(2)),
+    )
+    .await;
+    match refusing.upsert(&mut login(user)).await {
+        Err(StoreError::TooManySessions { limit: 2 }) => {}
+        other => panic!("a login over Refuse(2) for {user}: {other:?}"),
+    }
+    settles(kept, ids).await;
+    evicting.delete_all(user, "full").await.unwrap();
 }
 
 /// What the user must be refused (`NOPERM`), with `other_db` a database
@@ -267,6 +318,7 @@ async fn least_privilege_user_in_database_2(flavor: Flavor) {
     };
     assert_eq!(store.server().kind, kind);
     run_the_operations(&store, "alice").await;
+    the_session_limit(&config("app", 2), "erin").await;
     let mut bob = login("bob");
     store.upsert(&mut bob).await.unwrap();
     let mut admin2 = raw_url(&format!("{}/2", server.url())).await;
@@ -463,10 +515,11 @@ async fn least_privilege_user_on_the_cluster() {
         .unwrap();
 
     // Replica reads off.
-    let store = connect(primaries_only).await;
+    let store = connect(primaries_only.clone()).await;
     for i in 0..6 {
         run_the_operations(&store, &format!("user-{i}")).await;
     }
+    the_session_limit(&primaries_only, "erin").await;
     for i in 0..30 {
         store
             .upsert(&mut login(&format!("spread-{i}")))
@@ -618,6 +671,7 @@ async fn least_privilege_user_through_sentinel() {
 
     let store = connect(config.clone()).await;
     run_the_operations(&store, "alice").await;
+    the_session_limit(&config, "erin").await;
 
     // A failover: the replica, promoted, serves the same user.
     let sentinel_port: u16 = setup.sentinel_urls()[0]
