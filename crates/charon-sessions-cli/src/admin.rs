@@ -72,8 +72,8 @@ pub fn signing_key(store: &StoreArgs, command: &str) -> anyhow::Result<SigningKe
 
 /// Opens a [`RedisStore`] on `--redis` with a single connection that never
 /// loads the function library (an admin command must not change the
-/// server's functions; reads and deletes do not need them). Runs `INFO
-/// server` (the version check).
+/// server's functions; reads and deletes do not need them). Runs `HELLO`
+/// (the version check; see [`charon_sessions::ServerInfo`]).
 ///
 /// `signing_key` is `None` for commands that only delete: a random key is
 /// used, since deleting verifies nothing.
@@ -127,15 +127,6 @@ fn raw_client(url: &str) -> anyhow::Result<redis::Client> {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
     redis::Client::open(info).map_err(|_| invalid())
-}
-
-/// The database number the URL selects (0 when it names none).
-pub fn database(store: &StoreArgs) -> i64 {
-    store
-        .redis
-        .as_deref()
-        .and_then(|url| url.into_connection_info().ok())
-        .map_or(0, |info| info.redis_settings().db())
 }
 
 /// The hash holding `user_id`'s sessions of `session_type`:

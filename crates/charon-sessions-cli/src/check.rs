@@ -6,16 +6,17 @@
 //!
 //! | check | how |
 //! |---|---|
-//! | server | [`RedisStore::connect`] without loading functions: `INFO server`, kind and version |
+//! | server | [`RedisStore::connect`] without loading functions: `HELLO`, kind and version |
 //! | hash field expiration | `COMMAND INFO hsetex` (else implied by the version) |
 //! | function library | `FUNCTION LIST LIBRARYNAME charon_sessions_*`: this version's library, and others (older versions, other deployments) |
-//! | ACL, per store command | `ACL WHOAMI`, then `ACL DRYRUN <user> <command> <args on a key under the prefix>`; when the user may not run those, the command itself with arguments that change nothing (see [`probe`]) |
+//! | ACL, per command of the store's rule ([`RedisStoreConfig::acl_commands`] for this URL, or for a cluster when `HELLO` says the node is in cluster mode), then `READONLY`, `ROLE` and `WAIT`, which only some configurations need (`--` when refused) | `ACL WHOAMI`, then `ACL DRYRUN <user> <command> <args on a key under the prefix>`; when the user may not run those, the command itself with arguments that change nothing (see [`probe`]) |
 //! | latency | `PING` several times: min, median and max round trip in ms |
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use charon_sessions::{REQUIRED_COMMANDS, RedisStore};
+use charon_sessions::signing::SigningKey;
+use charon_sessions::{RedisStore, RedisStoreConfig};
 use clap::Args;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
@@ -156,6 +157,23 @@ async fn hash_field_expiration(
     }
 }
 
+/// The text of field `name` of a map reply (a RESP3 map, or a RESP2 flat
+/// array of name/value pairs).
+fn field(reply: &Value, name: &str) -> Option<String> {
+    let pairs: Vec<(&Value, &Value)> = match reply {
+        Value::Map(map) => map.iter().map(|(k, v)| (k, v)).collect(),
+        Value::Array(flat) => flat
+            .chunks(2)
+            .filter_map(|c| Some((c.first()?, c.get(1)?)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    pairs
+        .into_iter()
+        .find(|(k, _)| text(k).as_deref() == Some(name))
+        .and_then(|(_, v)| text(v))
+}
+
 /// The `library_name` of every library in a `FUNCTION LIST` reply (RESP3
 /// maps, or RESP2 flat arrays of name/value pairs).
 fn library_names(reply: &Value) -> Vec<String> {
@@ -164,20 +182,7 @@ fn library_names(reply: &Value) -> Vec<String> {
     };
     libraries
         .iter()
-        .filter_map(|library| {
-            let pairs: Vec<(&Value, &Value)> = match library {
-                Value::Map(map) => map.iter().map(|(k, v)| (k, v)).collect(),
-                Value::Array(flat) => flat
-                    .chunks(2)
-                    .filter_map(|c| Some((c.first()?, c.get(1)?)))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            pairs
-                .into_iter()
-                .find(|(k, _)| text(k).as_deref() == Some("library_name"))
-                .and_then(|(_, v)| text(v))
-        })
+        .filter_map(|library| field(library, "library_name"))
         .collect()
 }
 
@@ -233,12 +238,19 @@ async fn function_library(raw: &mut MultiplexedConnection, report: &mut Report) 
     }
 }
 
-/// Arguments for `command` (as in [`REQUIRED_COMMANDS`]) that are safe to
-/// run for real: they read or delete a key that cannot exist (`probe_key`,
-/// random, under the prefix), or fail inside the command after the ACL
-/// check has passed (`HSETEX … FIELDS 0`, `FCALL` of a function that does
-/// not exist). `None` for a command with no such form.
-fn probe(command: &str, probe_key: &str, db: i64) -> Option<Vec<String>> {
+/// Arguments for `command` (as in [`RedisStoreConfig::acl_commands`]) that
+/// are safe to run for real: they read or delete a key that cannot exist
+/// (`probe_key`, random, under the prefix), select the database the store
+/// selects anyway, read or set nothing that outlives this check's
+/// connection (`CLUSTER SLOTS`, `ROLE`, `READONLY`, `WAIT 0 1`…), or fail
+/// inside the command after the ACL check has passed (`HSETEX … FIELDS 0`,
+/// `FCALL` of a function that does not exist; `ASKING` and `READONLY` on a
+/// server not in cluster mode).
+/// `None` for a command with no such form.
+fn probe(command: &str, probe_key: &str) -> Option<Vec<String>> {
+    if let Some(db) = command.strip_prefix("select|") {
+        return Some(vec!["SELECT".to_owned(), db.to_owned()]);
+    }
     let words: &[&str] = match command {
         "hget" => &["HGET", probe_key, "probe"],
         "hgetall" => &["HGETALL", probe_key],
@@ -249,36 +261,101 @@ fn probe(command: &str, probe_key: &str, db: i64) -> Option<Vec<String>> {
         "del" => &["DEL", probe_key],
         "fcall" => &["FCALL", "charon_sessions_check_probe", "1", probe_key],
         "hsetex" => &["HSETEX", probe_key, "FIELDS", "0", "probe", "probe"],
-        "info" => &["INFO", "server"],
-        "select" => return Some(vec!["SELECT".to_owned(), db.to_string()]),
         "client|setinfo" => &["CLIENT", "SETINFO", "LIB-NAME", "redis-rs"],
+        // Read-only, or flags that last for the next command (ASKING) or
+        // for this check's own connection (READONLY: reads a replica may
+        // serve); WAIT for no replica returns at once.
+        "cluster|slots" => &["CLUSTER", "SLOTS"],
+        "ping" => &["PING"],
+        "asking" => &["ASKING"],
+        "readonly" => &["READONLY"],
+        "role" => &["ROLE"],
+        "wait" => &["WAIT", "0", "1"],
         _ => return None,
     };
     Some(words.iter().map(|w| (*w).to_owned()).collect())
 }
 
 /// Why a refused command may not matter here; `None` when it is required.
-fn not_needed(command: &str, db: i64) -> Option<&'static str> {
+fn not_needed(command: &str) -> Option<&'static str> {
     match command {
-        "select" if db == 0 => Some("only needed for a URL naming a database other than 0"),
         "client|setinfo" => Some("optional: redis-rs ignores the refusal"),
+        "readonly" => Some("needed only with read_from_replicas"),
+        "wait" => Some("needed only with wait_for_replicas"),
+        "role" => Some("needed only when the store finds this server through Sentinel"),
         _ => None,
     }
 }
 
-/// Whether this connection's user may run each of the store's commands on
-/// a key under the prefix.
+/// The commands to check on a node, in the order shown: the rule for a
+/// store on `url` (a cluster's when the node is in cluster mode), then
+/// what only some configurations add ([`not_needed`] says when).
+fn commands_to_check(
+    url: &str,
+    key_prefix: &str,
+    cluster_mode: bool,
+) -> Result<Vec<String>, charon_sessions::StoreError> {
+    let least_privilege =
+        |config: RedisStoreConfig| config.key_prefix(key_prefix).register_functions(false);
+    let key = SigningKey::generate;
+    // The count and timeout do not change the rule.
+    let wait = Duration::from_secs(1);
+    let (rule, fullest) = if cluster_mode {
+        let cluster = || least_privilege(RedisStoreConfig::cluster([url], key()));
+        (
+            cluster(),
+            cluster()
+                .read_from_replicas(true)
+                .wait_for_replicas(1, wait),
+        )
+    } else {
+        (
+            least_privilege(RedisStoreConfig::new(url, key())),
+            least_privilege(RedisStoreConfig::sentinel([url], "primary", key()))
+                .wait_for_replicas(1, wait),
+        )
+    };
+    let mut commands = rule.acl_commands()?;
+    for command in fullest.acl_commands()? {
+        if !commands.contains(&command) {
+            commands.push(command);
+        }
+    }
+    Ok(commands)
+}
+
+/// Whether the server says (`HELLO`, which every user may run) that it
+/// runs in cluster mode.
+async fn in_cluster_mode(raw: &mut MultiplexedConnection) -> bool {
+    let hello: redis::RedisResult<Value> = redis::cmd("HELLO").query_async(raw).await;
+    hello.is_ok_and(|reply| field(&reply, "mode").as_deref() == Some("cluster"))
+}
+
+/// Whether this connection's user may run each command a store may need
+/// on this node, on a key under the prefix: the rule for a store on this
+/// URL (least-privilege: no function loading; on a node in cluster mode,
+/// the cluster's rule), then the commands only some configurations need,
+/// `--` when refused.
 async fn acl(
     raw: &mut MultiplexedConnection,
     store: &StoreArgs,
     probe_key: &str,
     report: &mut Report,
 ) {
-    let db = admin::database(store);
+    let cluster_mode = in_cluster_mode(raw).await;
+    let commands = admin::redis_url(store, "check")
+        .and_then(|url| Ok(commands_to_check(url, &store.key_prefix, cluster_mode)?));
+    let commands = match commands {
+        Ok(commands) => commands,
+        Err(e) => {
+            report.line(Status::Fail, "acl", &format!("no rule for this URL: {e:#}"));
+            return;
+        }
+    };
     let whoami: Option<String> = redis::cmd("ACL").arg("WHOAMI").query_async(raw).await.ok();
-    for command in REQUIRED_COMMANDS {
+    for command in &commands {
         let name = format!("acl {command}");
-        let Some(words) = probe(command, probe_key, db) else {
+        let Some(words) = probe(command, probe_key) else {
             report.line(
                 Status::Skipped,
                 &name,
@@ -294,7 +371,7 @@ async fn acl(
             Some((allowed, why)) => (Some(allowed), why),
             None => run_probe(raw, &words).await,
         };
-        match (allowed, not_needed(command, db)) {
+        match (allowed, not_needed(command)) {
             (Some(true), _) => report.line(Status::Ok, &name, &format!("allowed ({how})")),
             (Some(false), Some(why)) => {
                 report.line(Status::Skipped, &name, &format!("refused ({how}); {why}"));
@@ -400,9 +477,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_required_command_has_a_probe() {
-        for command in REQUIRED_COMMANDS {
-            assert!(probe(command, "p.k.t", 0).is_some(), "{command}");
+    fn every_command_checked_has_a_probe() {
+        for (url, cluster_mode) in [
+            ("redis://127.0.0.1", false),
+            ("redis://127.0.0.1/5", false),
+            ("redis://127.0.0.1", true),
+        ] {
+            let commands = commands_to_check(url, "p", cluster_mode).unwrap();
+            for command in &commands {
+                assert!(probe(command, "p.k.t").is_some(), "{command}");
+            }
+        }
+        assert_eq!(probe("select|5", "p.k.t").unwrap(), ["SELECT", "5"]);
+    }
+
+    #[test]
+    fn checks_the_rule_then_what_some_configurations_add() {
+        let base = charon_sessions::REQUIRED_COMMANDS;
+        let single = commands_to_check("redis://127.0.0.1/5", "p", false).unwrap();
+        assert_eq!(single[..base.len()], *base);
+        assert_eq!(single[base.len()..], ["select|5", "role", "wait"]);
+        let cluster = commands_to_check("redis://127.0.0.1", "p", true).unwrap();
+        assert_eq!(
+            cluster[base.len()..],
+            ["cluster|slots", "ping", "asking", "readonly", "wait"]
+        );
+        for command in single.iter().chain(&cluster) {
+            let optional = ["readonly", "wait", "role", "client|setinfo"];
+            assert_eq!(
+                not_needed(command).is_some(),
+                optional.contains(&command.as_str())
+            );
         }
     }
 

@@ -38,7 +38,8 @@ enum FunctionsCommand {
         tls_ca_file: Option<std::path::PathBuf>,
     },
     /// Print the ACL rule for an application user that can run the store
-    /// (its keys and commands only, no FUNCTION LOAD).
+    /// (its keys and commands only, no FUNCTION LOAD), for the store's
+    /// topology, database and options.
     Acl {
         /// Key prefix the application's store uses.
         #[arg(long, value_name = "PREFIX", default_value = charon_sessions::DEFAULT_KEY_PREFIX)]
@@ -46,6 +47,23 @@ enum FunctionsCommand {
         /// User name to put in the printed ACL SETUSER command.
         #[arg(long, value_name = "NAME", default_value = "charon_app")]
         user: String,
+        /// The store runs on one server, in this database (the number in
+        /// its URL): the rule allows SELECT of that database only.
+        #[arg(long, value_name = "N", default_value_t = 0, conflicts_with_all = ["cluster", "sentinel"])]
+        db: u32,
+        /// The store runs on a Redis Cluster (RedisStoreConfig::cluster).
+        #[arg(long, conflicts_with = "sentinel")]
+        cluster: bool,
+        /// The store finds its primary through Redis Sentinel
+        /// (RedisStoreConfig::sentinel); create the user on every data node.
+        #[arg(long)]
+        sentinel: bool,
+        /// The cluster store reads from replicas (read_from_replicas).
+        #[arg(long, requires = "cluster", conflicts_with = "sentinel")]
+        read_from_replicas: bool,
+        /// The store waits for replicas after each upsert (wait_for_replicas).
+        #[arg(long)]
+        wait_for_replicas: bool,
     },
     /// Print the library's name and Lua source.
     Show,
@@ -70,14 +88,54 @@ pub async fn run(args: FunctionsArgs) -> anyhow::Result<ExitCode> {
                 RedisStore::function_library_name()
             );
         }
-        FunctionsCommand::Acl { key_prefix, user } => {
-            let rule = charon_sessions::acl_rule(&key_prefix)?;
+        FunctionsCommand::Acl {
+            key_prefix,
+            user,
+            db,
+            cluster,
+            sentinel,
+            read_from_replicas,
+            wait_for_replicas,
+        } => {
+            // The rule depends on the topology's kind and the database, not
+            // on the addresses: these stand in for the deployment's.
+            let key = SigningKey::generate();
+            let mut config = if cluster {
+                RedisStoreConfig::cluster(["redis://127.0.0.1"], key)
+            } else if sentinel {
+                RedisStoreConfig::sentinel(["redis://127.0.0.1"], "primary", key)
+            } else {
+                RedisStoreConfig::new(format!("redis://127.0.0.1/{db}"), key)
+            };
+            config = config
+                .key_prefix(key_prefix)
+                .register_functions(false)
+                .read_from_replicas(read_from_replicas);
+            if wait_for_replicas {
+                // Any count and timeout: only whether WAIT is sent matters.
+                config = config.wait_for_replicas(1, std::time::Duration::from_secs(1));
+            }
+            let rule = config.acl_rule()?;
+            let nodes = if cluster {
+                "on every node of the cluster"
+            } else if sentinel {
+                "on every data node (the sentinels keep their own users)"
+            } else {
+                "on the server"
+            };
             println!("{rule}");
             eprintln!(
                 "\nUse it as:  ACL SETUSER {user} on resetpass >PASSWORD {rule}\n\
-                 and start the store with RedisStoreConfig::register_functions(false), after\n\
+                 {nodes}, and start the store with RedisStoreConfig::register_functions(false), after\n\
                  `charon-sessions functions load --redis <admin URL>` on every deploy of a new version."
             );
+            if db != 0 {
+                eprintln!(
+                    "Redis ACLs have no per-database rights, and every connection starts in database 0:
+                     the user can reach keys under the prefix in databases 0 and {db}. On Valkey 9, append
+                     `resetdbs db={db}` to keep it to database {db}."
+                );
+            }
         }
         FunctionsCommand::Show => {
             println!("-- library {}", RedisStore::function_library_name());

@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use charon_sessions::signing::SigningKey;
-use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore, acl_rule};
-use charon_sessions_testkit::{Flavor, TestServer};
+use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore};
+use charon_sessions_testkit::{Flavor, TestCluster, TestServer};
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
 
@@ -627,11 +627,26 @@ async fn check_passes_on_a_good_server() {
             check_line(&run, "function library")
                 .contains(&format!("{} loaded", RedisStore::function_library_name()))
         );
-        for command in charon_sessions::REQUIRED_COMMANDS {
+        let mut commands = RedisStoreConfig::new(server.url(), SigningKey::generate())
+            .register_functions(false)
+            .acl_commands()
+            .unwrap();
+        // Then what a store found through Sentinel, or waiting for
+        // replicas, needs.
+        commands.extend(["role", "wait"].map(str::to_owned));
+        for command in &commands {
             let line = check_line(&run, &format!("acl {command}"));
             assert!(
                 line.starts_with("ok") && line.contains("ACL DRYRUN"),
                 "{line}"
+            );
+        }
+        // Not in cluster mode: no cluster command is checked.
+        for command in ["cluster|slots", "asking", "readonly"] {
+            assert!(
+                !run.stdout.contains(&format!("acl {command} ")),
+                "{}",
+                run.stdout
             );
         }
         assert!(
@@ -684,7 +699,11 @@ async fn check_fails_for_a_user_lacking_a_right() {
     let server = TestServer::start(Flavor::Redis);
     store(&server, "myapp").await;
     let mut admin = raw(&server).await;
-    let rule = acl_rule("myapp").unwrap();
+    let rule = RedisStoreConfig::new(server.url(), SigningKey::generate())
+        .key_prefix("myapp")
+        .register_functions(false)
+        .acl_rule()
+        .unwrap();
     let set_user = |name: &str, drop: &str, add: &[&str]| {
         let mut cmd = redis::cmd("ACL");
         cmd.arg("SETUSER").arg(name).arg("on").arg(">pw");
@@ -721,9 +740,26 @@ async fn check_fails_for_a_user_lacking_a_right() {
         line.starts_with("FAIL") && line.contains("probed"),
         "{line}"
     );
-    for command in ["hget", "hgetall", "hdel", "del", "fcall", "info"] {
+    for command in [
+        "hget",
+        "hgetall",
+        "hdel",
+        "hlen",
+        "hkeys",
+        "hexpiretime",
+        "del",
+        "fcall",
+    ] {
         let line = check_line(&run, &format!("acl {command}"));
         assert!(line.starts_with("ok") && line.contains("probed"), "{line}");
+    }
+    // Outside this store's rule: refused, and not counted as failures.
+    for (command, when) in [("role", "Sentinel"), ("wait", "wait_for_replicas")] {
+        let line = check_line(&run, &format!("acl {command}"));
+        assert!(
+            line.starts_with("--") && line.contains("refused") && line.contains(when),
+            "{line}"
+        );
     }
     assert!(
         check_line(&run, "function library").contains("cannot inspect"),
@@ -765,6 +801,123 @@ async fn check_fails_for_a_user_lacking_a_right() {
         .await
         .unwrap();
     assert!(keys.is_empty(), "probes left {keys:?}");
+}
+
+/// Creates `user` with password `pw` and `rule`, less the `drop` part.
+async fn set_user(admin: &mut MultiplexedConnection, user: &str, rule: &str, drop: &str) {
+    let mut cmd = redis::cmd("ACL");
+    cmd.arg(&["SETUSER", user, "on", ">pw"]);
+    for part in rule.split(' ').filter(|p| *p != drop) {
+        cmd.arg(part);
+    }
+    cmd.query_async::<()>(admin).await.unwrap();
+}
+
+/// With a URL naming database 2, check probes `SELECT 2`: a user from the
+/// rule for database 2 passes every check; one from the rule for database
+/// 0 fails to connect, `SELECT 2` being refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_probes_the_database_of_the_url() {
+    let server = TestServer::start(Flavor::Redis);
+    store(&server, "myapp").await;
+    let rule = |db: u32| {
+        RedisStoreConfig::new(format!("{}/{db}", server.url()), SigningKey::generate())
+            .key_prefix("myapp")
+            .register_functions(false)
+            .acl_rule()
+            .unwrap()
+    };
+    let mut admin = raw(&server).await;
+    set_user(&mut admin, "db2", &rule(2), "").await;
+    set_user(&mut admin, "db0", &rule(0), "").await;
+    let url = |user: &str| format!("redis://{user}:pw@127.0.0.1:{}/2", server.port());
+
+    let run = cli(
+        &["check", "--redis", &url("db2"), "--key-prefix", "myapp"],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    let line = check_line(&run, "acl select|2");
+    assert!(line.starts_with("ok") && line.contains("probed"), "{line}");
+    assert!(run.stdout.contains("all checks passed"), "{}", run.stdout);
+
+    let run = cli(
+        &["check", "--redis", &url("db0"), "--key-prefix", "myapp"],
+        &[],
+    );
+    assert_eq!(run.code, 1, "{}", run.all());
+    let line = check_line(&run, "connect");
+    assert!(
+        line.starts_with("FAIL") && line.contains("'select'"),
+        "{line}"
+    );
+}
+
+/// On a node in cluster mode, check probes the cluster's rule: the admin
+/// may run all of it and `READONLY` and `WAIT`; a user from the cluster's
+/// rule passes, told `READONLY` and `WAIT` are refused but needed only
+/// with replica reads and waits; a user without `+cluster|slots` fails on
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_on_a_cluster_node_probes_the_clusters_rule() {
+    let cluster = tokio::task::spawn_blocking(TestCluster::start)
+        .await
+        .unwrap();
+    let config =
+        || RedisStoreConfig::cluster(cluster.urls(), SigningKey::generate()).key_prefix("myapp");
+    RedisStore::load_function_library(&config()).await.unwrap();
+    let rule = config().register_functions(false).acl_rule().unwrap();
+    let node = &cluster.nodes()[0];
+    let mut admin = raw(node).await;
+    set_user(&mut admin, "app", &rule, "").await;
+    set_user(&mut admin, "noslots", &rule, "+cluster|slots").await;
+    let check = |user: Option<&str>| {
+        let url = match user {
+            None => node.url(),
+            Some(user) => format!("redis://{user}:pw@127.0.0.1:{}", node.port()),
+        };
+        cli(&["check", "--redis", &url, "--key-prefix", "myapp"], &[])
+    };
+    let cluster_commands = ["cluster|slots", "ping", "asking"];
+
+    let run = check(None);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for command in cluster_commands.iter().chain(&["readonly", "wait"]) {
+        let line = check_line(&run, &format!("acl {command}"));
+        assert!(
+            line.starts_with("ok") && line.contains("ACL DRYRUN"),
+            "{line}"
+        );
+    }
+    assert!(!run.stdout.contains("acl role "), "{}", run.stdout);
+
+    let run = check(Some("app"));
+    assert_eq!(run.code, 0, "{}", run.all());
+    for command in cluster_commands {
+        let line = check_line(&run, &format!("acl {command}"));
+        assert!(line.starts_with("ok") && line.contains("probed"), "{line}");
+    }
+    for (command, when) in [
+        ("readonly", "read_from_replicas"),
+        ("wait", "wait_for_replicas"),
+    ] {
+        let line = check_line(&run, &format!("acl {command}"));
+        assert!(
+            line.starts_with("--") && line.contains("refused") && line.contains(when),
+            "{line}"
+        );
+    }
+    let latency = check_line(&run, "latency");
+    assert!(latency.contains("× PING"), "{latency}");
+
+    let run = check(Some("noslots"));
+    assert_eq!(run.code, 1, "{}", run.all());
+    let line = check_line(&run, "acl cluster|slots");
+    assert!(
+        line.starts_with("FAIL") && line.contains("refused"),
+        "{line}"
+    );
+    assert!(run.stdout.contains("1 check(s) FAILED"), "{}", run.stdout);
 }
 
 /// `stats` counts hashes, users (a dotted user id included, users with

@@ -73,6 +73,70 @@ async fn load_then_acl_user_runs_the_store() {
     assert!(err.contains("cannot load the function library"), "{err}");
 }
 
+/// `functions acl` prints the library's rule for the topology, database
+/// and options given, and refuses options that do not go together.
+#[test]
+fn acl_prints_the_rule_of_each_topology() {
+    let key = || SigningKey::generate();
+    let base = |config: RedisStoreConfig| config.key_prefix("myapp").register_functions(false);
+    let wait = std::time::Duration::from_secs(1);
+    let cases: Vec<(Vec<&str>, RedisStoreConfig)> = vec![
+        (vec![], base(RedisStoreConfig::new("redis://h", key()))),
+        (
+            vec!["--db", "3"],
+            base(RedisStoreConfig::new("redis://h/3", key())),
+        ),
+        (
+            vec!["--db", "3", "--wait-for-replicas"],
+            base(RedisStoreConfig::new("redis://h/3", key())).wait_for_replicas(1, wait),
+        ),
+        (
+            vec!["--cluster"],
+            base(RedisStoreConfig::cluster(["redis://h"], key())),
+        ),
+        (
+            vec!["--cluster", "--read-from-replicas", "--wait-for-replicas"],
+            base(RedisStoreConfig::cluster(["redis://h"], key()))
+                .read_from_replicas(true)
+                .wait_for_replicas(1, wait),
+        ),
+        (
+            vec!["--sentinel"],
+            base(RedisStoreConfig::sentinel(["redis://h"], "p", key())),
+        ),
+    ];
+    let mut rules = std::collections::BTreeSet::new();
+    for (options, config) in cases {
+        let mut args = vec!["functions", "acl", "--key-prefix", "myapp"];
+        args.extend(&options);
+        let (ok, out, err) = cli(&args);
+        assert!(ok, "{options:?}: {err}");
+        let expected = config.acl_rule().unwrap();
+        assert_eq!(out.trim_end(), expected, "{options:?}");
+        rules.insert(expected);
+        let db3 = options.contains(&"3");
+        assert_eq!(err.contains("resetdbs db=3"), db3, "{options:?}: {err}");
+    }
+    assert_eq!(rules.len(), 6, "each case has its own rule: {rules:?}");
+
+    for bad in [
+        &["--db", "1", "--cluster"][..],
+        &["--db", "1", "--sentinel"],
+        &["--cluster", "--sentinel"],
+        &["--read-from-replicas"],
+        &["--sentinel", "--read-from-replicas"],
+    ] {
+        let mut args = vec!["functions", "acl"];
+        args.extend(bad);
+        let (ok, out, err) = cli(&args);
+        assert!(!ok, "{bad:?} accepted: {out}");
+        assert!(
+            err.contains("cannot be used with") || err.contains("required"),
+            "{err}"
+        );
+    }
+}
+
 /// `functions acl` refuses an invalid key prefix, naming the rule.
 #[test]
 fn acl_refuses_a_bad_prefix() {

@@ -44,8 +44,8 @@
 //! * [`LocalStore`] (`local.rs`): in memory, same semantics.
 //! * [`RedisStore`] (`redis/`): configuration ([`RedisStoreConfig`]), key
 //!   layout, the Lua function library, the least-privilege ACL rule
-//!   ([`acl_rule`]), the server check ([`ServerInfo`]), the topology
-//!   (`topology.rs`: one server, Redis Cluster or Sentinel, through
+//!   ([`RedisStoreConfig::acl_rule`]), the server check ([`ServerInfo`]),
+//!   the topology (`topology.rs`: one server, Redis Cluster or Sentinel, through
 //!   redis-rs), the shared, pipelined connections ([`PoolState`]), and
 //!   raw commands on them for tools ([`RedisStore::run_command`],
 //!   [`UpsertCommand`]).
@@ -77,7 +77,7 @@ pub mod telemetry;
 pub use crate::codec::{CharonTerms, MapKeys, PayloadFormat};
 pub use crate::local::LocalStore;
 pub use crate::redis::RedisStore;
-pub use crate::redis::acl::{REQUIRED_COMMANDS, acl_rule};
+pub use crate::redis::acl::REQUIRED_COMMANDS;
 pub use crate::redis::config::{DEFAULT_KEY_PREFIX, RedisStoreConfig};
 pub use crate::redis::connections::PoolState;
 pub use crate::redis::raw::UpsertCommand;

@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 
 use charon_sessions::signing::{self, SigningKey};
-use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore, StoreError, acl_rule};
+use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore, StoreError};
 use charon_sessions_testkit::{Flavor, TestServer, free_port};
 use redis::aio::MultiplexedConnection;
 
@@ -127,9 +127,10 @@ fn is_noperm(result: redis::RedisResult<redis::Value>) -> bool {
     matches!(result, Err(e) if e.code() == Some("NOPERM"))
 }
 
-/// The ACL rule from `acl_rule` is enough to run every store operation with
-/// `register_functions(false)` after an admin loaded the library, and the
-/// user can neither touch keys outside the prefix nor load functions.
+/// The ACL rule from `RedisStoreConfig::acl_rule` is enough to run every
+/// store operation with `register_functions(false)` after an admin loaded
+/// the library, and the user can neither touch keys outside the prefix nor
+/// load functions.
 async fn least_privilege_user_runs_the_store_and_nothing_else(flavor: Flavor) {
     let server = TestServer::start(flavor);
     let mut admin = raw(&server).await;
@@ -141,11 +142,15 @@ async fn least_privilege_user_runs_the_store_and_nothing_else(flavor: Flavor) {
     )
     .await
     .unwrap();
-    let rule = acl_rule("myapp").unwrap();
+    let app_url = format!("redis://app:app-pw@127.0.0.1:{}", server.port());
+    let rule = RedisStoreConfig::new(app_url.clone(), common::test_key())
+        .key_prefix("myapp")
+        .register_functions(false)
+        .acl_rule()
+        .unwrap();
     let mut args = vec!["SETUSER", "app", "on", "resetpass", ">app-pw"];
     args.extend(rule.split(' '));
     acl(&mut admin, &args).await.unwrap();
-    let app_url = format!("redis://app:app-pw@127.0.0.1:{}", server.port());
 
     // Without the library loaded and without the right to load it, connect
     // with register_functions(true) is refused by the server.

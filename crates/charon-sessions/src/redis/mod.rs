@@ -112,7 +112,8 @@ impl RedisStore {
     /// opens the shared connections.
     ///
     /// In order: the configuration's cross-field checks; one connection of
-    /// its own runs `INFO server` (Redis >= 8.0 or Valkey >= 9.0 required)
+    /// its own runs `HELLO` (Redis >= 8.0 or Valkey >= 9.0 required; see
+    /// [`ServerInfo`])
     /// and, unless
     /// [`register_functions(false)`](RedisStoreConfig::register_functions),
     /// `FUNCTION LOAD REPLACE`, then closes; then the
@@ -128,7 +129,7 @@ impl RedisStore {
     /// requirement, [`StoreError::Connection`] when the server cannot be
     /// reached (a TLS certificate that does not verify is reported so too),
     /// [`StoreError::Auth`] when it rejects the credentials or the user may
-    /// not run `INFO` or `FUNCTION LOAD`, [`StoreError::Server`] for other
+    /// not run `FUNCTION LOAD`, [`StoreError::Server`] for other
     /// error replies.
     pub async fn connect(config: RedisStoreConfig) -> Result<RedisStore, StoreError> {
         let (connector, server) = prepare_server(&config, config.register_functions).await?;
@@ -173,7 +174,7 @@ impl RedisStore {
     }
 
     /// Registers the function library on the server of `config`
-    /// (`INFO server` for the version check, then `FUNCTION LOAD REPLACE`),
+    /// (`HELLO` for the version check, then `FUNCTION LOAD REPLACE`),
     /// without starting a store: for deployments whose application user may
     /// not load functions. Run it with an admin account's URL.
     ///

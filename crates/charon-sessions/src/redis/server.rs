@@ -2,12 +2,21 @@
 //!
 //! Hash field expiration with `HSETEX` arrived in Redis 8.0 and Valkey 9.0;
 //! anything older is refused at connect, before anything is written.
+//!
+//! The check reads `HELLO`, which every user may run whatever its ACL
+//! rights: the application's user needs no `INFO` right (an ACL rule cannot
+//! limit `INFO` to one section: `+info|server` also allows `INFO server
+//! everything`). `INFO server` is read only when `HELLO` does not name a
+//! supported server, to tell a Valkey with `extended-redis-compatibility
+//! yes` (whose `HELLO` says Redis 7.2.4) from a real Redis 7.
 
 use std::fmt;
 
 use redis::Value;
 use redis::aio::ConnectionLike;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 
+use super::topology::Node;
 use crate::store::StoreError;
 
 /// The requirement, as stated in errors.
@@ -24,7 +33,8 @@ pub enum ServerKind {
 }
 
 /// The server a [`RedisStore`](crate::RedisStore) is connected to, as read
-/// from `INFO server` at connect.
+/// at connect from `HELLO` (or from `INFO server` when `HELLO` does not name
+/// a supported server).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerInfo {
@@ -45,6 +55,41 @@ impl fmt::Display for ServerInfo {
 }
 
 impl ServerInfo {
+    /// Reads the kind and version from a `HELLO` reply (a RESP3 map, or a
+    /// RESP2 array of name/value pairs): its `server` (`redis` or `valkey`)
+    /// and `version` fields.
+    pub(crate) fn from_hello(reply: &Value) -> Option<ServerInfo> {
+        let text = |v: &Value| match v {
+            Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_owned),
+            Value::SimpleString(s) => Some(s.clone()),
+            Value::VerbatimString { text, .. } => Some(text.clone()),
+            _ => None,
+        };
+        let pairs: Vec<(&Value, &Value)> = match reply {
+            Value::Map(map) => map.iter().map(|(k, v)| (k, v)).collect(),
+            Value::Array(flat) => flat
+                .chunks(2)
+                .filter_map(|c| Some((c.first()?, c.get(1)?)))
+                .collect(),
+            _ => return None,
+        };
+        let field = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| text(k).as_deref() == Some(name))
+                .and_then(|(_, v)| text(v))
+        };
+        let kind = match field("server")?.as_str() {
+            "redis" => ServerKind::Redis,
+            "valkey" => ServerKind::Valkey,
+            _ => return None,
+        };
+        Some(ServerInfo {
+            kind,
+            version: field("version")?,
+        })
+    }
+
     /// Reads the kind and version from the text of `INFO server`.
     pub(crate) fn from_info(info: &str) -> Option<ServerInfo> {
         let field = |name: &str| {
@@ -89,15 +134,66 @@ impl ServerInfo {
     }
 }
 
-/// `INFO server`, then the version check. In a cluster, redis-rs sends
-/// `INFO` to every primary and answers with one text per node: each must
-/// pass, and the first is returned.
+/// The version check: `HELLO` (to every primary of a cluster), and when
+/// that does not name a supported server on every node, `INFO server`,
+/// whose answer then stands. Returns the first node's server.
 ///
 /// # Errors
 ///
 /// [`StoreError::UnsupportedServer`] naming the found version and the
-/// requirement; connection and server errors of `INFO`.
-pub(crate) async fn check(conn: &mut impl ConnectionLike) -> Result<ServerInfo, StoreError> {
+/// requirement; connection and server errors of `INFO` (`HELLO`'s are
+/// covered by `INFO`); when `HELLO` named an unsupported server and the
+/// user may not run `INFO server`, `UnsupportedServer` with what `HELLO`
+/// said and that `INFO server` was refused.
+pub(crate) async fn check(conn: &mut Node) -> Result<ServerInfo, StoreError> {
+    let said = hello(conn)
+        .await
+        .ok()
+        .and_then(|replies| {
+            replies
+                .iter()
+                .map(ServerInfo::from_hello)
+                .collect::<Option<Vec<_>>>()
+        })
+        .unwrap_or_default();
+    if !said.is_empty() && said.iter().all(ServerInfo::is_supported) {
+        return Ok(said[0].clone());
+    }
+    match check_info(conn).await {
+        Err(StoreError::Auth(e)) => match said.iter().find(|s| !s.is_supported()) {
+            Some(server) => Err(StoreError::UnsupportedServer {
+                found: format!(
+                    "{server} (as HELLO says; INFO server, which tells a Valkey with \
+                     extended-redis-compatibility from a Redis, was refused: {e})"
+                ),
+                required: REQUIRED_SERVER,
+            }),
+            None => Err(StoreError::Auth(e)),
+        },
+        verdict => verdict,
+    }
+}
+
+/// `HELLO` without arguments (it changes nothing on the connection): one
+/// reply, or one per primary of a cluster.
+async fn hello(conn: &mut Node) -> Result<Vec<Value>, redis::RedisError> {
+    let cmd = redis::cmd("HELLO");
+    match conn {
+        Node::Single(c) => Ok(vec![cmd.query_async(c).await?]),
+        Node::Cluster(c) => {
+            let all = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+            match c.route_command(cmd, all).await? {
+                Value::Map(nodes) => Ok(nodes.into_iter().map(|(_, reply)| reply).collect()),
+                one => Ok(vec![one]),
+            }
+        }
+    }
+}
+
+/// `INFO server`, then the version check. In a cluster, redis-rs sends
+/// `INFO` to every primary and answers with one text per node: each must
+/// pass, and the first is returned.
+async fn check_info(conn: &mut impl ConnectionLike) -> Result<ServerInfo, StoreError> {
     let reply: Value = redis::cmd("INFO")
         .arg("server")
         .query_async(conn)
@@ -160,5 +256,38 @@ mod tests {
             ServerInfo::from_info("redis_version:7.2.4\r\nserver_name:valkey\r\n").unwrap();
         assert!(!old_valkey.is_supported());
         assert!(old_valkey.to_string().contains("7.2.4"), "{old_valkey}");
+    }
+
+    #[test]
+    fn reads_redis_and_valkey_from_hello() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let hello = |server: &str, version: &str| {
+            Value::Map(vec![
+                (bulk("server"), bulk(server)),
+                (bulk("version"), bulk(version)),
+                (bulk("proto"), Value::Int(3)),
+            ])
+        };
+        let redis8 = ServerInfo::from_hello(&hello("redis", "8.0.6")).unwrap();
+        assert_eq!(redis8.to_string(), "Redis 8.0.6");
+        assert!(redis8.is_supported());
+        let valkey9 = ServerInfo::from_hello(&hello("valkey", "9.1.2")).unwrap();
+        assert_eq!(valkey9.to_string(), "Valkey 9.1.2");
+        assert!(valkey9.is_supported());
+        // What a Valkey with extended-redis-compatibility says.
+        let compat = ServerInfo::from_hello(&hello("redis", "7.2.4")).unwrap();
+        assert!(!compat.is_supported());
+        let resp2 = Value::Array(vec![
+            bulk("server"),
+            bulk("valkey"),
+            bulk("version"),
+            bulk("9.0.0"),
+        ]);
+        assert_eq!(
+            ServerInfo::from_hello(&resp2).unwrap().kind,
+            ServerKind::Valkey
+        );
+        assert_eq!(ServerInfo::from_hello(&hello("keydb", "6.3.4")), None);
+        assert_eq!(ServerInfo::from_hello(&bulk("OK")), None);
     }
 }
