@@ -47,6 +47,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn redis_url<'a>(store: &'a StoreArgs, command: &str) -> anyhow::Result<&'a str> {
     charon_sessions::validate_key_prefix(&store.key_prefix)
         .map_err(|e| UsageError(format!("invalid --key-prefix: {e}")))?;
+    if store.redis.is_none() && !(store.cluster.is_empty() && store.sentinel.is_empty()) {
+        return Err(UsageError(format!(
+            "`{command}` works on one server: give --redis URL of a node (run it on each \
+             node of a cluster, or on the primary behind Sentinel); --cluster and --sentinel \
+             are for demo and bench"
+        ))
+        .into());
+    }
     store.redis.as_deref().ok_or_else(|| {
         UsageError(format!(
             "`{command}` needs --redis URL (or CHARON_REDIS_URL): the in-memory LocalStore \

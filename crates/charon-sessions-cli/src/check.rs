@@ -30,7 +30,8 @@ pub struct CheckArgs {
     #[command(flatten)]
     store: StoreArgs,
 
-    /// Number of PINGs for the latency figures.
+    /// Round trips for the latency figures: PINGs, or HGETs of a random
+    /// key for a user that may not PING.
     #[arg(long, value_name = "N", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pings: u32,

@@ -29,8 +29,9 @@ const HOW_TO_GENERATE: &str = "generate one of at least 32 random bytes with \
 /// base secret.
 #[derive(Args)]
 pub struct StoreArgs {
-    /// Redis 8 / Valkey 9 URL (redis://, rediss://, redis+unix://); without
-    /// it, the embedded in-memory store is used.
+    /// Redis 8 / Valkey 9 URL (redis://, rediss://, redis+unix://). Without
+    /// it, `demo` and `bench` use the embedded in-memory store; the admin
+    /// commands need it.
     #[arg(
         long,
         value_name = "URL",

@@ -392,6 +392,16 @@ fn admin_commands_need_redis_and_valid_ids() {
         assert_eq!(run.code, 2, "{args:?}: {}", run.all());
         assert!(run.stderr.contains("needs --redis"), "{}", run.stderr);
         assert!(run.stderr.contains("LocalStore"), "{}", run.stderr);
+        // A cluster or Sentinel address instead: one server only, said so.
+        let topology = [
+            &["--cluster", "redis://127.0.0.1:1"][..],
+            &["--sentinel", "redis://127.0.0.1:1", "--primary-name", "p"],
+        ];
+        for extra in topology {
+            let run = cli(&[args, extra].concat(), &with_secret());
+            assert_eq!(run.code, 2, "{args:?} {extra:?}: {}", run.all());
+            assert!(run.stderr.contains("works on one server"), "{}", run.stderr);
+        }
     }
     let port = charon_sessions_testkit::free_port().to_string();
     let url = format!("redis://127.0.0.1:{port}");
