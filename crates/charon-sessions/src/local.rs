@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::codec;
 use crate::session::{Session, unix_now, validate_address, validate_owner};
 use crate::store::{DEFAULT_MAX_SESSION_SIZE, DEFAULT_SESSION_LIMIT, SessionLimit, StoreError};
-use crate::telemetry;
+use crate::telemetry::{self, SessionTypeLabels};
 
 type Owner = (String, String);
 
@@ -65,6 +65,8 @@ pub struct LocalStore {
     record_user_ids: bool,
     /// Most sessions per user and type, and what a create beyond does.
     session_limit: SessionLimit,
+    /// The `session_type` label values of its metrics.
+    session_type_labels: SessionTypeLabels,
 }
 
 impl Default for LocalStore {
@@ -90,6 +92,7 @@ impl LocalStore {
             max_session_size,
             record_user_ids: false,
             session_limit: DEFAULT_SESSION_LIMIT,
+            session_type_labels: SessionTypeLabels::default(),
         }
     }
 

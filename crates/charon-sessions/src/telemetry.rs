@@ -16,7 +16,7 @@
 //! |---|---|---|
 //! | `charon_sessions_operations_total` | counter | `operation`, `outcome` |
 //! | `charon_sessions_operation_duration_seconds` | histogram (seconds) | `operation` |
-//! | `charon_sessions_lock_conflicts_total` | counter | `session_type` |
+//! | `charon_sessions_lock_conflicts_total` | counter | `session_type`: the first [`SESSION_TYPE_LABELS`] per store, then `other` |
 //! | `charon_sessions_rejected_values_total` | counter | `reason`: `signature`, `decode`, `owner_mismatch`, `expired` |
 //! | `charon_sessions_function_registrations_total` | counter | — |
 //! | `charon_sessions_pool_wait_seconds` | histogram (seconds): how long an operation waited for a place in flight | — |
@@ -25,9 +25,22 @@
 //!
 //! `outcome` is `ok`, `not_found` (a `get` that found no valid session) or
 //! the error kind ([`StoreError::kind`]).
+//!
+//! Every label has a bounded set of values, so the number of series an
+//! exporter keeps cannot grow without limit. Session types are chosen by
+//! the application, possibly from input: the first
+//! [`SESSION_TYPE_LABELS`] (16) distinct session types that conflict on a
+//! store keep their own `session_type` value, in that store, for its
+//! lifetime; every later one is counted under [`OTHER_SESSION_TYPE`]
+//! (`other`). A session type literally named `other` shares that series.
+//! Each store (and the clones of a [`RedisStore`](crate::RedisStore))
+//! keeps its own list, so an application with several stores may see up to
+//! 16 named values per store. Spans and events are not aggregated into
+//! series: they always carry the real session type.
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use futures_util::future::Either;
@@ -54,6 +67,66 @@ pub const POOL_WAIT_SECONDS: &str = "charon_sessions_pool_wait_seconds";
 pub const RECONNECTIONS_TOTAL: &str = "charon_sessions_reconnections_total";
 /// `charon_sessions_evicted_sessions_total`.
 pub const EVICTED_SESSIONS_TOTAL: &str = "charon_sessions_evicted_sessions_total";
+
+/// How many distinct session types keep their own `session_type` label
+/// value on one store; later ones are recorded as [`OTHER_SESSION_TYPE`].
+pub const SESSION_TYPE_LABELS: usize = 16;
+/// The `session_type` label value of every session type beyond the first
+/// [`SESSION_TYPE_LABELS`] seen by a store.
+pub const OTHER_SESSION_TYPE: &str = "other";
+
+static OTHER_LOCK_CONFLICTS_LABELS: [Label; 1] =
+    [Label::from_static_parts("session_type", OTHER_SESSION_TYPE)];
+static OTHER_LOCK_CONFLICTS_KEY: Key =
+    Key::from_static_parts(LOCK_CONFLICTS_TOTAL, &OTHER_LOCK_CONFLICTS_LABELS);
+
+/// The `session_type` label values of one store: the first
+/// [`SESSION_TYPE_LABELS`] distinct session types claim a slot each, in
+/// order, with the metric key over their label built once; any other maps
+/// to [`OTHER_SESSION_TYPE`]. A lookup reads at most
+/// [`SESSION_TYPE_LABELS`] initialised `OnceLock`s (an atomic load each),
+/// without a lock or an allocation; only claiming a slot allocates, and
+/// waits for another thread claiming the same slot.
+#[derive(Default)]
+pub(crate) struct SessionTypeLabels {
+    slots: [OnceLock<(Box<str>, Key)>; SESSION_TYPE_LABELS],
+}
+
+impl SessionTypeLabels {
+    /// The `charon_sessions_lock_conflicts_total` key of `session_type`.
+    fn lock_conflicts_key(&self, session_type: &str) -> &Key {
+        for slot in &self.slots {
+            // The slots fill in order, so `session_type` has no slot before
+            // the first empty one, and claims that one.
+            let (claimed, key) = slot.get_or_init(|| {
+                (
+                    session_type.into(),
+                    Key::from_parts(
+                        LOCK_CONFLICTS_TOTAL,
+                        vec![Label::new("session_type", session_type.to_owned())],
+                    ),
+                )
+            });
+            if **claimed == *session_type {
+                return key;
+            }
+        }
+        &OTHER_LOCK_CONFLICTS_KEY
+    }
+}
+
+impl std::fmt::Debug for SessionTypeLabels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.slots
+                    .iter()
+                    .filter_map(|slot| slot.get())
+                    .map(|(t, _)| t),
+            )
+            .finish()
+    }
+}
 
 /// A store operation, as named in spans and metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,11 +339,12 @@ impl Observation {
     }
 
     /// Records `result`'s outcome and the duration in the span and the
-    /// metrics, and returns `result`. `session_type` labels the lock
-    /// conflict counter.
+    /// metrics, and returns `result`. `session_type`, through the store's
+    /// `labels`, labels the lock conflict counter.
     pub(crate) fn finish<T: Outcome>(
         self,
         result: Result<T, StoreError>,
+        labels: &SessionTypeLabels,
         session_type: &str,
     ) -> Result<T, StoreError> {
         let elapsed = self.started.elapsed();
@@ -307,8 +381,10 @@ impl Observation {
                 .record(elapsed.as_secs_f64());
         });
         if matches!(result, Err(StoreError::Conflict)) {
-            metrics::counter!(LOCK_CONFLICTS_TOTAL, "session_type" => session_type.to_owned())
-                .increment(1);
+            let key = labels.lock_conflicts_key(session_type);
+            metrics::with_recorder(|recorder| {
+                recorder.register_counter(key, &METADATA).increment(1);
+            });
         }
         result
     }
@@ -316,8 +392,10 @@ impl Observation {
 
 /// Implements [`SessionStore`](crate::SessionStore) for a store type whose
 /// inherent `get_inner`, `upsert_inner`, `delete_inner`, `get_all_inner`
-/// and `delete_all_inner` do the work and whose `user_label` says whether
-/// spans may carry the user id: each operation runs inside an
+/// and `delete_all_inner` do the work, whose `user_label` says whether
+/// spans may carry the user id and whose `session_type_labels` field (a
+/// [`SessionTypeLabels`], or an `Arc` of one) bounds the `session_type`
+/// label values: each operation runs inside an
 /// [`Observation`]. One definition for both stores, so their spans and
 /// metrics cannot drift apart.
 macro_rules! impl_session_store {
@@ -338,7 +416,7 @@ macro_rules! impl_session_store {
                 let result = observation
                     .run(self.get_inner(session_id, user_id, session_type))
                     .await;
-                observation.finish(result, session_type)
+                observation.finish(result, &self.session_type_labels, session_type)
             }
 
             async fn upsert(
@@ -351,7 +429,7 @@ macro_rules! impl_session_store {
                     self.user_label(&session.user_id),
                 );
                 let result = observation.run(self.upsert_inner(session)).await;
-                observation.finish(result, &session.session_type)
+                observation.finish(result, &self.session_type_labels, &session.session_type)
             }
 
             async fn delete(
@@ -368,7 +446,7 @@ macro_rules! impl_session_store {
                 let result = observation
                     .run(self.delete_inner(session_id, user_id, session_type))
                     .await;
-                observation.finish(result, session_type)
+                observation.finish(result, &self.session_type_labels, session_type)
             }
 
             async fn get_all(
@@ -384,7 +462,7 @@ macro_rules! impl_session_store {
                 let result = observation
                     .run(self.get_all_inner(user_id, session_type))
                     .await;
-                observation.finish(result, session_type)
+                observation.finish(result, &self.session_type_labels, session_type)
             }
 
             async fn delete_all(
@@ -400,7 +478,7 @@ macro_rules! impl_session_store {
                 let result = observation
                     .run(self.delete_all_inner(user_id, session_type))
                     .await;
-                observation.finish(result, session_type)
+                observation.finish(result, &self.session_type_labels, session_type)
             }
         }
     };
@@ -437,6 +515,42 @@ pub(crate) fn connection_replaced() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn label(key: &Key) -> &str {
+        key.labels().next().unwrap().value()
+    }
+
+    /// Threads racing to claim slots end with each type in one slot, the
+    /// first `SESSION_TYPE_LABELS` types named and the rest `other`.
+    #[test]
+    fn session_type_labels_are_claimed_once_each() {
+        let labels = SessionTypeLabels::default();
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for i in 0..SESSION_TYPE_LABELS {
+                        let t = format!("t{i}");
+                        assert_eq!(label(labels.lock_conflicts_key(&t)), t);
+                    }
+                });
+            }
+        });
+        let claimed: Vec<&str> = labels.slots.iter().map(|s| &*s.get().unwrap().0).collect();
+        let mut distinct = claimed.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), SESSION_TYPE_LABELS, "{claimed:?}");
+        let other = labels.lock_conflicts_key("late");
+        assert!(std::ptr::eq(other, &OTHER_LOCK_CONFLICTS_KEY));
+        assert_eq!(label(other), OTHER_SESSION_TYPE);
+        assert_eq!(other.name(), LOCK_CONFLICTS_TOTAL);
+        let first = labels.lock_conflicts_key("t0");
+        assert_eq!(
+            first,
+            &Key::from_parts(LOCK_CONFLICTS_TOTAL, vec![Label::new("session_type", "t0")])
+        );
+        assert!(std::ptr::eq(first, labels.lock_conflicts_key("t0")));
+    }
 
     #[test]
     fn label_tables_follow_the_operations_and_error_kinds() {

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use charon_sessions::signing::SigningKey;
 use charon_sessions::telemetry::{
     EVICTED_SESSIONS_TOTAL, FUNCTION_REGISTRATIONS_TOTAL, LOCK_CONFLICTS_TOTAL,
-    OPERATION_DURATION_SECONDS, OPERATIONS_TOTAL, POOL_WAIT_SECONDS, RECONNECTIONS_TOTAL,
-    REJECTED_VALUES_TOTAL,
+    OPERATION_DURATION_SECONDS, OPERATIONS_TOTAL, OTHER_SESSION_TYPE, POOL_WAIT_SECONDS,
+    RECONNECTIONS_TOTAL, REJECTED_VALUES_TOTAL, SESSION_TYPE_LABELS,
 };
 use charon_sessions::{LocalStore, RedisStore, RedisStoreConfig, SessionLimit, SessionStore};
 use charon_sessions_testkit::{Flavor, TestServer};
@@ -398,6 +398,99 @@ async fn user_ids_are_left_out_by_default(flavor: Flavor) {
     );
 }
 
+/// A lock conflict in each of `types` distinct session types, in order,
+/// and one more in the first and the last.
+async fn conflict_in_many_session_types(store: &dyn SessionStore, types: usize) {
+    let session_types: Vec<String> = (0..types).map(|i| format!("type-{i:03}")).collect();
+    for session_type in session_types.iter().chain([&session_types[0]]) {
+        let mut session = login("frank");
+        session.session_type = session_type.clone();
+        store.upsert(&mut session).await.unwrap();
+        let mut stale = session.clone();
+        stale.lock_version = 0;
+        assert!(store.upsert(&mut stale).await.unwrap_err().is_conflict());
+    }
+    let mut session = login("frank");
+    session.session_type = session_types[types - 1].clone();
+    store.upsert(&mut session).await.unwrap();
+    session.lock_version = 0;
+    assert!(store.upsert(&mut session).await.unwrap_err().is_conflict());
+}
+
+/// The `session_type` label of the lock conflict counter takes at most
+/// `SESSION_TYPE_LABELS` values of its own, the first types seen, plus
+/// `other` for all the rest; spans keep the real session type.
+fn assert_session_type_labels_are_bounded(recorded: &Recorded, types: usize) {
+    let prefix = format!("{LOCK_CONFLICTS_TOTAL}{{session_type=");
+    let series: BTreeMap<&str, u64> = recorded
+        .counters
+        .iter()
+        .filter_map(|(key, n)| Some((key.strip_prefix(&prefix)?.strip_suffix('}')?, *n)))
+        .collect();
+    assert_eq!(series.len(), SESSION_TYPE_LABELS + 1, "{series:#?}");
+    for i in 0..SESSION_TYPE_LABELS {
+        let expected = if i == 0 { 2 } else { 1 };
+        assert_eq!(
+            series.get(format!("type-{i:03}").as_str()),
+            Some(&expected),
+            "{series:#?}"
+        );
+    }
+    assert_eq!(
+        series.get(OTHER_SESSION_TYPE),
+        Some(&((types - SESSION_TYPE_LABELS + 1) as u64)),
+        "{series:#?}"
+    );
+    assert_eq!(series.values().sum::<u64>(), types as u64 + 2);
+    assert_eq!(
+        recorded.counter(&ops("upsert", "conflict")),
+        types as u64 + 2
+    );
+    let last = format!("session_type=\"type-{:03}\"", types - 1);
+    assert!(recorded.log.contains(&last), "no span with {last}");
+}
+
+#[tokio::test]
+async fn local_store_session_type_labels_are_bounded() {
+    let store = LocalStore::new();
+    let recorded = recording(conflict_in_many_session_types(&store, 100)).await;
+    assert_session_type_labels_are_bounded(&recorded, 100);
+}
+
+/// On a Redis store, and its clones, which share the labels.
+async fn session_type_labels_are_bounded(flavor: Flavor) {
+    let server = TestServer::start(flavor);
+    let store = RedisStore::connect(RedisStoreConfig::new(server.url(), test_key()))
+        .await
+        .unwrap();
+    let recorded = recording(async {
+        conflict_in_many_session_types(&store, 50).await;
+        conflict_in_many_session_types(&store.clone(), 100).await;
+    })
+    .await;
+    let prefix = format!("{LOCK_CONFLICTS_TOTAL}{{session_type=");
+    assert_eq!(
+        recorded
+            .counters
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .count(),
+        SESSION_TYPE_LABELS + 1,
+        "{:#?}",
+        recorded.counters
+    );
+    assert_eq!(
+        recorded.counter(&format!("{prefix}type-000}}")),
+        4,
+        "{:#?}",
+        recorded.counters
+    );
+    assert_eq!(
+        recorded.counter(&format!("{prefix}{OTHER_SESSION_TYPE}}}")),
+        (50 - SESSION_TYPE_LABELS + 1 + 100 - SESSION_TYPE_LABELS + 1) as u64
+    );
+}
+
 macro_rules! on_both_servers {
     ($($name:ident),* $(,)?) => {
         mod redis8 {
@@ -425,4 +518,5 @@ on_both_servers!(
     evicted_sessions_are_counted,
     rejections_and_reregistrations_are_counted,
     user_ids_are_left_out_by_default,
+    session_type_labels_are_bounded,
 );

@@ -39,7 +39,7 @@ use crate::codec::{self, MapKeys, PayloadFormat};
 use crate::session::{Session, unix_now, validate_address, validate_owner};
 use crate::signing::{self, SigningKey};
 use crate::store::{SessionLimit, StoreError};
-use crate::telemetry::{self, Rejection};
+use crate::telemetry::{self, Rejection, SessionTypeLabels};
 
 /// A [`SessionStore`](crate::SessionStore) in Redis >= 8.0 or Valkey >= 9.0.
 ///
@@ -95,6 +95,8 @@ pub struct RedisStore {
     payload_format: PayloadFormat,
     /// How Charon's format types new map keys in `extra_payload`.
     map_keys: MapKeys,
+    /// The `session_type` label values of its metrics, shared by clones.
+    session_type_labels: Arc<SessionTypeLabels>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -170,6 +172,7 @@ impl RedisStore {
             wait_for_replicas: config.wait_for_replicas,
             payload_format: config.payload_format,
             map_keys: config.map_keys,
+            session_type_labels: Arc::default(),
         })
     }
 
