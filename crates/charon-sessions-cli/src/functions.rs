@@ -2,7 +2,9 @@
 //! deployments where the application's Redis user may not load functions.
 //!
 //! `load` registers the library with an admin account; `acl` prints the ACL
-//! rule for a least-privilege application user; `show` prints the Lua code.
+//! rule for a least-privilege application user; `prune` lists (and with
+//! `--apply` deletes) the store's libraries of other versions on a server;
+//! `show` prints the Lua code.
 
 use std::process::ExitCode;
 
@@ -65,6 +67,30 @@ enum FunctionsCommand {
         #[arg(long)]
         wait_for_replicas: bool,
     },
+    /// List this store's function libraries of other versions on one server
+    /// (FUNCTION LIST); with --apply, delete them (FUNCTION DELETE). Never
+    /// touches the current version's library, Charon's own
+    /// (charon_redis_store_*) or any other library. On a cluster, run it on
+    /// each primary.
+    Prune {
+        /// Redis URL of an admin account, e.g. redis://admin:pw@host:6379
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "CHARON_REDIS_URL",
+            hide_env_values = true
+        )]
+        redis: String,
+        /// CA certificate (PEM file) to verify a rediss:// server against,
+        /// instead of the system's roots.
+        #[arg(long, value_name = "FILE")]
+        tls_ca_file: Option<std::path::PathBuf>,
+        /// Delete the libraries found; without it only print them (a dry
+        /// run). Delete only once no store of those versions runs any more:
+        /// one that loads its functions itself would load its library again.
+        #[arg(long)]
+        apply: bool,
+    },
     /// Print the library's name and Lua source.
     Show,
 }
@@ -73,13 +99,7 @@ enum FunctionsCommand {
 pub async fn run(args: FunctionsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         FunctionsCommand::Load { redis, tls_ca_file } => {
-            // The signing key plays no part in loading functions.
-            let mut config = RedisStoreConfig::new(redis, SigningKey::generate());
-            if let Some(path) = tls_ca_file {
-                let pem = std::fs::read(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                config = config.tls_root_certificate(pem);
-            }
+            let config = admin_config(redis, tls_ca_file)?;
             let server = RedisStore::load_function_library(&config)
                 .await
                 .context("cannot load the function library")?;
@@ -137,10 +157,59 @@ pub async fn run(args: FunctionsArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        FunctionsCommand::Prune {
+            redis,
+            tls_ca_file,
+            apply,
+        } => {
+            let config = admin_config(redis, tls_ca_file)?;
+            let (server, libraries) = RedisStore::prune_function_libraries(&config, apply)
+                .await
+                .context("cannot prune the function libraries")?;
+            let current = RedisStore::function_library_name();
+            if libraries.is_empty() {
+                println!(
+                    "no function libraries of other versions on {server} (current: {current})"
+                );
+            } else {
+                let verb = if apply { "deleted" } else { "would delete" };
+                for name in &libraries {
+                    println!("{verb} {name}");
+                }
+                if apply {
+                    eprintln!(
+                        "deleted {} function libraries of other versions on {server}; kept {current}",
+                        libraries.len()
+                    );
+                } else {
+                    eprintln!(
+                        "dry run: nothing deleted on {server}; run again with --apply to delete \
+                         these {} libraries (kept: {current})",
+                        libraries.len()
+                    );
+                }
+            }
+        }
         FunctionsCommand::Show => {
             println!("-- library {}", RedisStore::function_library_name());
             print!("{}", RedisStore::function_library_code());
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration of an admin connection to one server, with the CA
+/// certificate from `tls_ca_file`. The signing key plays no part in
+/// managing functions: a random one.
+fn admin_config(
+    redis: String,
+    tls_ca_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<RedisStoreConfig> {
+    let mut config = RedisStoreConfig::new(redis, SigningKey::generate());
+    if let Some(path) = tls_ca_file {
+        let pem =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        config = config.tls_root_certificate(pem);
+    }
+    Ok(config)
 }

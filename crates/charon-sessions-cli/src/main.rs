@@ -43,7 +43,8 @@ enum Command {
     /// step; exits non-zero if any step misbehaves.
     Demo(demo::DemoArgs),
     /// Manage the store's Redis function library: load it with an admin
-    /// account, print the ACL rule for a least-privilege application user.
+    /// account, print the ACL rule for a least-privilege application user,
+    /// prune the libraries of other versions.
     Functions(functions::FunctionsArgs),
     /// List a user's sessions of one type (needs the base secret to verify
     /// them): a table, or JSON with --json.

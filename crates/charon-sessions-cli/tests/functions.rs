@@ -153,3 +153,145 @@ fn show_prints_the_library() {
     assert!(out.contains(RedisStore::function_library_code()));
     assert!(out.contains("HSETEX"));
 }
+
+/// The libraries on the server, by name.
+async fn library_names(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let reply: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let mut names: Vec<String> = reply
+        .iter()
+        .map(|library| redis::from_redis_value_ref(&library["library_name"]).unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `FUNCTION LOAD` of a one-function library.
+async fn load_raw(conn: &mut redis::aio::MultiplexedConnection, library: &str, function: &str) {
+    let code = format!(
+        "#!lua name={library}\nredis.register_function('{function}', function() return 1 end)"
+    );
+    redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(code)
+        .query_async::<()>(conn)
+        .await
+        .unwrap();
+}
+
+/// `functions prune` on a server holding the current library, one of
+/// another version, Charon's own and two unrelated ones (one merely named
+/// like ours): the dry run lists the old one and deletes nothing, `--apply`
+/// deletes exactly it, a second run finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_only_other_versions() {
+    let server = TestServer::start(Flavor::Redis);
+    let (ok, out, err) = cli(&["functions", "load", "--redis", &server.url()]);
+    assert!(ok, "{out}{err}");
+    let current = RedisStore::function_library_name().to_owned();
+    let old_hash = if current.ends_with("0123456789abcdef") {
+        "fedcba9876543210"
+    } else {
+        "0123456789abcdef"
+    };
+    let old = format!("charon_sessions_{old_hash}");
+    let mut admin = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    load_raw(
+        &mut admin,
+        &old,
+        &format!("charon_sessions_upsert_{old_hash}"),
+    )
+    .await;
+    load_raw(
+        &mut admin,
+        "charon_redis_store_abc",
+        "charon_redis_store_upsert_abc",
+    )
+    .await;
+    load_raw(&mut admin, "otherapp", "otherapp_do").await;
+    load_raw(
+        &mut admin,
+        "charon_sessions_aaaaaaaaaaaaaaaa",
+        "otherapp_lookalike",
+    )
+    .await;
+    let before = library_names(&mut admin).await;
+    assert_eq!(before.len(), 5, "{before:?}");
+
+    let (ok, out, err) = cli(&["functions", "prune", "--redis", &server.url()]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, format!("would delete {old}\n"), "{err}");
+    assert!(err.contains("--apply"), "{err}");
+    assert_eq!(
+        library_names(&mut admin).await,
+        before,
+        "the dry run deleted"
+    );
+
+    let (ok, out, err) = cli(&["functions", "prune", "--redis", &server.url(), "--apply"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, format!("deleted {old}\n"), "{err}");
+    let after = library_names(&mut admin).await;
+    let expected: Vec<String> = before.iter().filter(|n| **n != old).cloned().collect();
+    assert_eq!(after, expected);
+    assert!(after.contains(&current), "{after:?}");
+
+    for apply in [false, true] {
+        let mut args = vec!["functions", "prune", "--redis"];
+        let url = server.url();
+        args.push(&url);
+        if apply {
+            args.push("--apply");
+        }
+        let (ok, out, err) = cli(&args);
+        assert!(ok, "{out}{err}");
+        assert!(
+            out.starts_with("no function libraries of other versions"),
+            "{out}"
+        );
+        assert!(out.contains(&current), "{out}");
+    }
+    assert_eq!(library_names(&mut admin).await, expected);
+}
+
+/// `functions prune` needs a server, refuses cluster and Sentinel options
+/// (usage errors, status 2) and reports an unreachable server (status 1).
+#[test]
+fn prune_reports_bad_input() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_charon-sessions"))
+            .args(args)
+            .env_remove("CHARON_REDIS_URL")
+            .output()
+            .expect("run charon-sessions")
+    };
+    for args in [
+        &["functions", "prune"][..],
+        &["functions", "prune", "--cluster", "redis://127.0.0.1:1"],
+        &[
+            "functions",
+            "prune",
+            "--redis",
+            "redis://127.0.0.1:1",
+            "--yes",
+        ],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    let out = run(&["functions", "prune", "--redis", "redis://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot prune the function libraries"), "{err}");
+    let out = run(&["functions", "prune", "--redis", "not a url"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot prune"), "{err}");
+}

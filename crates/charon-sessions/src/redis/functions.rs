@@ -63,6 +63,116 @@ pub(crate) async fn load_raw(conn: &mut impl ConnectionLike) -> Result<(), redis
     Ok(())
 }
 
+/// Prefix of every library name of this store, whatever its version.
+const NAME_PREFIX: &str = "charon_sessions_";
+
+/// The version hash of `name` when it is a library name of this store
+/// (`charon_sessions_` and 16 lowercase hex digits), of any version.
+/// Charon's own `charon_redis_store_<hash>` and the functions'
+/// `charon_sessions_upsert_<hash>` are not.
+pub(crate) fn library_hash(name: &str) -> Option<&str> {
+    let hash = name.strip_prefix(NAME_PREFIX)?;
+    (hash.len() == 16
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then_some(hash)
+}
+
+/// Whether a library on the server, given its name and its functions'
+/// names, is this store's library of another version: named like this
+/// store's, not the current one, and every function it registers named
+/// `charon_sessions_<…>_<its hash>` as this store's are (so another
+/// application's library that merely looks alike is left alone).
+pub(crate) fn is_other_version(name: &str, functions: &[String]) -> bool {
+    let Some(hash) = library_hash(name) else {
+        return false;
+    };
+    name != LIBRARY.name
+        && !functions.is_empty()
+        && functions.iter().all(|f| {
+            f.strip_prefix(NAME_PREFIX)
+                .and_then(|rest| rest.strip_suffix(hash))
+                .is_some_and(|middle| middle.len() > 1 && middle.ends_with('_'))
+        })
+}
+
+/// `FUNCTION LIST`: each library's name and its functions' names, in the
+/// server's order. Reads the RESP2 (flat key-value arrays) and the RESP3
+/// (maps) shapes of the reply.
+pub(crate) async fn list(
+    conn: &mut impl ConnectionLike,
+) -> Result<Vec<(String, Vec<String>)>, redis::RedisError> {
+    let reply: redis::Value = redis::cmd("FUNCTION").arg("LIST").query_async(conn).await?;
+    let unexpected =
+        || redis::RedisError::from((redis::ErrorKind::Parse, "unexpected FUNCTION LIST reply"));
+    let redis::Value::Array(entries) = reply else {
+        return Err(unexpected());
+    };
+    let mut libraries = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let name = field(entry, "library_name")
+            .and_then(text)
+            .ok_or_else(unexpected)?;
+        let functions = match field(entry, "functions") {
+            Some(redis::Value::Array(functions)) => functions
+                .iter()
+                .map(|f| field(f, "name").and_then(text).ok_or_else(unexpected))
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err(unexpected()),
+        };
+        libraries.push((name, functions));
+    }
+    Ok(libraries)
+}
+
+/// The value under `key` in a RESP3 map or a RESP2 flat key-value array.
+fn field<'a>(value: &'a redis::Value, key: &str) -> Option<&'a redis::Value> {
+    match value {
+        redis::Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some(key))
+            .map(|(_, v)| v),
+        redis::Value::Array(items) => items
+            .chunks_exact(2)
+            .find(|pair| text(&pair[0]).as_deref() == Some(key))
+            .map(|pair| &pair[1]),
+        _ => None,
+    }
+}
+
+/// A bulk or simple string's text.
+fn text(value: &redis::Value) -> Option<String> {
+    match value {
+        redis::Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// `FUNCTION DELETE <name>`; `Ok(false)` when the server no longer has it
+/// (deleted meanwhile by someone else).
+pub(crate) async fn delete(
+    conn: &mut impl ConnectionLike,
+    name: &str,
+) -> Result<bool, redis::RedisError> {
+    let reply: Result<redis::Value, _> = redis::cmd("FUNCTION")
+        .arg("DELETE")
+        .arg(name)
+        .query_async(conn)
+        .await;
+    match reply {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.detail()
+                .is_some_and(|d| d.to_ascii_lowercase().contains("library not found")) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Loads the library again after the server lost it, once for all the
 /// upserts that found it missing at the same time.
 ///
@@ -255,5 +365,55 @@ mod tests {
                 .contains(&format!("function_name = '{}'", LIBRARY.upsert))
         );
         assert!(!LIBRARY.code.contains("__"));
+    }
+
+    #[test]
+    fn other_versions_are_recognised_by_name_and_functions() {
+        let own = |hash: &str| {
+            (
+                format!("charon_sessions_{hash}"),
+                vec![format!("charon_sessions_upsert_{hash}")],
+            )
+        };
+        let (name, functions) = own("0123456789abcdef");
+        assert!(is_other_version(&name, &functions));
+        assert_eq!(library_hash(&name), Some("0123456789abcdef"));
+        // The current version's library is never another version.
+        assert!(!is_other_version(
+            &LIBRARY.name,
+            std::slice::from_ref(&LIBRARY.upsert)
+        ));
+        for (name, functions) in [
+            // Charon's own, and unrelated libraries.
+            "charon_redis_store_abc".to_owned(),
+            "charon_sessions_upsert_0123456789abcdef".to_owned(),
+            "charon_sessions_0123456789ABCDEF".to_owned(),
+            "charon_sessions_0123456789abcde".to_owned(),
+            "charon_sessions_0123456789abcdef0".to_owned(),
+            "mylib".to_owned(),
+        ]
+        .map(|name| {
+            (
+                name,
+                vec!["charon_sessions_upsert_0123456789abcdef".to_owned()],
+            )
+        }) {
+            assert!(!is_other_version(&name, &functions), "{name}");
+        }
+        // Named like ours but registering another application's functions,
+        // or none, or another version's.
+        let name = "charon_sessions_0123456789abcdef";
+        for functions in [
+            vec![],
+            vec!["myfunc".to_owned()],
+            vec![
+                "charon_sessions_upsert_0123456789abcdef".to_owned(),
+                "f".to_owned(),
+            ],
+            vec!["charon_sessions_upsert_1123456789abcdef".to_owned()],
+            vec!["charon_sessions_0123456789abcdef".to_owned()],
+        ] {
+            assert!(!is_other_version(name, &functions), "{functions:?}");
+        }
     }
 }

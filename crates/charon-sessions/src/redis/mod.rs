@@ -191,6 +191,59 @@ impl RedisStore {
         Ok(server)
     }
 
+    /// Finds, and with `delete` deletes (`FUNCTION DELETE`), this store's
+    /// function libraries of other versions on the one server of `config`
+    /// (`HELLO` for the version check, then `FUNCTION LIST`): libraries
+    /// named `charon_sessions_<hash>` other than
+    /// [`function_library_name`](Self::function_library_name) whose
+    /// functions are all named `charon_sessions_<name>_<hash>`. Charon's
+    /// own `charon_redis_store_<hash>` and every other library are left
+    /// alone. Returns the server and the libraries found (deleted, with
+    /// `delete`; one deleted meanwhile by someone else is listed too).
+    ///
+    /// A store still running an old version reloads its library when it
+    /// finds it missing (unless it runs with
+    /// [`register_functions(false)`](RedisStoreConfig::register_functions)):
+    /// delete only once no such store is left. Run it with an admin
+    /// account's URL; on a cluster, on each primary.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for a cluster or Sentinel `config`
+    /// (this works on one server); otherwise as [`connect`](Self::connect),
+    /// and the server's errors of `FUNCTION LIST` and `FUNCTION DELETE`.
+    pub async fn prune_function_libraries(
+        config: &RedisStoreConfig,
+        delete: bool,
+    ) -> Result<(ServerInfo, Vec<String>), StoreError> {
+        if !matches!(config.topology, config::Topology::Single { .. }) {
+            return Err(StoreError::InvalidInput(
+                "pruning function libraries works on one server: give the URL of one node \
+                 (each primary of a cluster, the primary behind Sentinel)"
+                    .to_owned(),
+            ));
+        }
+        config.check()?;
+        let connector = Connector::new(config)?;
+        let mut conn = connector.connect(None).await.map_err(store_error)?;
+        let server = server::check(&mut conn).await?;
+        let others: Vec<String> = functions::list(&mut conn)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .filter(|(name, functions)| functions::is_other_version(name, functions))
+            .map(|(name, _)| name)
+            .collect();
+        if delete {
+            for name in &others {
+                functions::delete(&mut conn, name)
+                    .await
+                    .map_err(store_error)?;
+            }
+        }
+        Ok((server, others))
+    }
+
     /// The Lua source of the function library, as `FUNCTION LOAD` receives it.
     pub fn function_library_code() -> &'static str {
         &functions::LIBRARY.code
