@@ -161,16 +161,8 @@ async fn hash_field_expiration(
 /// The text of field `name` of a map reply (a RESP3 map, or a RESP2 flat
 /// array of name/value pairs).
 fn field(reply: &Value, name: &str) -> Option<String> {
-    let pairs: Vec<(&Value, &Value)> = match reply {
-        Value::Map(map) => map.iter().map(|(k, v)| (k, v)).collect(),
-        Value::Array(flat) => flat
-            .chunks(2)
-            .filter_map(|c| Some((c.first()?, c.get(1)?)))
-            .collect(),
-        _ => Vec::new(),
-    };
-    pairs
-        .into_iter()
+    reply
+        .as_map_iter()?
         .find(|(k, _)| text(k).as_deref() == Some(name))
         .and_then(|(_, v)| text(v))
 }

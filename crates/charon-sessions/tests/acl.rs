@@ -55,19 +55,12 @@ async fn get(conn: &mut MultiplexedConnection, command: &str, key: &str) -> Stri
         .await
         .unwrap_or_else(|e| panic!("{command} {key}: {e}"));
     let text = |v: &redis::Value| redis::from_redis_value_ref::<String>(v).unwrap_or_default();
-    match &reply {
-        redis::Value::Int(n) => n.to_string(),
-        redis::Value::Map(pairs) => pairs
-            .iter()
+    match reply.as_map_iter() {
+        Some(pairs) => pairs
             .map(|(k, v)| format!("{}={}", text(k), text(v)))
             .collect::<Vec<_>>()
             .join(" "),
-        redis::Value::Array(flat) => flat
-            .chunks(2)
-            .map(|c| format!("{}={}", text(&c[0]), text(&c[1])))
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => text(other),
+        None => text(&reply),
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use sha2::{Digest, Sha256};
 
+use super::reply::{field, text};
 use super::store_error;
 use crate::store::{SessionLimit, StoreError};
 
@@ -124,30 +125,6 @@ pub(crate) async fn list(
         libraries.push((name, functions));
     }
     Ok(libraries)
-}
-
-/// The value under `key` in a RESP3 map or a RESP2 flat key-value array.
-fn field<'a>(value: &'a redis::Value, key: &str) -> Option<&'a redis::Value> {
-    match value {
-        redis::Value::Map(pairs) => pairs
-            .iter()
-            .find(|(k, _)| text(k).as_deref() == Some(key))
-            .map(|(_, v)| v),
-        redis::Value::Array(items) => items
-            .chunks_exact(2)
-            .find(|pair| text(&pair[0]).as_deref() == Some(key))
-            .map(|pair| &pair[1]),
-        _ => None,
-    }
-}
-
-/// A bulk or simple string's text.
-fn text(value: &redis::Value) -> Option<String> {
-    match value {
-        redis::Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-        redis::Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
 }
 
 /// `FUNCTION DELETE <name>`; `Ok(false)` when the server no longer has it

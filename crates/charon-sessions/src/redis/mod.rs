@@ -18,6 +18,7 @@ pub(crate) mod functions;
 pub(crate) mod keys;
 pub(crate) mod raw;
 pub(crate) mod replica_wait;
+pub(crate) mod reply;
 pub(crate) mod server;
 pub(crate) mod tls;
 pub(crate) mod topology;

@@ -16,6 +16,7 @@ use redis::Value;
 use redis::aio::ConnectionLike;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 
+use super::reply;
 use super::topology::Node;
 use crate::store::StoreError;
 
@@ -59,26 +60,7 @@ impl ServerInfo {
     /// RESP2 array of name/value pairs): its `server` (`redis` or `valkey`)
     /// and `version` fields.
     pub(crate) fn from_hello(reply: &Value) -> Option<ServerInfo> {
-        let text = |v: &Value| match v {
-            Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_owned),
-            Value::SimpleString(s) => Some(s.clone()),
-            Value::VerbatimString { text, .. } => Some(text.clone()),
-            _ => None,
-        };
-        let pairs: Vec<(&Value, &Value)> = match reply {
-            Value::Map(map) => map.iter().map(|(k, v)| (k, v)).collect(),
-            Value::Array(flat) => flat
-                .chunks(2)
-                .filter_map(|c| Some((c.first()?, c.get(1)?)))
-                .collect(),
-            _ => return None,
-        };
-        let field = |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| text(k).as_deref() == Some(name))
-                .and_then(|(_, v)| text(v))
-        };
+        let field = |name: &str| reply::field(reply, name).and_then(reply::text);
         let kind = match field("server")?.as_str() {
             "redis" => ServerKind::Redis,
             "valkey" => ServerKind::Valkey,
