@@ -21,23 +21,45 @@ pub struct FunctionsArgs {
     command: FunctionsCommand,
 }
 
+/// The one server an admin subcommand works on, and how to reach it.
+#[derive(Args)]
+struct AdminServer {
+    /// Redis URL of an admin account, e.g. redis://admin:pw@host:6379
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CHARON_REDIS_URL",
+        hide_env_values = true
+    )]
+    redis: String,
+    /// CA certificate (PEM file) to verify a rediss:// server against,
+    /// instead of the system's roots.
+    #[arg(long, value_name = "FILE")]
+    tls_ca_file: Option<std::path::PathBuf>,
+}
+
+impl AdminServer {
+    /// The configuration of an admin connection to one server, with the CA
+    /// certificate from `tls_ca_file`. The signing key plays no part in
+    /// managing functions: a random one.
+    fn config(self) -> anyhow::Result<RedisStoreConfig> {
+        let mut config = RedisStoreConfig::new(self.redis, SigningKey::generate());
+        if let Some(path) = self.tls_ca_file {
+            let pem =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            config = config.tls_root_certificate(pem);
+        }
+        Ok(config)
+    }
+}
+
 #[derive(Subcommand)]
 enum FunctionsCommand {
     /// Load (or replace) the function library on a server, with an account
     /// allowed to run FUNCTION LOAD.
     Load {
-        /// Redis URL of an admin account, e.g. redis://admin:pw@host:6379
-        #[arg(
-            long,
-            value_name = "URL",
-            env = "CHARON_REDIS_URL",
-            hide_env_values = true
-        )]
-        redis: String,
-        /// CA certificate (PEM file) to verify a rediss:// server against,
-        /// instead of the system's roots.
-        #[arg(long, value_name = "FILE")]
-        tls_ca_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        server: AdminServer,
     },
     /// Print the ACL rule for an application user that can run the store
     /// (its keys and commands only, no FUNCTION LOAD), for the store's
@@ -73,18 +95,8 @@ enum FunctionsCommand {
     /// (charon_redis_store_*) or any other library. On a cluster, run it on
     /// each primary.
     Prune {
-        /// Redis URL of an admin account, e.g. redis://admin:pw@host:6379
-        #[arg(
-            long,
-            value_name = "URL",
-            env = "CHARON_REDIS_URL",
-            hide_env_values = true
-        )]
-        redis: String,
-        /// CA certificate (PEM file) to verify a rediss:// server against,
-        /// instead of the system's roots.
-        #[arg(long, value_name = "FILE")]
-        tls_ca_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        server: AdminServer,
         /// Delete the libraries found; without it only print them (a dry
         /// run). Delete only once no store of those versions runs any more:
         /// one that loads its functions itself would load its library again.
@@ -98,8 +110,8 @@ enum FunctionsCommand {
 /// Runs `charon-sessions functions …`.
 pub async fn run(args: FunctionsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        FunctionsCommand::Load { redis, tls_ca_file } => {
-            let config = admin_config(redis, tls_ca_file)?;
+        FunctionsCommand::Load { server } => {
+            let config = server.config()?;
             let server = RedisStore::load_function_library(&config)
                 .await
                 .context("cannot load the function library")?;
@@ -151,18 +163,14 @@ pub async fn run(args: FunctionsArgs) -> anyhow::Result<ExitCode> {
             );
             if db != 0 {
                 eprintln!(
-                    "Redis ACLs have no per-database rights, and every connection starts in database 0:
-                     the user can reach keys under the prefix in databases 0 and {db}. On Valkey 9, append
+                    "Redis ACLs have no per-database rights, and every connection starts in database 0:\n\
+                     the user can reach keys under the prefix in databases 0 and {db}. On Valkey 9, append\n\
                      `resetdbs db={db}` to keep it to database {db}."
                 );
             }
         }
-        FunctionsCommand::Prune {
-            redis,
-            tls_ca_file,
-            apply,
-        } => {
-            let config = admin_config(redis, tls_ca_file)?;
+        FunctionsCommand::Prune { server, apply } => {
+            let config = server.config()?;
             let (server, libraries) = RedisStore::prune_function_libraries(&config, apply)
                 .await
                 .context("cannot prune the function libraries")?;
@@ -196,20 +204,4 @@ pub async fn run(args: FunctionsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The configuration of an admin connection to one server, with the CA
-/// certificate from `tls_ca_file`. The signing key plays no part in
-/// managing functions: a random one.
-fn admin_config(
-    redis: String,
-    tls_ca_file: Option<std::path::PathBuf>,
-) -> anyhow::Result<RedisStoreConfig> {
-    let mut config = RedisStoreConfig::new(redis, SigningKey::generate());
-    if let Some(path) = tls_ca_file {
-        let pem =
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        config = config.tls_root_certificate(pem);
-    }
-    Ok(config)
 }
