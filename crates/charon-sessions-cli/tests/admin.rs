@@ -2,8 +2,9 @@
 //! end to end: sessions seeded through the library into a real Redis 8
 //! (Valkey 9 for `check`), then the built binary, then the raw Redis state.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use charon_sessions::signing::SigningKey;
@@ -12,39 +13,10 @@ use charon_sessions_testkit::{Flavor, TestCluster, TestServer};
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
 
+use common::{Run, cli};
+
 const SECRET: &str = "admin test base secret, 32 bytes or more";
 const DAY: Duration = Duration::from_secs(24 * 3600);
-
-/// What a run of the binary gave.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-/// Runs `charon-sessions <args>` with no Redis URL or base secret from the
-/// environment except `env`.
-fn cli(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_charon-sessions"))
-        .args(args)
-        .env_remove("CHARON_REDIS_URL")
-        .env_remove("CHARON_BASE_SECRET")
-        .env_remove("CHARON_ALLOW_WEAK_SECRET")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run charon-sessions");
-    Run {
-        code: out.status.code().expect("exited"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn with_secret() -> [(&'static str, &'static str); 1] {
     [("CHARON_BASE_SECRET", SECRET)]

@@ -3,9 +3,10 @@
 //! the machine's speed (every operation ran, none failed, the connection
 //! count kept the store's promise, the data set is intact); never timings.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::LazyLock;
 
 use charon_sessions::codec;
@@ -13,24 +14,14 @@ use charon_sessions::signing::{self, SigningKey};
 use charon_sessions_testkit::{Flavor, TestServer};
 use serde_json::Value;
 
+use common::cli;
+
 /// The base secret the runs sign with (the CLI refuses one under 32 bytes).
 const BENCH_SECRET: &str = "bench base secret, 32 bytes or more";
 
 fn bench(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_charon-sessions"))
-        .arg("bench")
-        .args(args)
-        .env_remove("CHARON_REDIS_URL")
-        .env_remove("CHARON_BASE_SECRET")
-        .env_remove("CHARON_ALLOW_WEAK_SECRET")
-        .output()
-        .expect("run charon-sessions bench");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let run = cli(&[&["bench"], args].concat(), &[]);
+    (run.ok(), run.all())
 }
 
 fn read_json(path: &Path) -> Value {

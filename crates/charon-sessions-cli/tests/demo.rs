@@ -1,30 +1,20 @@
 //! `charon-sessions demo` end to end: the built binary against the embedded
 //! store, a real Redis 8 and a real Valkey 9.
 
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Stdio;
 use std::time::Duration;
 
 use charon_sessions::codec;
 use charon_sessions::signing::{self, SigningKey};
 use charon_sessions_testkit::{Flavor, TestServer};
 
+use common::{cli, command};
+
 fn demo(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_charon-sessions"))
-        .arg("demo")
-        .args(args)
-        .env_remove("CHARON_REDIS_URL")
-        .env_remove("CHARON_REDIS_CLUSTER")
-        .env_remove("CHARON_REDIS_SENTINEL")
-        .env_remove("CHARON_BASE_SECRET")
-        .env_remove("CHARON_ALLOW_WEAK_SECRET")
-        .output()
-        .expect("run charon-sessions demo");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let run = cli(&[&["demo"], args].concat(), &[]);
+    (run.ok(), run.all())
 }
 
 fn assert_demo_passes(args: &[&str], store: &str) -> String {
@@ -66,11 +56,8 @@ fn demo_passes_on_redis8_and_cleans_up() {
 /// seen, and whether the demo passed, with its output.
 fn demo_watching_values(server: &TestServer, args: &[&str]) -> (bool, String, Vec<u8>) {
     let url = server.url();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_charon-sessions"))
-        .args(["demo", "--redis", &url, "--base-secret", DEMO_SECRET])
+    let mut child = command(&["demo", "--redis", &url, "--base-secret", DEMO_SECRET])
         .args(args)
-        .env_remove("CHARON_BASE_SECRET")
-        .env_remove("CHARON_ALLOW_WEAK_SECRET")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -2,23 +2,15 @@
 //! account, create an application user from the printed ACL rule, and run a
 //! store through that user on a real Redis 8.
 
-use std::process::Command;
-
 use charon_sessions::signing::SigningKey;
 use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore};
 use charon_sessions_testkit::{Flavor, TestServer};
 
+mod common;
+
 fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_charon-sessions"))
-        .args(args)
-        .env_remove("CHARON_REDIS_URL")
-        .output()
-        .expect("run charon-sessions");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let run = common::cli(args, &[]);
+    (run.ok(), run.stdout, run.stderr)
 }
 
 /// `functions load` registers the library; `functions acl` prints a rule
@@ -265,13 +257,7 @@ async fn prune_deletes_only_other_versions() {
 /// (usage errors, status 2) and reports an unreachable server (status 1).
 #[test]
 fn prune_reports_bad_input() {
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_charon-sessions"))
-            .args(args)
-            .env_remove("CHARON_REDIS_URL")
-            .output()
-            .expect("run charon-sessions")
-    };
+    let run = |args: &[&str]| common::cli(args, &[]);
     for args in [
         &["functions", "prune"][..],
         &["functions", "prune", "--cluster", "redis://127.0.0.1:1"],
@@ -284,14 +270,14 @@ fn prune_reports_bad_input() {
         ],
     ] {
         let out = run(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(out.code, 2, "{args:?}");
     }
     let out = run(&["functions", "prune", "--redis", "redis://127.0.0.1:1"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.code, 1);
+    let err = &out.stderr;
     assert!(err.contains("cannot prune the function libraries"), "{err}");
     let out = run(&["functions", "prune", "--redis", "not a url"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.code, 1);
+    let err = &out.stderr;
     assert!(err.contains("cannot prune"), "{err}");
 }

@@ -4,6 +4,8 @@
 //! one is meant, with exit status 2 and a message saying how to generate a
 //! good one. The built binary against a real Redis 8.
 
+mod common;
+
 use std::process::Command;
 use std::time::Duration;
 
@@ -11,6 +13,8 @@ use charon_sessions::signing::SigningKey;
 use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore};
 use charon_sessions_testkit::{Flavor, TestServer};
 use serde_json::Value;
+
+use common::{Run, cli};
 
 /// What the refusals must tell the user to run.
 const HOW_TO_GENERATE: &str = "head -c 32 /dev/urandom | base64";
@@ -23,39 +27,6 @@ const SECRET_31: &str = "0123456789abcdefghijklmnopqrstu";
 
 /// Exactly 32 bytes: the minimum.
 const SECRET_32: &str = "0123456789abcdefghijklmnopqrstuv";
-
-/// What a run of the binary gave.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-/// Runs `charon-sessions <args>` with no store or secret settings from the
-/// environment except `env`.
-fn cli(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_charon-sessions"))
-        .args(args)
-        .env_remove("CHARON_REDIS_URL")
-        .env_remove("CHARON_REDIS_CLUSTER")
-        .env_remove("CHARON_REDIS_SENTINEL")
-        .env_remove("CHARON_BASE_SECRET")
-        .env_remove("CHARON_ALLOW_WEAK_SECRET")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run charon-sessions");
-    Run {
-        code: out.status.code().expect("exited"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// The arguments of each command that reads the base secret, on `url`;
 /// `bench` with phases short enough that a run the check let through would
