@@ -256,27 +256,6 @@ async fn all_refused(app: &mut MultiplexedConnection, other_db: i64, node: &str)
     refused
 }
 
-macro_rules! on_both_servers {
-    ($($name:ident),* $(,)?) => {
-        mod redis8 {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(charon_sessions_testkit::Flavor::Redis).await;
-                }
-            )*
-        }
-        mod valkey9 {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(charon_sessions_testkit::Flavor::Valkey).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_servers!(least_privilege_user_in_database_2);
 
 /// One server, the store in database 2: the user runs the store there, may

@@ -27,32 +27,6 @@ use common::raw::{
 };
 use common::{HOUR, login, test_key};
 
-/// Expands each listed behaviour into one test per server flavour.
-macro_rules! on_both_servers {
-    ($($name:ident),* $(,)?) => {
-        mod redis8 {
-            use charon_sessions_testkit::Flavor;
-            $(
-                #[doc = concat!("`", stringify!($name), "` on Redis 8 (see that function).")]
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(Flavor::Redis).await;
-                }
-            )*
-        }
-        mod valkey9 {
-            use charon_sessions_testkit::Flavor;
-            $(
-                #[doc = concat!("`", stringify!($name), "` on Valkey 9 (see that function).")]
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(Flavor::Valkey).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_servers!(
     pool_size_connections_serve_any_concurrency,
     a_demoted_primary_is_left_for_a_new_connection,

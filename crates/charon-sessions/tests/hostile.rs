@@ -36,28 +36,6 @@ use serde_json::{Value, json};
 use common::raw::{data_command_calls, exists, hget, hgetall, key_of, raw};
 use common::{HOUR, login, redis_store, redis_store_with_limit, test_key};
 
-/// Expands each listed behaviour (an `async fn name(flavor: Flavor)`) into
-/// one test on Redis 8 (module `redis8`) and one on Valkey 9 (`valkey9`);
-/// the `///` lines given with a behaviour become the doc of its tests.
-macro_rules! on_both_servers {
-    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
-        on_both_servers!(@server redis8, Redis; $($(#[doc = $doc])* $name),*);
-        on_both_servers!(@server valkey9, Valkey; $($(#[doc = $doc])* $name),*);
-    };
-    (@server $module:ident, $flavor:ident; $($(#[doc = $doc:literal])* $name:ident),*) => {
-        mod $module {
-            use charon_sessions_testkit::Flavor;
-            $(
-                $(#[doc = $doc])*
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(Flavor::$flavor).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_servers!(
     /// get_all of a user with 10 000 sessions returns all 10 000.
     get_all_returns_ten_thousand_sessions,

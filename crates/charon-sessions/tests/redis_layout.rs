@@ -32,30 +32,6 @@ use common::{HOUR, login, redis_store, test_key};
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// Expands each listed behaviour into one test per server flavour.
-macro_rules! on_both_servers {
-    ($($name:ident),* $(,)?) => {
-        mod redis8 {
-            use charon_sessions_testkit::Flavor;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(Flavor::Redis).await;
-                }
-            )*
-        }
-        mod valkey9 {
-            use charon_sessions_testkit::Flavor;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(Flavor::Valkey).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_servers!(
     raw_layout_is_two_fields_per_session,
     json_values_of_earlier_releases_are_read_and_rewritten,

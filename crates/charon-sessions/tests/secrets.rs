@@ -30,27 +30,6 @@ async fn raw_value(conn: &mut MultiplexedConnection, session: &Session) -> Vec<u
         .unwrap()
 }
 
-macro_rules! on_both_servers {
-    ($($name:ident),* $(,)?) => {
-        mod redis8 {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(charon_sessions_testkit::Flavor::Redis).await;
-                }
-            )*
-        }
-        mod valkey9 {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(charon_sessions_testkit::Flavor::Valkey).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_servers!(
     key_rotation_reads_old_values_and_writes_with_the_new_key,
     least_privilege_user_runs_the_store_and_nothing_else,

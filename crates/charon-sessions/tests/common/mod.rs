@@ -585,6 +585,30 @@ pub async fn concurrent_logins_beyond_a_refusing_limit_are_refused(h: Harness) {
     ));
 }
 
+/// Expands one `#[tokio::test]` (multi-threaded, 2 workers) per named
+/// behaviour `async fn name(flavor: Flavor)` of the file: `mod redis8` runs
+/// each on Redis 8, `mod valkey9` on Valkey 9. Doc comments written before
+/// a name are kept on both tests.
+#[macro_export]
+macro_rules! on_both_servers {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
+        $crate::on_both_servers!(@server redis8, Redis; $($(#[doc = $doc])* $name),*);
+        $crate::on_both_servers!(@server valkey9, Valkey; $($(#[doc = $doc])* $name),*);
+    };
+    (@server $module:ident, $flavor:ident; $($(#[doc = $doc:literal])* $name:ident),*) => {
+        mod $module {
+            use charon_sessions_testkit::Flavor;
+            $(
+                $(#[doc = $doc])*
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(Flavor::$flavor).await;
+                }
+            )*
+        }
+    };
+}
+
 /// Expands the behavioural suite for one store factory.
 #[macro_export]
 macro_rules! store_suite {
