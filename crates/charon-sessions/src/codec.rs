@@ -62,8 +62,8 @@ use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::error::StoreError;
 use crate::session::Session;
-use crate::store::StoreError;
 
 /// First byte of a payload in the current format: a positional MessagePack
 /// record (see the [module documentation](self)). No JSON text starts

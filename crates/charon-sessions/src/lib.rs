@@ -67,6 +67,8 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod codec;
+mod error;
+mod limit;
 mod local;
 mod redis;
 mod session;
@@ -75,6 +77,10 @@ mod store;
 pub mod telemetry;
 
 pub use crate::codec::{CharonTerms, MapKeys, PayloadFormat};
+pub use crate::error::{BoxError, StoreError};
+pub use crate::limit::{
+    DEFAULT_MAX_SESSION_SIZE, DEFAULT_MAX_SESSIONS_PER_USER, DEFAULT_SESSION_LIMIT, SessionLimit,
+};
 pub use crate::local::LocalStore;
 pub use crate::redis::RedisStore;
 pub use crate::redis::acl::REQUIRED_COMMANDS;
@@ -88,10 +94,7 @@ pub use crate::session::{
     random_id, unix_now, validate_key_prefix, validate_session_id, validate_session_type,
     validate_user_id,
 };
-pub use crate::store::{
-    BoxError, DEFAULT_MAX_SESSION_SIZE, DEFAULT_MAX_SESSIONS_PER_USER, DEFAULT_SESSION_LIMIT,
-    SessionLimit, SessionStore, StoreError,
-};
+pub use crate::store::SessionStore;
 
 #[cfg(test)]
 mod send_sync {

@@ -11,8 +11,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::codec;
+use crate::error::StoreError;
+use crate::limit::{DEFAULT_MAX_SESSION_SIZE, DEFAULT_SESSION_LIMIT, SessionLimit};
 use crate::session::{Session, unix_now, validate_address, validate_owner};
-use crate::store::{DEFAULT_MAX_SESSION_SIZE, DEFAULT_SESSION_LIMIT, SessionLimit, StoreError};
 use crate::telemetry::{self, SessionTypeLabels};
 
 type Owner = (String, String);

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::CharonTerms;
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// The record version this crate writes (Charon's session version 7).
 pub const SESSION_VERSION: u32 = 7;

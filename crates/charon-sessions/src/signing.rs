@@ -19,7 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -49,7 +49,7 @@ use tracing::Instrument as _;
 use tracing::field;
 use tracing::instrument::Instrumented;
 
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// `charon_sessions_operations_total`.
 pub const OPERATIONS_TOTAL: &str = "charon_sessions_operations_total";
@@ -407,7 +407,7 @@ macro_rules! impl_session_store {
                 session_id: &str,
                 user_id: &str,
                 session_type: &str,
-            ) -> Result<Option<$crate::session::Session>, $crate::store::StoreError> {
+            ) -> Result<Option<$crate::session::Session>, $crate::error::StoreError> {
                 let observation = $crate::telemetry::Observation::start(
                     $crate::telemetry::Operation::Get,
                     session_type,
@@ -422,7 +422,7 @@ macro_rules! impl_session_store {
             async fn upsert(
                 &self,
                 session: &mut $crate::session::Session,
-            ) -> Result<(), $crate::store::StoreError> {
+            ) -> Result<(), $crate::error::StoreError> {
                 let observation = $crate::telemetry::Observation::start(
                     $crate::telemetry::Operation::Upsert,
                     &session.session_type,
@@ -437,7 +437,7 @@ macro_rules! impl_session_store {
                 session_id: &str,
                 user_id: &str,
                 session_type: &str,
-            ) -> Result<(), $crate::store::StoreError> {
+            ) -> Result<(), $crate::error::StoreError> {
                 let observation = $crate::telemetry::Observation::start(
                     $crate::telemetry::Operation::Delete,
                     session_type,
@@ -453,7 +453,7 @@ macro_rules! impl_session_store {
                 &self,
                 user_id: &str,
                 session_type: &str,
-            ) -> Result<Vec<$crate::session::Session>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::session::Session>, $crate::error::StoreError> {
                 let observation = $crate::telemetry::Observation::start(
                     $crate::telemetry::Operation::GetAll,
                     session_type,
@@ -469,7 +469,7 @@ macro_rules! impl_session_store {
                 &self,
                 user_id: &str,
                 session_type: &str,
-            ) -> Result<(), $crate::store::StoreError> {
+            ) -> Result<(), $crate::error::StoreError> {
                 let observation = $crate::telemetry::Observation::start(
                     $crate::telemetry::Operation::DeleteAll,
                     session_type,

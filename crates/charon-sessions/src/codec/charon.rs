@@ -74,8 +74,8 @@ use serde_json::{Number, Value};
 
 use super::etf::{self, MAX_ATOM_CHARS, MAX_DEPTH, Term};
 use super::{DecodeError, MapKeys};
+use crate::error::StoreError;
 use crate::session::{SESSION_VERSION, Session, UserIdKind};
-use crate::store::StoreError;
 
 /// The struct's module, the value of its `__struct__` key.
 const STRUCT: &str = "Elixir.Charon.Models.Session";

@@ -12,8 +12,8 @@
 use redis::IntoConnectionInfo as _;
 
 use super::config::{RedisStoreConfig, Topology};
+use crate::error::StoreError;
 use crate::session::validate_key_prefix;
-use crate::store::StoreError;
 
 /// The commands every configuration needs, as ACL `+` rules without the
 /// `+`; [`RedisStoreConfig::acl_commands`] adds what the topology, the

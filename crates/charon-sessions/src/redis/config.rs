@@ -6,9 +6,10 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::codec::{MapKeys, PayloadFormat};
+use crate::error::StoreError;
+use crate::limit::{DEFAULT_MAX_SESSION_SIZE, DEFAULT_SESSION_LIMIT, SessionLimit};
 use crate::session::validate_key_prefix;
 use crate::signing::SigningKey;
-use crate::store::{DEFAULT_MAX_SESSION_SIZE, DEFAULT_SESSION_LIMIT, SessionLimit, StoreError};
 
 /// The default key prefix, Charon's.
 pub const DEFAULT_KEY_PREFIX: &str = "charon_";

@@ -37,7 +37,7 @@ use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
 use super::batch::Batcher;
 use super::topology::{Connector, Node, OnClosed};
-use crate::store::StoreError;
+use crate::error::StoreError;
 use crate::telemetry;
 
 /// First delay before a connection is opened again after a failed attempt,
@@ -202,7 +202,7 @@ impl Connections {
         let opened: Vec<Live> = opened
             .into_iter()
             .collect::<Result<_, _>>()
-            .map_err(super::store_error)?;
+            .map_err(super::error::store_error)?;
         for (index, live) in opened.into_iter().enumerate() {
             Shared::install(&shared, index, live);
         }
@@ -336,7 +336,7 @@ impl Shared {
             }
         }
         match down {
-            Some(e) if !pending => Err(super::store_error(e)),
+            Some(e) if !pending => Err(super::error::store_error(e)),
             _ => Ok(None),
         }
     }

@@ -14,9 +14,10 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use sha2::{Digest, Sha256};
 
+use super::error::store_error;
 use super::reply::{field, text};
-use super::store_error;
-use crate::store::{SessionLimit, StoreError};
+use crate::error::StoreError;
+use crate::limit::SessionLimit;
 
 const TEMPLATE: &str = include_str!("upsert.lua");
 

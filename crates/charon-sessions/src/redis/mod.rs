@@ -14,6 +14,7 @@ pub(crate) mod acl;
 pub(crate) mod batch;
 pub(crate) mod config;
 pub(crate) mod connections;
+pub(crate) mod error;
 pub(crate) mod functions;
 pub(crate) mod keys;
 pub(crate) mod raw;
@@ -31,15 +32,17 @@ use tracing::warn;
 
 use self::config::RedisStoreConfig;
 use self::connections::{Connections, PoolState};
+use self::error::store_error;
 use self::functions::Reloader;
 use self::keys::{hash_key, is_lock_field, lock_field};
 use self::replica_wait::ReplicaWaitLane;
 use self::server::ServerInfo;
 use self::topology::Connector;
 use crate::codec::{self, MapKeys, PayloadFormat};
+use crate::error::StoreError;
+use crate::limit::SessionLimit;
 use crate::session::{Session, unix_now, validate_address, validate_owner};
 use crate::signing::{self, SigningKey};
-use crate::store::{SessionLimit, StoreError};
 use crate::telemetry::{self, Rejection, SessionTypeLabels};
 
 /// A [`SessionStore`](crate::SessionStore) in Redis >= 8.0 or Valkey >= 9.0.
@@ -573,40 +576,3 @@ impl RedisStore {
 }
 
 crate::telemetry::impl_session_store!(RedisStore);
-
-/// Sorts a redis-rs error into the store's error kinds; the one place where
-/// that happens.
-pub(crate) fn store_error(e: redis::RedisError) -> StoreError {
-    use redis::{ErrorKind, RetryMethod, ServerErrorKind};
-    // A right missing for a command the function runs is reported as
-    // "ERR ACL failure in script", not NOPERM.
-    let auth = matches!(
-        e.kind(),
-        ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm)
-    ) || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
-        || e.detail()
-            .is_some_and(|d| d.starts_with("ACL failure in script"));
-    if auth {
-        return StoreError::Auth(Box::new(e));
-    }
-    // A replica after a failover (READONLY), a primary without its
-    // replicas (MASTERDOWN) or a server loading its data (LOADING): retry
-    // later, on the connection that replaces this one.
-    let unavailable = matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
-        || e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || matches!(
-            e.retry_method(),
-            RetryMethod::Reconnect
-                | RetryMethod::ReconnectFromInitialConnections
-                | RetryMethod::WaitAndRetry
-                | RetryMethod::RefreshSlotsAndRetry
-        );
-    if unavailable {
-        StoreError::Connection(Box::new(e))
-    } else {
-        StoreError::Server(Box::new(e))
-    }
-}

@@ -11,9 +11,10 @@ use std::fmt;
 
 use super::keys::lock_field;
 use super::{RedisStore, functions};
+use crate::error::StoreError;
+use crate::limit::SessionLimit;
 use crate::session::Session;
 use crate::signing;
-use crate::store::{SessionLimit, StoreError};
 
 impl RedisStore {
     /// Runs one command on a shared connection (the connections and client

@@ -22,7 +22,7 @@ use redis::{Cmd, RedisError, RedisFuture, Value};
 
 use super::connections::needs_replacing;
 use super::topology::{Connector, Node, OnClosed};
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// Opens the lane's connections.
 #[derive(Debug)]
@@ -175,7 +175,7 @@ impl ReplicaWaitLane {
             .await
             .map_err(|e| match e {
                 managed::PoolError::Timeout(_) => StoreError::PoolTimeout(checkout_timeout),
-                managed::PoolError::Backend(e) => super::store_error(e),
+                managed::PoolError::Backend(e) => super::error::store_error(e),
                 other => StoreError::Connection(Box::new(other)),
             })
     }

@@ -18,7 +18,7 @@ use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 
 use super::reply;
 use super::topology::Node;
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// The requirement, as stated in errors.
 pub const REQUIRED_SERVER: &str = "Redis >= 8.0 or Valkey >= 9.0";
@@ -180,7 +180,7 @@ async fn check_info(conn: &mut impl ConnectionLike) -> Result<ServerInfo, StoreE
         .arg("server")
         .query_async(conn)
         .await
-        .map_err(super::store_error)?;
+        .map_err(super::error::store_error)?;
     let texts: Vec<String> = match reply {
         Value::Map(nodes) => nodes
             .into_iter()
@@ -188,7 +188,7 @@ async fn check_info(conn: &mut impl ConnectionLike) -> Result<ServerInfo, StoreE
             .collect::<Result<_, _>>(),
         single => redis::from_redis_value(single).map(|text| vec![text]),
     }
-    .map_err(|e| super::store_error(e.into()))?;
+    .map_err(|e| super::error::store_error(e.into()))?;
     let mut first = None;
     for info in texts {
         let server = ServerInfo::from_info(&info).ok_or_else(|| StoreError::UnsupportedServer {

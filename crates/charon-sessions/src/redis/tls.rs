@@ -22,7 +22,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// How to reach servers over TLS: the connector with the store's
 /// configuration.

@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 
 use super::config::{RedisStoreConfig, Topology};
 use super::tls::{self, Tls};
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// Shortest `TCP_USER_TIMEOUT`, whatever `command_timeout` is.
 #[cfg(target_os = "linux")]
