@@ -115,3 +115,8 @@ mod send_sync {
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The guide's code examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../GUIDE.md")]
+struct GuideDoctests;

@@ -592,7 +592,7 @@ async fn charon_suite_get() {
     hset(&mut t.conn, "charon_.426.full", b"a", &other_user).await;
     assert_eq!(get().await.unwrap(), None, "mismatching properties");
     // A binary "426" is another user for Charon; the store, addressed by
-    // the digits, takes it as this user's (see the README).
+    // the digits, takes it as this user's (see GUIDE.md).
     let binary_user = charon_value(&mut t.erl, "U#{user_id := <<\"426\">>}");
     hset(&mut t.conn, "charon_.426.full", b"a", &binary_user).await;
     let read = get().await.unwrap().unwrap();

@@ -191,8 +191,8 @@ impl RedisStoreConfig {
     /// what Charon's Redis store writes on any Erlang/OTP release (byte for
     /// byte OTP 25's `term_to_binary(S, [{minor_version, 2}])`), so that an
     /// Elixir service using Charon and this store share sessions (same key
-    /// prefix, same base secret); see the README's "Sharing sessions with
-    /// an Elixir Charon service".
+    /// prefix, same base secret); see GUIDE.md's "Sharing sessions with an
+    /// Elixir Charon service".
     ///
     /// Defaults to [`PayloadFormat::Compact`].
     #[must_use]
