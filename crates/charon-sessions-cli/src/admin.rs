@@ -137,20 +137,6 @@ fn raw_client(url: &str) -> anyhow::Result<redis::Client> {
     redis::Client::open(info).map_err(|_| invalid())
 }
 
-/// The hash holding `user_id`'s sessions of `session_type`:
-/// `<prefix>.<user_id>.<session_type>`, the layout the library documents.
-pub fn hash_key(key_prefix: &str, user_id: &str, session_type: &str) -> String {
-    format!("{key_prefix}.{user_id}.{session_type}")
-}
-
-/// Prefix of the lock-version fields, `l.<session id>`.
-pub const LOCK_FIELD_PREFIX: &[u8] = b"l.";
-
-/// Whether a hash field is a session (not a lock-version field).
-pub fn is_session_field(field: &[u8]) -> bool {
-    !field.starts_with(LOCK_FIELD_PREFIX)
-}
-
 /// clap parser for `--user`: the library's user id rule.
 pub fn parse_user_id(s: &str) -> Result<String, String> {
     charon_sessions::validate_user_id(s)
@@ -201,12 +187,5 @@ mod tests {
             "1764442489 (2025-11-29T18:54:49Z)"
         );
         assert_eq!(utc(i64::MAX), i64::MAX.to_string());
-    }
-
-    #[test]
-    fn lock_fields_are_not_sessions() {
-        assert!(is_session_field(b"abc"));
-        assert!(!is_session_field(b"l.abc"));
-        assert_eq!(hash_key("p", "a.b", "full"), "p.a.b.full");
     }
 }

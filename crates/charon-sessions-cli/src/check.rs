@@ -15,6 +15,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use charon_sessions::layout;
 use charon_sessions::signing::SigningKey;
 use charon_sessions::{RedisStore, RedisStoreConfig};
 use clap::Args;
@@ -97,7 +98,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     function_library(&mut raw, &mut report).await;
     // A key under the prefix that cannot exist, for commands run to test
     // a right (see `probe`).
-    let probe_key = admin::hash_key(
+    let probe_key = layout::hash_key(
         &args.store.key_prefix,
         &format!("charon-sessions-check-{}", charon_sessions::random_id()),
         "probe",

@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use charon_sessions::layout;
 use clap::Args;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -233,7 +234,7 @@ async fn inspect(
         }
         let sessions = fields
             .iter()
-            .filter(|f| !matches!(f, Value::BulkString(b) if !admin::is_session_field(b)))
+            .filter(|f| !matches!(f, Value::BulkString(b) if layout::is_lock_field(b)))
             .count() as u64;
         tally.hashes += 1;
         tally.lock_fields += fields.len() as u64 - sessions;

@@ -54,7 +54,6 @@
 //! This module neither signs nor logs; it is pure data transformation.
 
 pub mod charon;
-mod etf;
 
 use std::fmt;
 
@@ -62,7 +61,6 @@ use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::StoreError;
 use crate::session::Session;
 
 /// First byte of a payload in the current format: a positional MessagePack
@@ -77,8 +75,7 @@ pub const FORMAT_JSON: u8 = b'{';
 /// Erlang's External Term Format.
 pub const FORMAT_TERM: u8 = 0x83;
 
-pub use self::charon::CharonTerms;
-pub use self::etf::{MAX_DEPTH as MAX_TERM_DEPTH, MAX_TERM_BYTES, TermError};
+pub use crate::etf::{MAX_DEPTH as MAX_TERM_DEPTH, MAX_TERM_BYTES, TermError};
 
 /// The payload format a store writes. Reads accept every format.
 ///
@@ -139,7 +136,7 @@ const MAX_DEPTH: usize = 128;
 /// a compact record of it decodes with: [`MAX_DEPTH`] less the record's
 /// array and one level the decoder takes for the value it is in. Upserts
 /// refuse deeper ones, which no read would return.
-const MAX_COMPACT_PAYLOAD_DEPTH: usize = MAX_DEPTH - 2;
+pub(crate) const MAX_COMPACT_PAYLOAD_DEPTH: usize = MAX_DEPTH - 2;
 
 /// Whether `payload`, counted as level 1, holds arrays or objects nested
 /// deeper than `limit` levels. Walks with a stack of its own, so any depth
@@ -213,106 +210,73 @@ pub fn encode(session: &Session) -> Vec<u8> {
     encode_with_lock(session, session.lock_version)
 }
 
-/// What an upsert of `session` stores, decided the same way by every store:
-/// `session` is validated, a dead session gives `None` (nothing is written),
-/// else the lock version it gets (`session.lock_version + 1`) and its
-/// encoding with that lock version, at most `max_size` bytes long.
+/// Encodes a session in `format` (with `map_keys` for maps set in
+/// `extra_payload`, in Charon's format), with its own lock version.
+///
+/// Whatever this accepts, [`decode`] reads back.
 ///
 /// # Errors
 ///
-/// [`StoreError::InvalidInput`] for an invalid session or one too large.
-pub fn prepare_upsert(
-    session: &Session,
-    max_size: usize,
-) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-    prepare_upsert_as(session, PayloadFormat::Compact, MapKeys::Binaries, max_size)
-}
-
-/// Like [`prepare_upsert`], encoding in `format` (with `map_keys` for maps
-/// set in `extra_payload`, in Charon's format).
-///
-/// Whatever this accepts, [`decode`] reads back: in Charon's format it
-/// refuses what decoding would refuse, a payload larger than
-/// [`MAX_TERM_BYTES`] (whatever `max_size` says) and nesting deeper than
-/// [`MAX_TERM_DEPTH`].
-///
-/// # Errors
-///
-/// [`StoreError::InvalidInput`] for an invalid session, one too large, or
-/// (Charon's format) a value it cannot represent or would not read back,
-/// named in the message with the limit.
-pub fn prepare_upsert_as(
+/// [`EncodeError`] when the format cannot represent a value or would not
+/// read it back, named in the message with the limit.
+pub fn encode_as(
     session: &Session,
     format: PayloadFormat,
     map_keys: MapKeys,
-    max_size: usize,
-) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-    session.validate()?;
-    if session.is_dead() {
-        return Ok(None);
-    }
-    let new_lock = session.lock_version + 1;
-    let payload = match format {
+) -> Result<Vec<u8>, EncodeError> {
+    encode_with_lock_as(session, session.lock_version, format, map_keys)
+}
+
+/// [`encode_as`] with `lock_version` replaced by `lock`: what an upsert
+/// stores, without cloning the session to bump its lock version.
+///
+/// Refuses what [`decode`] would not read back: in the compact format
+/// `extra_payload` nested deeper than [`MAX_COMPACT_PAYLOAD_DEPTH`]; in
+/// Charon's format a payload larger than [`MAX_TERM_BYTES`] or nested
+/// deeper than [`MAX_TERM_DEPTH`], and values it cannot represent.
+pub(crate) fn encode_with_lock_as(
+    session: &Session,
+    lock: u64,
+    format: PayloadFormat,
+    map_keys: MapKeys,
+) -> Result<Vec<u8>, EncodeError> {
+    match format {
         PayloadFormat::Compact => {
             if nests_deeper_than(&session.extra_payload, MAX_COMPACT_PAYLOAD_DEPTH) {
-                return Err(StoreError::InvalidInput(format!(
+                return Err(EncodeError(format!(
                     "extra_payload nests deeper than {MAX_COMPACT_PAYLOAD_DEPTH} levels (itself \
                      level 1), which the compact format does not read back"
                 )));
             }
-            encode_with_lock(session, new_lock)
+            Ok(encode_with_lock(session, lock))
         }
         PayloadFormat::Charon => {
-            let payload = charon::encode_with_lock(session, new_lock, map_keys)?;
-            if payload.len() > MAX_TERM_BYTES && max_size > MAX_TERM_BYTES {
-                return Err(StoreError::InvalidInput(format!(
+            let payload = charon::encode_with_lock(session, lock, map_keys)?;
+            if payload.len() > MAX_TERM_BYTES {
+                return Err(EncodeError(format!(
                     "session encodes to {} bytes in Charon's format, more than it reads back \
                      (MAX_TERM_BYTES, {MAX_TERM_BYTES} bytes)",
                     payload.len()
                 )));
             }
-            payload
+            Ok(payload)
         }
-    };
-    Ok(Some((new_lock, check_size(payload, max_size)?)))
-}
-
-/// Encodes a session in `format`, with its own lock version.
-///
-/// # Errors
-///
-/// [`StoreError::InvalidInput`] when Charon's format cannot represent a
-/// value (named in the message); the compact format never fails.
-pub fn encode_as(
-    session: &Session,
-    format: PayloadFormat,
-    map_keys: MapKeys,
-) -> Result<Vec<u8>, StoreError> {
-    match format {
-        PayloadFormat::Compact => Ok(encode(session)),
-        PayloadFormat::Charon => charon::encode_with_lock(session, session.lock_version, map_keys),
     }
 }
 
-/// Encodes a session, refusing it when the encoding is longer than
-/// `max_size` bytes.
-///
-/// # Errors
-///
-/// [`StoreError::InvalidInput`] naming the size and the limit.
-pub fn encode_at_most(session: &Session, max_size: usize) -> Result<Vec<u8>, StoreError> {
-    check_size(encode(session), max_size)
+/// Why a session could not be encoded: its format cannot represent a value
+/// or would not read it back. The message names the field (a path into
+/// `extra_payload`) and the rule, never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodeError(pub(crate) String);
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
-fn check_size(payload: Vec<u8>, max_size: usize) -> Result<Vec<u8>, StoreError> {
-    if payload.len() > max_size {
-        return Err(StoreError::InvalidInput(format!(
-            "session encodes to {} bytes, more than max_session_size ({max_size} bytes)",
-            payload.len()
-        )));
-    }
-    Ok(payload)
-}
+impl std::error::Error for EncodeError {}
 
 /// Decodes a stored payload in any format: compact, Charon's, or the JSON
 /// of earlier releases.
@@ -605,81 +569,6 @@ mod tests {
         assert_eq!(decode(&record(&newer)).unwrap(), integer);
     }
 
-    /// In Charon's format, a payload larger than decoding accepts
-    /// (MAX_TERM_BYTES) is refused, naming the limit, even when
-    /// `max_size` would allow it.
-    #[test]
-    fn charon_payloads_beyond_what_decoding_reads_are_refused() {
-        let mut s = sample();
-        s.extra_payload
-            .insert("blob".into(), json!("x".repeat(MAX_TERM_BYTES)));
-        let err =
-            prepare_upsert_as(&s, PayloadFormat::Charon, MapKeys::Binaries, 4 << 20).unwrap_err();
-        assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
-        assert!(err.to_string().contains("MAX_TERM_BYTES"), "{err}");
-        // Within both limits it is written and reads back.
-        s.extra_payload
-            .insert("blob".into(), json!("x".repeat(MAX_TERM_BYTES - 1000)));
-        let (_, payload) = prepare_upsert_as(&s, PayloadFormat::Charon, MapKeys::Binaries, 4 << 20)
-            .unwrap()
-            .unwrap();
-        assert_eq!(decode(&payload).unwrap().extra_payload, s.extra_payload);
-    }
-
-    /// The compact format refuses on upsert the `extra_payload` nesting it
-    /// would not decode (it used to store it, and every read skipped the
-    /// session), and takes the deepest it decodes.
-    #[test]
-    fn compact_upserts_refuse_nesting_that_would_not_decode() {
-        // The deepest array or object at `levels` (extra_payload is level
-        // 1, the value in "d" level 2).
-        let nested = |levels: usize, array: bool| {
-            let mut s = sample();
-            let mut value = json!(1);
-            for _ in 1..levels {
-                value = if array {
-                    json!([value])
-                } else {
-                    json!({ "d": value })
-                };
-            }
-            s.extra_payload.insert("d".into(), value);
-            s
-        };
-        for array in [false, true] {
-            let deepest = nested(MAX_COMPACT_PAYLOAD_DEPTH, array);
-            let (_, payload) = prepare_upsert(&deepest, usize::MAX).unwrap().unwrap();
-            assert_eq!(
-                decode(&payload).unwrap().extra_payload,
-                deepest.extra_payload
-            );
-            let too_deep = nested(MAX_COMPACT_PAYLOAD_DEPTH + 1, array);
-            assert!(decode(&encode(&too_deep)).is_err());
-            let err = prepare_upsert(&too_deep, usize::MAX).unwrap_err();
-            assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
-            assert!(err.to_string().contains("deeper than 126"), "{err}");
-        }
-    }
-
-    #[test]
-    fn upsert_encodes_the_next_lock_version() {
-        let s = sample();
-        let (lock, payload) = prepare_upsert(&s, usize::MAX).unwrap().unwrap();
-        assert_eq!(lock, 4);
-        let stored = decode(&payload).unwrap();
-        assert_eq!(stored.lock_version, 4);
-        assert_eq!(
-            Session {
-                lock_version: 3,
-                ..stored
-            },
-            s
-        );
-        let mut dead = s.clone();
-        dead.refresh_expires_at = dead.refreshed_at - 1;
-        assert!(prepare_upsert(&dead, usize::MAX).unwrap().is_none());
-    }
-
     #[test]
     fn record_of_a_newer_version_with_extra_slots_decodes() {
         let s = sample();
@@ -782,19 +671,6 @@ mod tests {
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("MessagePack"), "{shown}");
-    }
-
-    #[test]
-    fn size_limit_counts_the_encoding() {
-        let s = sample();
-        let len = encode(&s).len();
-        assert_eq!(encode_at_most(&s, len).unwrap().len(), len);
-        let err = encode_at_most(&s, len - 1).unwrap_err().to_string();
-        assert!(err.contains("max_session_size"), "{err}");
-        // prepare_upsert measures the record it writes (lock version + 1).
-        let (_, payload) = prepare_upsert(&s, usize::MAX).unwrap().unwrap();
-        assert!(prepare_upsert(&s, payload.len()).unwrap().is_some());
-        assert!(prepare_upsert(&s, payload.len() - 1).is_err());
     }
 
     #[test]

@@ -68,15 +68,18 @@
 
 pub mod codec;
 mod error;
+mod etf;
+pub mod layout;
 mod limit;
 mod local;
 mod redis;
 mod session;
 pub mod signing;
 mod store;
+pub mod stored;
 pub mod telemetry;
 
-pub use crate::codec::{CharonTerms, MapKeys, PayloadFormat};
+pub use crate::codec::{MapKeys, PayloadFormat};
 pub use crate::error::{BoxError, StoreError};
 pub use crate::limit::{
     DEFAULT_MAX_SESSION_SIZE, DEFAULT_MAX_SESSIONS_PER_USER, DEFAULT_SESSION_LIMIT, SessionLimit,
@@ -86,6 +89,7 @@ pub use crate::redis::RedisStore;
 pub use crate::redis::acl::REQUIRED_COMMANDS;
 pub use crate::redis::config::{DEFAULT_KEY_PREFIX, RedisStoreConfig};
 pub use crate::redis::connections::PoolState;
+#[cfg(feature = "unstable-raw")]
 pub use crate::redis::raw::UpsertCommand;
 pub use crate::redis::server::{REQUIRED_SERVER, ServerInfo, ServerKind};
 pub use crate::session::{

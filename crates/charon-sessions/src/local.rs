@@ -10,11 +10,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::codec;
+use async_trait::async_trait;
+
 use crate::error::StoreError;
-use crate::limit::{DEFAULT_MAX_SESSION_SIZE, DEFAULT_SESSION_LIMIT, SessionLimit};
+use crate::limit::{DEFAULT_SESSION_LIMIT, SessionLimit};
 use crate::session::{Session, unix_now, validate_address, validate_owner};
-use crate::telemetry::{self, SessionTypeLabels};
+use crate::store::SessionStore;
+use crate::stored::{self, Encoding};
+use crate::telemetry::{self, Observation, Operation, SessionTypeLabels, observe};
 
 type Owner = (String, String);
 
@@ -60,8 +63,8 @@ pub struct LocalStore {
     sessions: Mutex<HashMap<Owner, HashMap<String, Session>>>,
     /// Counts writes, to sweep expired sessions every [`SWEEP_EVERY`].
     writes: AtomicU64,
-    /// Largest encoded session accepted, in bytes.
-    max_session_size: usize,
+    /// How sessions are measured: the compact format and the size limit.
+    encoding: Encoding,
     /// Whether spans carry the user id.
     record_user_ids: bool,
     /// Most sessions per user and type, and what a create beyond does.
@@ -78,9 +81,9 @@ impl Default for LocalStore {
 
 impl LocalStore {
     /// An empty store refusing sessions that encode to more than
-    /// [`DEFAULT_MAX_SESSION_SIZE`] bytes.
+    /// [`DEFAULT_MAX_SESSION_SIZE`](crate::DEFAULT_MAX_SESSION_SIZE) bytes.
     pub fn new() -> LocalStore {
-        LocalStore::with_max_session_size(DEFAULT_MAX_SESSION_SIZE)
+        LocalStore::with_max_session_size(Encoding::default().max_size)
     }
 
     /// An empty store refusing sessions that encode to more than
@@ -90,7 +93,10 @@ impl LocalStore {
         LocalStore {
             sessions: Mutex::default(),
             writes: AtomicU64::new(0),
-            max_session_size,
+            encoding: Encoding {
+                max_size: max_session_size,
+                ..Encoding::default()
+            },
             record_user_ids: false,
             session_limit: DEFAULT_SESSION_LIMIT,
             session_type_labels: SessionTypeLabels::default(),
@@ -167,11 +173,11 @@ impl LocalStore {
 
     async fn upsert_inner(&self, session: &mut Session) -> Result<(), StoreError> {
         // Validated, and its size measured, exactly as RedisStore does.
-        let Some((new_lock, _)) = codec::prepare_upsert(session, self.max_session_size)? else {
+        let Some(encoded) = stored::encode(session, &self.encoding)? else {
             return Ok(());
         };
         let stored = Session {
-            lock_version: new_lock,
+            lock_version: encoded.lock_version,
             ..session.clone()
         };
         let now = unix_now();
@@ -282,4 +288,79 @@ impl LocalStore {
     }
 }
 
-crate::telemetry::impl_session_store!(LocalStore);
+#[async_trait]
+impl SessionStore for LocalStore {
+    async fn get(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<Option<Session>, StoreError> {
+        let work = self.get_inner(session_id, user_id, session_type);
+        let user = self.user_label(user_id);
+        observe(
+            Operation::Get,
+            session_type,
+            user,
+            &self.session_type_labels,
+            work,
+        )
+        .await
+    }
+
+    async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
+        // Not `observe`: the operation borrows `session` mutably while the
+        // span is opened from its type and user id.
+        let observation = Observation::start(
+            Operation::Upsert,
+            &session.session_type,
+            self.user_label(&session.user_id),
+        );
+        let result = observation.run(self.upsert_inner(session)).await;
+        observation.finish(result, &self.session_type_labels, &session.session_type)
+    }
+
+    async fn delete(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<(), StoreError> {
+        let work = self.delete_inner(session_id, user_id, session_type);
+        let user = self.user_label(user_id);
+        observe(
+            Operation::Delete,
+            session_type,
+            user,
+            &self.session_type_labels,
+            work,
+        )
+        .await
+    }
+
+    async fn get_all(&self, user_id: &str, session_type: &str) -> Result<Vec<Session>, StoreError> {
+        let work = self.get_all_inner(user_id, session_type);
+        let user = self.user_label(user_id);
+        observe(
+            Operation::GetAll,
+            session_type,
+            user,
+            &self.session_type_labels,
+            work,
+        )
+        .await
+    }
+
+    async fn delete_all(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
+        let work = self.delete_all_inner(user_id, session_type);
+        let user = self.user_label(user_id);
+        observe(
+            Operation::DeleteAll,
+            session_type,
+            user,
+            &self.session_type_labels,
+            work,
+        )
+        .await
+    }
+}

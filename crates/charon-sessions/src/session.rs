@@ -12,8 +12,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::CharonTerms;
+use std::sync::Arc;
+
 use crate::error::StoreError;
+use crate::etf::Term;
 
 /// The record version this crate writes (Charon's session version 7).
 pub const SESSION_VERSION: u32 = 7;
@@ -112,7 +114,7 @@ pub struct Session {
     /// [`codec`](crate::codec)). Empty otherwise; never compared, shown or
     /// stored in the compact format.
     #[serde(skip)]
-    pub charon_terms: CharonTerms,
+    pub(crate) charon_terms: CharonTerms,
 }
 
 /// How a user id is typed in Charon's payload format. Serialises (serde)
@@ -136,6 +138,33 @@ impl UserIdKind {
     /// leaves out).
     pub fn is_string(&self) -> bool {
         *self == UserIdKind::String
+    }
+}
+
+/// The Erlang terms of a session read in Charon's format, kept so that
+/// writing it back changes nothing the application did not change (see
+/// [`codec`](crate::codec)). Empty for sessions created in Rust or read in
+/// another format. Cheap to clone. `Debug` shows only whether terms are
+/// kept, never their values.
+#[derive(Clone, Default)]
+pub(crate) struct CharonTerms {
+    /// `extra_payload` as Charon stored it: a map.
+    pub(crate) extra_payload: Option<Arc<Term>>,
+}
+
+impl CharonTerms {
+    /// Whether no terms are kept (the session was not read in Charon's
+    /// format).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.extra_payload.is_none()
+    }
+}
+
+impl fmt::Debug for CharonTerms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CharonTerms")
+            .field("kept", &!self.is_empty())
+            .finish()
     }
 }
 

@@ -270,7 +270,6 @@ async fn erlang_written_sessions_are_read_refreshed_and_deleted() {
         assert_eq!(s.refresh_expires_at, now + 3600);
         assert_eq!(s.expires_at, expires.parse().ok());
         assert_eq!(s.lock_version, 1);
-        assert!(!s.charon_terms.is_empty());
     }
     let sb = t.store.get("sb", "42", "full").await.unwrap().unwrap();
     let p = &sb.extra_payload;
@@ -487,18 +486,19 @@ fn user_session(erl: &mut Erlang, now: i64) -> Session {
          refreshed_at => {now}, tokens_fresh_from => {now}}}), ok.",
         now + TTL
     ));
-    Session {
-        id: "a".into(),
-        user_id: "426".into(),
-        user_id_kind: UserIdKind::Integer,
-        created_at: now,
-        expires_at: None,
-        refresh_expires_at: now + TTL,
-        refreshed_at: now,
-        refresh_token_id: "b".into(),
-        tokens_fresh_from: now,
-        prev_tokens_fresh_from: 0,
-        ..Session::default()
+    {
+        let mut s = Session::default();
+        s.id = "a".into();
+        s.user_id = "426".into();
+        s.user_id_kind = UserIdKind::Integer;
+        s.created_at = now;
+        s.expires_at = None;
+        s.refresh_expires_at = now + TTL;
+        s.refreshed_at = now;
+        s.refresh_token_id = "b".into();
+        s.tokens_fresh_from = now;
+        s.prev_tokens_fresh_from = 0;
+        s
     }
 }
 
@@ -575,9 +575,10 @@ async fn charon_suite_get() {
     flushdb(&mut t.conn).await;
     insert(&mut t.erl, &mut t.conn, "U#{lock_version := 100}").await;
     drop_lock(&mut t.conn, "charon_.426.full", "a").await;
-    let without_lock = Session {
-        lock_version: 100,
-        ..expected.clone()
+    let without_lock = {
+        let mut s = expected.clone();
+        s.lock_version = 100;
+        s
     };
     assert_eq!(get().await.unwrap(), Some(without_lock), "lock not found");
 
@@ -647,10 +648,11 @@ async fn charon_suite_upsert() {
     );
 
     // Updates the existing session and the expirations.
-    let mut update = Session {
-        lock_version: 1,
-        refresh_expires_at: exp + 10,
-        ..user_session.clone()
+    let mut update = {
+        let mut s = user_session.clone();
+        s.lock_version = 1;
+        s.refresh_expires_at = exp + 10;
+        s
     };
     update.extra_payload.insert("new".into(), json!("key"));
     t.store.upsert(&mut update).await.unwrap();
@@ -672,9 +674,10 @@ async fn charon_suite_upsert() {
     assert_eq!(read.lock_version, 3);
 
     // Separates by type.
-    let mut oauth2 = Session {
-        session_type: "oauth2".into(),
-        ..user_session.clone()
+    let mut oauth2 = {
+        let mut s = user_session.clone();
+        s.session_type = "oauth2".into();
+        s
     };
     t.store.upsert(&mut oauth2).await.unwrap();
     let full = hget(&mut t.conn, key, "a").await.unwrap();
@@ -683,9 +686,10 @@ async fn charon_suite_upsert() {
 
     // Skips an already-expired session.
     flushdb(&mut t.conn).await;
-    let mut dead = Session {
-        refreshed_at: now + 10_000,
-        ..user_session.clone()
+    let mut dead = {
+        let mut s = user_session.clone();
+        s.refreshed_at = now + 10_000;
+        s
     };
     t.store.upsert(&mut dead).await.unwrap();
     assert!(keys(&mut t.conn).await.is_empty());
@@ -767,9 +771,10 @@ async fn charon_suite_get_all() {
     flushdb(&mut t.conn).await;
     insert(&mut t.erl, &mut t.conn, "U#{lock_version := 100}").await;
     drop_lock(&mut t.conn, key, "a").await;
-    let without_lock = Session {
-        lock_version: 100,
-        ..expected
+    let without_lock = {
+        let mut s = expected;
+        s.lock_version = 100;
+        s
     };
     assert_eq!(
         t.store.get_all("426", "full").await.unwrap(),

@@ -524,7 +524,7 @@ async fn no_resurrection(h: Harness, store_name: &str, removal: Removal) {
         }
         if let Some(conn) = conn.as_mut() {
             let fields = hgetall(conn, &key_of(&user, "full")).await;
-            let lock_field = format!("l.{}", session.id);
+            let lock_field = charon_sessions::layout::lock_field(&session.id);
             if fields.contains_key(session.id.as_bytes())
                 || fields.contains_key(lock_field.as_bytes())
                 || (removal == Removal::DeleteAll && !fields.is_empty())

@@ -16,7 +16,7 @@ pub(crate) mod config;
 pub(crate) mod connections;
 pub(crate) mod error;
 pub(crate) mod functions;
-pub(crate) mod keys;
+#[cfg(feature = "unstable-raw")]
 pub(crate) mod raw;
 pub(crate) mod replica_wait;
 pub(crate) mod reply;
@@ -34,16 +34,19 @@ use self::config::RedisStoreConfig;
 use self::connections::{Connections, PoolState};
 use self::error::store_error;
 use self::functions::Reloader;
-use self::keys::{hash_key, is_lock_field, lock_field};
 use self::replica_wait::ReplicaWaitLane;
 use self::server::ServerInfo;
 use self::topology::Connector;
-use crate::codec::{self, MapKeys, PayloadFormat};
+use async_trait::async_trait;
+
 use crate::error::StoreError;
+use crate::layout::{hash_key, is_lock_field, lock_field};
 use crate::limit::SessionLimit;
 use crate::session::{Session, unix_now, validate_address, validate_owner};
-use crate::signing::{self, SigningKey};
-use crate::telemetry::{self, Rejection, SessionTypeLabels};
+use crate::signing::SigningKey;
+use crate::store::SessionStore;
+use crate::stored::{self, Encoding};
+use crate::telemetry::{self, Observation, Operation, SessionTypeLabels, observe};
 
 /// A [`SessionStore`](crate::SessionStore) in Redis >= 8.0 or Valkey >= 9.0.
 ///
@@ -85,8 +88,6 @@ pub struct RedisStore {
     register_functions: bool,
     /// First part of every key, `<key_prefix>.<user_id>.<session_type>`.
     key_prefix: String,
-    /// Largest encoded session accepted by `upsert`, in bytes.
-    max_session_size: usize,
     /// Kind and version found at connect.
     server: ServerInfo,
     /// Whether spans and warnings may carry user ids.
@@ -95,10 +96,8 @@ pub struct RedisStore {
     session_limit: SessionLimit,
     /// `WAIT` after each upsert: replicas and timeout.
     wait_for_replicas: Option<(usize, std::time::Duration)>,
-    /// What upsert writes (reads accept every format).
-    payload_format: PayloadFormat,
-    /// How Charon's format types new map keys in `extra_payload`.
-    map_keys: MapKeys,
+    /// How upserts encode sessions: format, map keys, size limit.
+    encoding: Encoding,
     /// The `session_type` label values of its metrics, shared by clones.
     session_type_labels: Arc<SessionTypeLabels>,
 }
@@ -169,13 +168,15 @@ impl RedisStore {
             keys,
             register_functions: config.register_functions,
             key_prefix: config.key_prefix,
-            max_session_size: config.max_session_size,
             server,
             record_user_ids: config.record_user_ids,
             session_limit: config.session_limit,
             wait_for_replicas: config.wait_for_replicas,
-            payload_format: config.payload_format,
-            map_keys: config.map_keys,
+            encoding: Encoding::new(
+                config.payload_format,
+                config.map_keys,
+                config.max_session_size,
+            ),
             session_type_labels: Arc::default(),
         })
     }
@@ -279,6 +280,70 @@ impl RedisStore {
         &functions::LIBRARY.name
     }
 
+    /// Runs one command on a shared connection (the connections and client
+    /// the store's operations use) and converts the reply to `T`.
+    ///
+    /// For tools such as the benchmark baseline and admin commands: no
+    /// validation, no retry, and no re-registration of a lost function
+    /// library (an `FCALL` then fails with the server's "function not
+    /// found" error, as [`StoreError::Server`]). Takes a place in flight
+    /// like any operation. The connection is shared with the store's other
+    /// operations, so commands that change the connection's state or block
+    /// it are refused (`SELECT`, `MULTI`, `EXEC`, `DISCARD`, `WATCH`,
+    /// `UNWATCH`, the `SUBSCRIBE` family, `MONITOR`, `RESET`, `HELLO`,
+    /// `AUTH`, `QUIT`, `CLIENT REPLY`/`TRACKING`/`CACHING`, `WAIT`,
+    /// `WAITAOF`, the blocking list, sorted-set and stream commands).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for a refused command, before anything
+    /// is sent;
+    /// [`StoreError::PoolTimeout`] when no place in flight became free in time;
+    /// otherwise as the operations: [`StoreError::Connection`],
+    /// [`StoreError::Auth`] or [`StoreError::Server`] for the command's
+    /// failure or error reply, [`StoreError::Server`] when the reply does
+    /// not convert to `T`.
+    #[cfg(feature = "unstable-raw")]
+    pub async fn run_command<T: ::redis::FromRedisValue>(
+        &self,
+        cmd: &::redis::Cmd,
+    ) -> Result<T, StoreError> {
+        raw::check_shareable(cmd)?;
+        self.query(cmd.clone()).await
+    }
+
+    /// What [`upsert`](crate::SessionStore::upsert) of `session` would
+    /// send, prepared once: the hash key, the fields, the signed value
+    /// (encoding `session` with `lock_version + 1` in the configured payload
+    /// format, as upsert does) and the
+    /// expiry. [`UpsertCommand::cmd`] then builds the `FCALL` for any lock
+    /// version, so a tool can replay the same write without encoding or
+    /// signing again.
+    ///
+    /// `None` for a dead session (`refresh_expires_at < refreshed_at`),
+    /// for which upsert writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for an invalid session or one whose
+    /// encoding exceeds `max_session_size`, as upsert.
+    #[cfg(feature = "unstable-raw")]
+    pub fn upsert_command(
+        &self,
+        session: &Session,
+    ) -> Result<Option<raw::UpsertCommand>, StoreError> {
+        let Some(sealed) = stored::seal(session, &self.encoding, &self.keys[0])? else {
+            return Ok(None);
+        };
+        let key = self.key(&session.user_id, &session.session_type);
+        Ok(Some(raw::UpsertCommand::new(
+            key,
+            session,
+            sealed,
+            self.session_limit,
+        )))
+    }
+
     /// Runs one command on a shared connection.
     async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
         let mut lease = self.connections.lease().await?;
@@ -374,17 +439,6 @@ impl RedisStore {
         Ok(())
     }
 
-    /// The new lock version and payload an upsert of `session` writes, in
-    /// the configured format.
-    fn prepare_upsert(&self, session: &Session) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        codec::prepare_upsert_as(
-            session,
-            self.payload_format,
-            self.map_keys,
-            self.max_session_size,
-        )
-    }
-
     fn key(&self, user_id: &str, session_type: &str) -> String {
         hash_key(&self.key_prefix, user_id, session_type)
     }
@@ -394,7 +448,7 @@ impl RedisStore {
         self.record_user_ids.then_some(user_id)
     }
 
-    /// Verifies and decodes one stored value read from `key`/`field`;
+    /// Opens one stored value read from `key`/`field` ([`stored::open`]);
     /// `None` (a warning naming the key, never the value, and a count in
     /// `charon_sessions_rejected_values_total`) when it is not a valid,
     /// unexpired session of that address.
@@ -407,40 +461,29 @@ impl RedisStore {
         value: &[u8],
         now: i64,
     ) -> Option<Session> {
-        let reject = |reason: Rejection, detail: &dyn fmt::Display| {
-            telemetry::rejected_value(reason);
-            if self.record_user_ids {
-                warn!(key, reason = reason.name(), detail = %detail, "ignoring invalid stored session");
-            } else {
-                warn!(session_type, reason = reason.name(), detail = %detail, "ignoring invalid stored session");
+        match stored::open(value, &self.keys, field, user_id, session_type, now) {
+            Ok(session) => Some(session),
+            Err(rejected) => {
+                telemetry::rejected_value(rejected.reason);
+                let reason = rejected.reason.name();
+                if self.record_user_ids {
+                    warn!(
+                        key,
+                        reason,
+                        detail = rejected.detail(),
+                        "ignoring invalid stored session"
+                    );
+                } else {
+                    warn!(
+                        session_type,
+                        reason,
+                        detail = rejected.detail(),
+                        "ignoring invalid stored session"
+                    );
+                }
+                None
             }
-            None
-        };
-        let payload = match signing::verify_with_any(value, &self.keys) {
-            Ok(payload) => payload,
-            Err(e) => return reject(Rejection::Signature, &e),
-        };
-        let session = match codec::decode(payload) {
-            Ok(session) => session,
-            Err(e) => return reject(Rejection::Decode, &e),
-        };
-        if session.id != field || session.user_id != user_id || session.session_type != session_type
-        {
-            return reject(
-                Rejection::OwnerMismatch,
-                &"session id, user id or type differ from where it is stored",
-            );
         }
-        if session.is_expired_at(now) {
-            // Redis never returns a field past its expiry, and both carry
-            // refresh_expires_at: this is a value written with another
-            // expiry, or this host's clock is ahead of the server's.
-            return reject(
-                Rejection::Expired,
-                &"refresh_expires_at has passed (clock ahead of the server's?)",
-            );
-        }
-        Some(session)
     }
 }
 
@@ -480,10 +523,10 @@ impl RedisStore {
     }
 
     async fn upsert_inner(&self, session: &mut Session) -> Result<(), StoreError> {
-        let Some((new_lock, payload)) = self.prepare_upsert(session)? else {
+        let Some(sealed) = stored::seal(session, &self.encoding, &self.keys[0])? else {
             return Ok(());
         };
-        let value = signing::sign(&payload, &self.keys[0]);
+        let new_lock = sealed.lock_version;
         let key = self.key(&session.user_id, &session.session_type);
         let lock_field = lock_field(&session.id);
         let make_cmd = || {
@@ -492,7 +535,7 @@ impl RedisStore {
                 &session.id,
                 &lock_field,
                 new_lock,
-                &value,
+                &sealed.value,
                 session.refresh_expires_at,
                 self.session_limit,
             )
@@ -575,4 +618,79 @@ impl RedisStore {
     }
 }
 
-crate::telemetry::impl_session_store!(RedisStore);
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn get(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<Option<Session>, StoreError> {
+        let work = self.get_inner(session_id, user_id, session_type);
+        let user = self.user_label(user_id);
+        observe(
+            Operation::Get,
+            session_type,
+            user,
+            &self.session_type_labels,
+            work,
+        )
+        .await
+    }
+
+    async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
+        // Not `observe`: the operation borrows `session` mutably while the
+        // span is opened from its type and user id.
+        let observation = Observation::start(
+            Operation::Upsert,
+            &session.session_type,
+            self.user_label(&session.user_id),
+        );
+        let result = observation.run(self.upsert_inner(session)).await;
+        observation.finish(result, &self.session_type_labels, &session.session_type)
+    }
+
+    async fn delete(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        session_type: &str,
+    ) -> Result<(), StoreError> {
+        let work = self.delete_inner(session_id, user_id, session_type);
+        let user = self.user_label(user_id);
+        observe(
+            Operation::Delete,
+            session_type,
+            user,
+            &self.session_type_labels,
+            work,
+        )
+        .await
+    }
+
+    async fn get_all(&self, user_id: &str, session_type: &str) -> Result<Vec<Session>, StoreError> {
+        let work = self.get_all_inner(user_id, session_type);
+        let user = self.user_label(user_id);
+        observe(
+            Operation::GetAll,
+            session_type,
+            user,
+            &self.session_type_labels,
+            work,
+        )
+        .await
+    }
+
+    async fn delete_all(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
+        let work = self.delete_all_inner(user_id, session_type);
+        let user = self.user_label(user_id);
+        observe(
+            Operation::DeleteAll,
+            session_type,
+            user,
+            &self.session_type_labels,
+            work,
+        )
+        .await
+    }
+}
