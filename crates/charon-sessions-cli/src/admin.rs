@@ -45,7 +45,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// in-memory store lives inside one process and another process has nothing
 /// to administer, or when `--key-prefix` breaks the library's rule.
 pub fn redis_url<'a>(store: &'a StoreArgs, command: &str) -> anyhow::Result<&'a str> {
-    charon_sessions::validate_key_prefix(&store.key_prefix)
+    charon_sessions::validate::key_prefix(&store.key_prefix)
         .map_err(|e| UsageError(format!("invalid --key-prefix: {e}")))?;
     if store.redis.is_none() && !(store.cluster.is_empty() && store.sentinel.is_empty()) {
         return Err(UsageError(format!(
@@ -139,21 +139,21 @@ fn raw_client(url: &str) -> anyhow::Result<redis::Client> {
 
 /// clap parser for `--user`: the library's user id rule.
 pub fn parse_user_id(s: &str) -> Result<String, String> {
-    charon_sessions::validate_user_id(s)
+    charon_sessions::validate::user_id(s)
         .map(|()| s.to_owned())
         .map_err(|e| e.to_string())
 }
 
 /// clap parser for `--session`: the library's session id rule.
 pub fn parse_session_id(s: &str) -> Result<String, String> {
-    charon_sessions::validate_session_id(s)
+    charon_sessions::validate::session_id(s)
         .map(|()| s.to_owned())
         .map_err(|e| e.to_string())
 }
 
 /// clap parser for `--type`: the library's session type rule.
 pub fn parse_session_type(s: &str) -> Result<String, String> {
-    charon_sessions::validate_session_type(s)
+    charon_sessions::validate::session_type(s)
         .map(|()| s.to_owned())
         .map_err(|e| e.to_string())
 }

@@ -56,7 +56,7 @@ pub struct ListArgs {
     user: String,
 
     /// Session type.
-    #[arg(long = "type", value_name = "TYPE", default_value = charon_sessions::DEFAULT_SESSION_TYPE,
+    #[arg(long = "type", value_name = "TYPE", default_value = charon_sessions::Session::DEFAULT_TYPE,
           value_parser = admin::parse_session_type, allow_hyphen_values = true)]
     session_type: String,
 

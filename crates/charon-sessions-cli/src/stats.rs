@@ -123,8 +123,8 @@ struct Tally {
 fn split_key<'a>(key: &'a str, key_prefix: &str) -> Option<(&'a str, &'a str)> {
     let rest = key.strip_prefix(key_prefix)?.strip_prefix('.')?;
     let (user, kind) = rest.rsplit_once('.')?;
-    let valid = charon_sessions::validate_user_id(user).is_ok()
-        && charon_sessions::validate_session_type(kind).is_ok();
+    let valid = charon_sessions::validate::user_id(user).is_ok()
+        && charon_sessions::validate::session_type(kind).is_ok();
     valid.then_some((user, kind))
 }
 

@@ -13,10 +13,10 @@
 
 use std::hint::black_box;
 
+use charon_sessions::Session;
 use charon_sessions::layout::{is_lock_field, lock_field};
 use charon_sessions::signing::{self, SigningKey};
 use charon_sessions::stored::{self, Encoding};
-use charon_sessions::{Session, unix_now};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BatchSize, Criterion, Throughput};
 
@@ -47,7 +47,7 @@ fn open(field: &str, value: &[u8], keys: &[SigningKey], now: i64) -> Option<Sess
 fn benches<M: Measurement + 'static>(c: &mut Criterion<M>) {
     let key = key();
     let keys = [key.clone()];
-    let now = unix_now();
+    let now = Session::now();
     let session = typical::session(USER, now);
     assert_eq!(
         serde_json::to_vec(&session.extra_payload).unwrap().len(),

@@ -37,7 +37,7 @@
 //! takes the defaults of [`Session::default`] for the missing trailing
 //! fields. So a trailing slot that holds its default may be left out (a
 //! slot before the last one written never is): slot 13 is written only for
-//! [`UserIdKind::Integer`](crate::UserIdKind::Integer), and records of
+//! [`UserIdKind::Integer`], and records of
 //! string-user sessions keep their 13 slots and their size. The record
 //! version travels in the `version` slot.
 //!
@@ -61,7 +61,7 @@ use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::session::Session;
+use crate::session::{Session, UserIdKind};
 
 /// First byte of a payload in the current format: a positional MessagePack
 /// record (see the [module documentation](self)). No JSON text starts
@@ -291,8 +291,97 @@ pub fn decode(payload: &[u8]) -> Result<Session, DecodeError> {
         Some(&FORMAT_TERM) => charon::decode(payload),
         // serde would also accept a positional JSON array for a struct; only
         // the object form was ever written.
-        Some(&FORMAT_JSON) => serde_json::from_slice(payload).map_err(DecodeError::Json),
+        Some(&FORMAT_JSON) => serde_json::from_slice::<JsonRecord>(payload)
+            .map(Session::from)
+            .map_err(DecodeError::Json),
         _ => Err(DecodeError::UnknownFormat),
+    }
+}
+
+/// A session as the JSON object [`FORMAT_JSON`] of earlier releases, read
+/// (never written) with these field names whatever `Session` becomes.
+/// Missing fields take `Session`'s defaults; unknown ones are ignored.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(default)]
+struct JsonRecord {
+    id: String,
+    user_id: String,
+    session_type: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    refresh_expires_at: i64,
+    refreshed_at: i64,
+    refresh_token_id: String,
+    tokens_fresh_from: i64,
+    prev_tokens_fresh_from: i64,
+    lock_version: u64,
+    extra_payload: serde_json::Map<String, serde_json::Value>,
+    version: u32,
+    /// `"integer"`, or left out for a string.
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
+    user_id_kind: Option<UserIdKindName>,
+}
+
+/// [`UserIdKind`] as the compact record (slot 13) and the JSON of earlier
+/// releases name it.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum UserIdKindName {
+    String,
+    Integer,
+}
+
+impl Default for JsonRecord {
+    fn default() -> Self {
+        let s = Session::default();
+        JsonRecord {
+            id: s.id,
+            user_id: s.user_id,
+            session_type: s.session_type,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            refresh_expires_at: s.refresh_expires_at,
+            refreshed_at: s.refreshed_at,
+            refresh_token_id: s.refresh_token_id,
+            tokens_fresh_from: s.tokens_fresh_from,
+            prev_tokens_fresh_from: s.prev_tokens_fresh_from,
+            lock_version: s.lock_version,
+            extra_payload: s.extra_payload,
+            version: s.version,
+            user_id_kind: None,
+        }
+    }
+}
+
+impl From<UserIdKindName> for UserIdKind {
+    fn from(name: UserIdKindName) -> UserIdKind {
+        match name {
+            UserIdKindName::String => UserIdKind::String,
+            UserIdKindName::Integer => UserIdKind::Integer,
+        }
+    }
+}
+
+impl From<JsonRecord> for Session {
+    fn from(r: JsonRecord) -> Session {
+        Session {
+            id: r.id,
+            user_id: r.user_id,
+            session_type: r.session_type,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            refresh_expires_at: r.refresh_expires_at,
+            refreshed_at: r.refreshed_at,
+            refresh_token_id: r.refresh_token_id,
+            tokens_fresh_from: r.tokens_fresh_from,
+            prev_tokens_fresh_from: r.prev_tokens_fresh_from,
+            lock_version: r.lock_version,
+            extra_payload: r.extra_payload,
+            version: r.version,
+            user_id_kind: r.user_id_kind.map_or(UserIdKind::String, UserIdKind::from),
+            ..Session::default()
+        }
     }
 }
 
@@ -398,7 +487,7 @@ impl Serialize for PositionalWithLock<'_> {
         t.serialize_element(&s.extra_payload)?;
         t.serialize_element(&s.version)?;
         if !s.user_id_kind.is_string() {
-            t.serialize_element(&s.user_id_kind)?;
+            t.serialize_element(&UserIdKindName::Integer)?;
         }
         t.end()
     }
@@ -449,9 +538,12 @@ impl<'de> Visitor<'de> for PositionalVisitor {
             prev_tokens_fresh_from,
             lock_version,
             extra_payload,
-            version,
-            user_id_kind
+            version
         );
+        match seq.next_element::<UserIdKindName>()? {
+            Some(kind) => s.user_id_kind = kind.into(),
+            None => return Ok(PositionalOwned(s)),
+        }
         // Slots a newer version appended.
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(PositionalOwned(s))
@@ -464,6 +556,27 @@ mod tests {
     use crate::UserIdKind;
     use serde_json::{Value, json};
     use std::time::Duration;
+
+    /// `s` as an earlier release wrote it in JSON.
+    fn json_record(s: &Session) -> JsonRecord {
+        JsonRecord {
+            id: s.id.clone(),
+            user_id: s.user_id.clone(),
+            session_type: s.session_type.clone(),
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            refresh_expires_at: s.refresh_expires_at,
+            refreshed_at: s.refreshed_at,
+            refresh_token_id: s.refresh_token_id.clone(),
+            tokens_fresh_from: s.tokens_fresh_from,
+            prev_tokens_fresh_from: s.prev_tokens_fresh_from,
+            lock_version: s.lock_version,
+            extra_payload: s.extra_payload.clone(),
+            version: s.version,
+            user_id_kind: (s.user_id_kind == UserIdKind::Integer)
+                .then_some(UserIdKindName::Integer),
+        }
+    }
 
     fn sample() -> Session {
         let mut s = Session::new_login_at("user.with.dots", 1_700_000_000, Duration::from_secs(60));
@@ -524,16 +637,12 @@ mod tests {
             json!(7),
         ];
         assert_eq!(got, expected);
-        // The same bytes as rmp-serde's positional encoding of the struct
-        // in declaration order (which tests/hostile.rs relies on).
-        assert_eq!(encode(&s)[1..], rmp_serde::to_vec(&s).unwrap()[..]);
     }
 
     /// `user_id_kind` travels in slot 13, written only for
     /// `UserIdKind::Integer` (the append rule: a record without it takes
-    /// the default, `String`), and in serde's form as `"user_id_kind"`, left
-    /// out for `String`; rmp-serde's positional encoding of the struct is
-    /// still the record.
+    /// the default, `String`), and in the JSON of earlier releases as
+    /// `"user_id_kind"`, left out for `String`.
     #[test]
     fn user_id_kind_is_slot_13() {
         let string = sample();
@@ -546,16 +655,15 @@ mod tests {
         assert_eq!(integer_slots[13], json!("integer"));
         for s in [&string, &integer] {
             assert_eq!(decode(&encode(s)).unwrap(), *s);
-            assert_eq!(encode(s)[1..], rmp_serde::to_vec(s).unwrap()[..]);
-            let json = serde_json::to_vec(s).unwrap();
+            let json = serde_json::to_vec(&json_record(s)).unwrap();
             assert_eq!(decode(&json).unwrap(), *s);
         }
         assert_eq!(
-            serde_json::to_value(&integer).unwrap()["user_id_kind"],
+            serde_json::to_value(json_record(&integer)).unwrap()["user_id_kind"],
             json!("integer")
         );
         assert!(
-            serde_json::to_value(&string)
+            serde_json::to_value(json_record(&string))
                 .unwrap()
                 .get("user_id_kind")
                 .is_none()
@@ -604,7 +712,7 @@ mod tests {
     #[test]
     fn json_written_by_earlier_releases_still_decodes() {
         let s = sample();
-        let json = serde_json::to_vec(&s).unwrap();
+        let json = serde_json::to_vec(&json_record(&s)).unwrap();
         assert_eq!(json[0], b'{');
         assert_eq!(decode(&json).unwrap(), s);
         // A value as an earlier release stored it, byte for byte.
@@ -620,7 +728,7 @@ mod tests {
 
     #[test]
     fn json_unknown_fields_are_ignored_and_missing_ones_defaulted() {
-        let mut v = serde_json::to_value(sample()).unwrap();
+        let mut v = serde_json::to_value(json_record(&sample())).unwrap();
         v["added_in_version_8"] = json!([1, 2, 3]);
         v.as_object_mut().unwrap().remove("prev_tokens_fresh_from");
         let s = decode(&serde_json::to_vec(&v).unwrap()).unwrap();
@@ -763,7 +871,11 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         let s = sample();
         let good = encode(&s);
-        let named = [&[FORMAT_MSGPACK][..], &rmp_serde::to_vec_named(&s).unwrap()].concat();
+        let named = [
+            &[FORMAT_MSGPACK][..],
+            &rmp_serde::to_vec_named(&json_record(&s)).unwrap(),
+        ]
+        .concat();
         let mut slots = slots(&good);
         slots[3] = json!("not a time");
         let wrong_type = record(&slots);

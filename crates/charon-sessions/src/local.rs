@@ -13,11 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 
 use crate::error::StoreError;
-use crate::limit::{DEFAULT_SESSION_LIMIT, SessionLimit};
-use crate::session::{Session, unix_now, validate_address, validate_owner};
+use crate::limit::SessionLimit;
+use crate::session::Session;
 use crate::store::SessionStore;
 use crate::stored::{self, Encoding};
 use crate::telemetry::{self, Observation, Operation, SessionTypeLabels, observe};
+use crate::validate;
 
 type Owner = (String, String);
 
@@ -81,7 +82,7 @@ impl Default for LocalStore {
 
 impl LocalStore {
     /// An empty store refusing sessions that encode to more than
-    /// [`DEFAULT_MAX_SESSION_SIZE`](crate::DEFAULT_MAX_SESSION_SIZE) bytes.
+    /// [`DEFAULT_MAX_SESSION_SIZE`](crate::limit::DEFAULT_MAX_SESSION_SIZE) bytes.
     pub fn new() -> LocalStore {
         LocalStore::with_max_session_size(Encoding::default().max_size)
     }
@@ -98,7 +99,7 @@ impl LocalStore {
                 ..Encoding::default()
             },
             record_user_ids: false,
-            session_limit: DEFAULT_SESSION_LIMIT,
+            session_limit: SessionLimit::DEFAULT,
             session_type_labels: SessionTypeLabels::default(),
         }
     }
@@ -134,7 +135,7 @@ impl LocalStore {
     /// Drops every expired session now. Runs by itself every few thousand
     /// writes; call it to reclaim memory at a time of your choosing.
     pub fn purge_expired(&self) {
-        let now = unix_now();
+        let now = Session::now();
         let mut all = self.lock();
         all.retain(|_, sessions| {
             sessions.retain(|_, s| !s.is_expired_at(now));
@@ -161,8 +162,8 @@ impl LocalStore {
         user_id: &str,
         session_type: &str,
     ) -> Result<Option<Session>, StoreError> {
-        validate_address(session_id, user_id, session_type)?;
-        let now = unix_now();
+        validate::address(session_id, user_id, session_type)?;
+        let now = Session::now();
         let all = self.lock();
         Ok(all
             .get(&owner(user_id, session_type))
@@ -180,7 +181,7 @@ impl LocalStore {
             lock_version: encoded.lock_version,
             ..session.clone()
         };
-        let now = unix_now();
+        let now = Session::now();
         {
             let mut all = self.lock();
             let sessions = all
@@ -249,7 +250,7 @@ impl LocalStore {
         user_id: &str,
         session_type: &str,
     ) -> Result<(), StoreError> {
-        validate_address(session_id, user_id, session_type)?;
+        validate::address(session_id, user_id, session_type)?;
         let key = owner(user_id, session_type);
         let mut all = self.lock();
         if let Some(sessions) = all.get_mut(&key) {
@@ -266,8 +267,8 @@ impl LocalStore {
         user_id: &str,
         session_type: &str,
     ) -> Result<Vec<Session>, StoreError> {
-        validate_owner(user_id, session_type)?;
-        let now = unix_now();
+        validate::owner(user_id, session_type)?;
+        let now = Session::now();
         let all = self.lock();
         Ok(all
             .get(&owner(user_id, session_type))
@@ -282,7 +283,7 @@ impl LocalStore {
     }
 
     async fn delete_all_inner(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
-        validate_owner(user_id, session_type)?;
+        validate::owner(user_id, session_type)?;
         self.lock().remove(&owner(user_id, session_type));
         Ok(())
     }

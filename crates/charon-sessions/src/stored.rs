@@ -2,9 +2,9 @@
 //!
 //! Sealing is what every upsert does before it writes, whichever store:
 //! validate the session, skip a dead one, give it its next lock version,
-//! encode it in the store's payload format ([`codec`](crate::codec)),
+//! encode it in the store's payload format ([`codec`]),
 //! refuse it beyond the size limit, and sign it
-//! ([`signing`](crate::signing)). Opening is what every read does with a
+//! ([`signing`]). Opening is what every read does with a
 //! value it found: verify the signature under any of the store's keys,
 //! decode it, and check that it belongs where it was found and has not
 //! expired. [`LocalStore`](crate::LocalStore) and

@@ -16,7 +16,7 @@ use std::time::Duration;
 use charon_sessions::signing::SigningKey;
 use charon_sessions::{
     MapKeys, PayloadFormat, RedisStore, RedisStoreConfig, Session, SessionStore, StoreError,
-    UserIdKind, unix_now,
+    UserIdKind,
 };
 use charon_sessions_testkit::erlang::binary;
 use charon_sessions_testkit::{Erlang, Flavor, TestServer};
@@ -185,7 +185,7 @@ async fn charon_fcall(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erlang_written_sessions_are_read_refreshed_and_deleted() {
     let mut t = both(MapKeys::Binaries).await;
-    let now = unix_now();
+    let now = Session::now();
     let later = (now + 7200).to_string();
     let cases = [
         // (sid, Erlang user id, user id as the store gets it, kind, expires, extra, encoder)
@@ -562,7 +562,7 @@ async fn flushdb(conn: &mut MultiplexedConnection) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charon_suite_get() {
     let mut t = both(MapKeys::Atoms).await;
-    let now = unix_now();
+    let now = Session::now();
     let expected = user_session(&mut t.erl, now);
     let get = || t.store.get("a", "426", "full");
 
@@ -611,7 +611,7 @@ async fn charon_suite_get() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charon_suite_upsert() {
     let mut t = both(MapKeys::Atoms).await;
-    let now = unix_now();
+    let now = Session::now();
     let exp = now + TTL;
     let user_session = user_session(&mut t.erl, now);
     let key = "charon_.426.full";
@@ -719,7 +719,7 @@ async fn charon_suite_upsert() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charon_suite_delete() {
     let mut t = both(MapKeys::Atoms).await;
-    user_session(&mut t.erl, unix_now());
+    user_session(&mut t.erl, Session::now());
     t.store.delete("a", "426", "full").await.unwrap();
     insert(&mut t.erl, &mut t.conn, "U").await;
     insert(&mut t.erl, &mut t.conn, "U#{id := <<\"b\">>}").await;
@@ -744,7 +744,7 @@ async fn charon_suite_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charon_suite_get_all() {
     let mut t = both(MapKeys::Atoms).await;
-    let now = unix_now();
+    let now = Session::now();
     let expected = user_session(&mut t.erl, now);
     assert!(t.store.get_all("426", "full").await.unwrap().is_empty());
 
@@ -788,7 +788,7 @@ async fn charon_suite_get_all() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charon_suite_delete_all() {
     let mut t = both(MapKeys::Atoms).await;
-    user_session(&mut t.erl, unix_now());
+    user_session(&mut t.erl, Session::now());
     t.store.delete_all("426", "full").await.unwrap();
     assert!(keys(&mut t.conn).await.is_empty());
     hset(&mut t.conn, "charon_.426.full", b"l.a", b"12").await;
@@ -834,7 +834,7 @@ async fn erlang_and_rust_refresh_the_same_sessions_in_turn() {
         "{listed}"
     );
 
-    let now = unix_now();
+    let now = Session::now();
     let ttl = Duration::from_secs(3600);
     let mut alice = Session::new_login("alice", ttl);
     alice.extra_payload.insert("device".into(), json!("laptop"));
@@ -951,7 +951,7 @@ async fn erlang_and_rust_refresh_the_same_sessions_in_turn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_values_keep_their_erlang_keys_and_types() {
     let mut t = both(MapKeys::Binaries).await;
-    let now = unix_now();
+    let now = Session::now();
     let extra =
         "#{a => 1, <<\"a\">> => 2, other => 3, role => admin, raw => <<255, 0, 1>>, nil => 4}";
     let value = t.erl.bytes(&format!(

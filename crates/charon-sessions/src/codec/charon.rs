@@ -25,7 +25,7 @@
 //! binaries are arrays of their bytes, and pids, ports, references and funs
 //! strings such as `"#PID"`. Keys that show as the same name (`:a` and
 //! `"a"`) show once, with the value of the last in Erlang's term order.
-//! The Erlang terms themselves are kept in [`Session::charon_terms`], and
+//! The Erlang terms themselves are kept inside the [`Session`] read, and
 //! written back as they were read wherever the view was not changed: a
 //! refresh from Rust returns Charon's `extra_payload` `=:=` equal.
 //!
@@ -73,7 +73,7 @@ use serde_json::{Number, Value};
 
 use super::{DecodeError, EncodeError, MapKeys};
 use crate::etf::{self, MAX_ATOM_CHARS, MAX_DEPTH, Term};
-use crate::session::{CharonTerms, SESSION_VERSION, Session, UserIdKind};
+use crate::session::{CharonTerms, Session, UserIdKind};
 
 /// The struct's module, the value of its `__struct__` key.
 const STRUCT: &str = "Elixir.Charon.Models.Session";
@@ -131,7 +131,7 @@ fn session_of(term: Term) -> Result<Session, &'static str> {
             _ => return Err("lock_version is not an integer"),
         },
         extra_payload,
-        version: SESSION_VERSION,
+        version: Session::VERSION,
         user_id_kind,
         charon_terms: CharonTerms {
             extra_payload: Some(Arc::new(kept)),
@@ -322,7 +322,10 @@ pub(super) fn encode_with_lock(
         ),
         (Term::atom("type"), Term::atom(&session.session_type)),
         (Term::atom("user_id"), user_id),
-        (Term::atom("version"), Term::Int(i64::from(SESSION_VERSION))),
+        (
+            Term::atom("version"),
+            Term::Int(i64::from(Session::VERSION)),
+        ),
     ];
     etf::sort_map(&mut entries);
     Ok(etf::encode(&Term::Map(entries)))

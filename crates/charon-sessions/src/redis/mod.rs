@@ -42,11 +42,12 @@ use async_trait::async_trait;
 use crate::error::StoreError;
 use crate::layout::{hash_key, is_lock_field, lock_field};
 use crate::limit::SessionLimit;
-use crate::session::{Session, unix_now, validate_address, validate_owner};
+use crate::session::Session;
 use crate::signing::SigningKey;
 use crate::store::SessionStore;
 use crate::stored::{self, Encoding};
 use crate::telemetry::{self, Observation, Operation, SessionTypeLabels, observe};
+use crate::validate;
 
 /// A [`SessionStore`](crate::SessionStore) in Redis >= 8.0 or Valkey >= 9.0.
 ///
@@ -316,7 +317,7 @@ impl RedisStore {
     /// send, prepared once: the hash key, the fields, the signed value
     /// (encoding `session` with `lock_version + 1` in the configured payload
     /// format, as upsert does) and the
-    /// expiry. [`UpsertCommand::cmd`] then builds the `FCALL` for any lock
+    /// expiry. [`UpsertCommand::cmd`](raw::UpsertCommand::cmd) then builds the `FCALL` for any lock
     /// version, so a tool can replay the same write without encoding or
     /// signing again.
     ///
@@ -513,13 +514,14 @@ impl RedisStore {
         user_id: &str,
         session_type: &str,
     ) -> Result<Option<Session>, StoreError> {
-        validate_address(session_id, user_id, session_type)?;
+        validate::address(session_id, user_id, session_type)?;
         let key = self.key(user_id, session_type);
         let mut cmd = redis::cmd("HGET");
         cmd.arg(&key).arg(session_id);
         let value: Option<Vec<u8>> = self.query(cmd).await?;
-        Ok(value
-            .and_then(|v| self.open_value(&key, session_id, user_id, session_type, &v, unix_now())))
+        Ok(value.and_then(|v| {
+            self.open_value(&key, session_id, user_id, session_type, &v, Session::now())
+        }))
     }
 
     async fn upsert_inner(&self, session: &mut Session) -> Result<(), StoreError> {
@@ -569,7 +571,7 @@ impl RedisStore {
         user_id: &str,
         session_type: &str,
     ) -> Result<(), StoreError> {
-        validate_address(session_id, user_id, session_type)?;
+        validate::address(session_id, user_id, session_type)?;
         let mut cmd = redis::cmd("HDEL");
         cmd.arg(self.key(user_id, session_type))
             .arg(session_id)
@@ -583,12 +585,12 @@ impl RedisStore {
         user_id: &str,
         session_type: &str,
     ) -> Result<Vec<Session>, StoreError> {
-        validate_owner(user_id, session_type)?;
+        validate::owner(user_id, session_type)?;
         let key = self.key(user_id, session_type);
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(&key);
         let fields: Vec<(Vec<u8>, Vec<u8>)> = self.query(cmd).await?;
-        let now = unix_now();
+        let now = Session::now();
         Ok(fields
             .into_iter()
             .filter(|(field, _)| !is_lock_field(field))
@@ -610,7 +612,7 @@ impl RedisStore {
     }
 
     async fn delete_all_inner(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
-        validate_owner(user_id, session_type)?;
+        validate::owner(user_id, session_type)?;
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.key(user_id, session_type));
         self.query::<()>(cmd).await?;

@@ -18,7 +18,6 @@ use std::time::Duration;
 use charon_sessions::signing::SigningKey;
 use charon_sessions::{
     LocalStore, RedisStore, RedisStoreConfig, Session, SessionLimit, SessionStore, StoreError,
-    unix_now,
 };
 use charon_sessions_testkit::{Flavor, TestServer};
 
@@ -116,6 +115,30 @@ pub async fn redis8_charon() -> Harness {
 
 pub const HOUR: Duration = Duration::from_secs(3600);
 
+/// `s` as the JSON object earlier releases stored (first byte `{`), which
+/// every read still accepts.
+pub fn legacy_json(s: &Session) -> Vec<u8> {
+    let mut object = serde_json::json!({
+        "id": s.id,
+        "user_id": s.user_id,
+        "session_type": s.session_type,
+        "created_at": s.created_at,
+        "expires_at": s.expires_at,
+        "refresh_expires_at": s.refresh_expires_at,
+        "refreshed_at": s.refreshed_at,
+        "refresh_token_id": s.refresh_token_id,
+        "tokens_fresh_from": s.tokens_fresh_from,
+        "prev_tokens_fresh_from": s.prev_tokens_fresh_from,
+        "lock_version": s.lock_version,
+        "extra_payload": s.extra_payload,
+        "version": s.version,
+    });
+    if s.user_id_kind == charon_sessions::UserIdKind::Integer {
+        object["user_id_kind"] = "integer".into();
+    }
+    serde_json::to_vec(&object).unwrap()
+}
+
 pub fn login(user: &str) -> Session {
     let mut s = Session::new_login(user, HOUR);
     s.extra_payload
@@ -125,7 +148,7 @@ pub fn login(user: &str) -> Session {
 
 /// Sleeps until the wall clock has passed `unix_time` (a whole second).
 pub async fn sleep_until_past(unix_time: i64) {
-    while unix_now() < unix_time {
+    while Session::now() < unix_time {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -221,7 +244,7 @@ pub async fn stale_update_after_delete_all_does_not_resurrect(h: Harness) {
 /// that is a conflict that stores nothing.
 pub async fn expiry_removes_and_stale_update_conflicts(h: Harness) {
     let s = &h.store;
-    let now = unix_now();
+    let now = Session::now();
     let mut short = Session::new_login_at("alice", now, Duration::from_secs(2));
     let mut long = login("alice");
     s.upsert(&mut short).await.unwrap();
@@ -349,15 +372,15 @@ pub async fn upsert_with_past_expiry_stores_nothing_readable(h: Harness) {
     let mut session = login("alice");
     session.created_at -= 100;
     session.refreshed_at -= 100;
-    session.refresh_expires_at = unix_now() - 10;
+    session.refresh_expires_at = Session::now() - 10;
     s.upsert(&mut session).await.unwrap();
     assert_eq!(s.get(&session.id, "alice", "full").await.unwrap(), None);
     assert!(s.get_all("alice", "full").await.unwrap().is_empty());
     // No lock version was left behind: the id can be created afresh.
     let mut again = session.clone();
     again.lock_version = 0;
-    again.refreshed_at = unix_now();
-    again.refresh_expires_at = unix_now() + 3600;
+    again.refreshed_at = Session::now();
+    again.refresh_expires_at = Session::now() + 3600;
     s.upsert(&mut again).await.unwrap();
     assert_eq!(again.lock_version, 1);
 
@@ -365,13 +388,13 @@ pub async fn upsert_with_past_expiry_stores_nothing_readable(h: Harness) {
     let mut live = login("alice");
     s.upsert(&mut live).await.unwrap();
     live.refreshed_at -= 7200;
-    live.refresh_expires_at = unix_now() - 5;
+    live.refresh_expires_at = Session::now() - 5;
     s.upsert(&mut live).await.unwrap();
     assert_eq!(s.get(&live.id, "alice", "full").await.unwrap(), None);
     assert_conflict(s.upsert(&mut live).await);
     live.lock_version = 0;
-    live.refreshed_at = unix_now();
-    live.refresh_expires_at = unix_now() + 3600;
+    live.refreshed_at = Session::now();
+    live.refresh_expires_at = Session::now() + 3600;
     s.upsert(&mut live).await.unwrap();
 }
 
@@ -380,18 +403,21 @@ pub async fn upsert_with_past_expiry_stores_nothing_readable(h: Harness) {
 pub async fn far_future_expiry_limit(h: Harness) {
     let s = &h.store;
     let mut latest = login("alice");
-    latest.refresh_expires_at = charon_sessions::MAX_UNIX_TIME;
+    latest.refresh_expires_at = charon_sessions::validate::MAX_UNIX_TIME;
     s.upsert(&mut latest).await.unwrap();
     assert_eq!(
         s.get(&latest.id, "alice", "full").await.unwrap(),
         Some(latest)
     );
     let mut too_late = login("alice");
-    too_late.refresh_expires_at = charon_sessions::MAX_UNIX_TIME + 1;
+    too_late.refresh_expires_at = charon_sessions::validate::MAX_UNIX_TIME + 1;
     assert_invalid(s.upsert(&mut too_late).await, "refresh_expires_at");
     let mut forever = Session::new_login("alice", Duration::MAX);
     s.upsert(&mut forever).await.unwrap();
-    assert_eq!(forever.refresh_expires_at, charon_sessions::MAX_UNIX_TIME);
+    assert_eq!(
+        forever.refresh_expires_at,
+        charon_sessions::validate::MAX_UNIX_TIME
+    );
 }
 
 /// A session that encodes to more than the default 64 KiB is refused with
