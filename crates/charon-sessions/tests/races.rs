@@ -65,7 +65,7 @@ on_every_store!(
 /// A connection of the test's own to the harness's server, outside any
 /// store; `None` for LocalStore.
 async fn raw(h: &Harness) -> Option<MultiplexedConnection> {
-    let server: &TestServer = h.server.as_ref()?;
+    let server: &TestServer = h.kept()?;
     let url = server.url();
     Some(
         redis::Client::open(url.as_str())
