@@ -77,7 +77,9 @@ impl Harness {
     /// The first thing of type `T` kept with [`keeping`](Self::keeping),
     /// such as the [`TestServer`](crate::TestServer) behind the store.
     pub fn kept<T: Any>(&self) -> Option<&T> {
-        self.guards.iter().find_map(|guard| (**guard).downcast_ref())
+        self.guards
+            .iter()
+            .find_map(|guard| (**guard).downcast_ref())
     }
 
     /// A second store like the one under test, on the same backend, with

@@ -213,7 +213,9 @@ pub fn encode(session: &Session) -> Vec<u8> {
 /// Encodes a session in `format` (with `map_keys` for maps set in
 /// `extra_payload`, in Charon's format), with its own lock version.
 ///
-/// Whatever this accepts, [`decode`] reads back.
+/// Whatever this accepts, [`decode`] reads back, but for a payload in
+/// Charon's format larger than [`MAX_TERM_BYTES`], which stores refuse to
+/// write ([`stored::encode`](crate::stored::encode)).
 ///
 /// # Errors
 ///
@@ -230,10 +232,10 @@ pub fn encode_as(
 /// [`encode_as`] with `lock_version` replaced by `lock`: what an upsert
 /// stores, without cloning the session to bump its lock version.
 ///
-/// Refuses what [`decode`] would not read back: in the compact format
-/// `extra_payload` nested deeper than [`MAX_COMPACT_PAYLOAD_DEPTH`]; in
-/// Charon's format a payload larger than [`MAX_TERM_BYTES`] or nested
-/// deeper than [`MAX_TERM_DEPTH`], and values it cannot represent.
+/// Refuses what [`decode`] would not read back, but for the size: in the
+/// compact format `extra_payload` nested deeper than
+/// [`MAX_COMPACT_PAYLOAD_DEPTH`]; in Charon's format nesting deeper than
+/// [`MAX_TERM_DEPTH`], and values it cannot represent.
 pub(crate) fn encode_with_lock_as(
     session: &Session,
     lock: u64,
@@ -250,17 +252,7 @@ pub(crate) fn encode_with_lock_as(
             }
             Ok(encode_with_lock(session, lock))
         }
-        PayloadFormat::Charon => {
-            let payload = charon::encode_with_lock(session, lock, map_keys)?;
-            if payload.len() > MAX_TERM_BYTES {
-                return Err(EncodeError(format!(
-                    "session encodes to {} bytes in Charon's format, more than it reads back \
-                     (MAX_TERM_BYTES, {MAX_TERM_BYTES} bytes)",
-                    payload.len()
-                )));
-            }
-            Ok(payload)
-        }
+        PayloadFormat::Charon => charon::encode_with_lock(session, lock, map_keys),
     }
 }
 

@@ -17,7 +17,7 @@ use crate::limit::SessionLimit;
 use crate::session::Session;
 use crate::store::SessionStore;
 use crate::stored::{self, Encoding};
-use crate::telemetry::{self, Observation, Operation, SessionTypeLabels, observe};
+use crate::telemetry::{self, Observer, Operation};
 use crate::validate;
 
 type Owner = (String, String);
@@ -66,12 +66,10 @@ pub struct LocalStore {
     writes: AtomicU64,
     /// How sessions are measured: the compact format and the size limit.
     encoding: Encoding,
-    /// Whether spans carry the user id.
-    record_user_ids: bool,
     /// Most sessions per user and type, and what a create beyond does.
     session_limit: SessionLimit,
-    /// The `session_type` label values of its metrics.
-    session_type_labels: SessionTypeLabels,
+    /// Spans and metrics of its operations.
+    observer: Observer,
 }
 
 impl Default for LocalStore {
@@ -98,9 +96,8 @@ impl LocalStore {
                 max_size: max_session_size,
                 ..Encoding::default()
             },
-            record_user_ids: false,
             session_limit: SessionLimit::DEFAULT,
-            session_type_labels: SessionTypeLabels::default(),
+            observer: Observer::default(),
         }
     }
 
@@ -124,12 +121,8 @@ impl LocalStore {
     /// (default `false`: user ids are personal data in most deployments);
     /// see [`telemetry`](crate::telemetry).
     pub fn record_user_ids(mut self, record: bool) -> LocalStore {
-        self.record_user_ids = record;
+        self.observer = Observer::new(record);
         self
-    }
-
-    fn user_label<'a>(&self, user_id: &'a str) -> Option<&'a str> {
-        self.record_user_ids.then_some(user_id)
     }
 
     /// Drops every expired session now. Runs by itself every few thousand
@@ -293,75 +286,45 @@ impl LocalStore {
 impl SessionStore for LocalStore {
     async fn get(
         &self,
-        session_id: &str,
+        id: &str,
         user_id: &str,
-        session_type: &str,
+        kind: &str,
     ) -> Result<Option<Session>, StoreError> {
-        let work = self.get_inner(session_id, user_id, session_type);
-        let user = self.user_label(user_id);
-        observe(
-            Operation::Get,
-            session_type,
-            user,
-            &self.session_type_labels,
-            work,
-        )
-        .await
+        let work = self.get_inner(id, user_id, kind);
+        self.observer
+            .observe(Operation::Get, kind, user_id, work)
+            .await
     }
 
     async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
-        // Not `observe`: the operation borrows `session` mutably while the
-        // span is opened from its type and user id.
-        let observation = Observation::start(
-            Operation::Upsert,
-            &session.session_type,
-            self.user_label(&session.user_id),
-        );
+        // Not `observe`: the operation borrows `session` mutably while its
+        // type and user id label the span.
+        let observation =
+            self.observer
+                .start(Operation::Upsert, &session.session_type, &session.user_id);
         let result = observation.run(self.upsert_inner(session)).await;
-        observation.finish(result, &self.session_type_labels, &session.session_type)
+        self.observer
+            .finish(observation, result, &session.session_type)
     }
 
-    async fn delete(
-        &self,
-        session_id: &str,
-        user_id: &str,
-        session_type: &str,
-    ) -> Result<(), StoreError> {
-        let work = self.delete_inner(session_id, user_id, session_type);
-        let user = self.user_label(user_id);
-        observe(
-            Operation::Delete,
-            session_type,
-            user,
-            &self.session_type_labels,
-            work,
-        )
-        .await
+    async fn delete(&self, id: &str, user_id: &str, kind: &str) -> Result<(), StoreError> {
+        let work = self.delete_inner(id, user_id, kind);
+        self.observer
+            .observe(Operation::Delete, kind, user_id, work)
+            .await
     }
 
-    async fn get_all(&self, user_id: &str, session_type: &str) -> Result<Vec<Session>, StoreError> {
-        let work = self.get_all_inner(user_id, session_type);
-        let user = self.user_label(user_id);
-        observe(
-            Operation::GetAll,
-            session_type,
-            user,
-            &self.session_type_labels,
-            work,
-        )
-        .await
+    async fn get_all(&self, user_id: &str, kind: &str) -> Result<Vec<Session>, StoreError> {
+        let work = self.get_all_inner(user_id, kind);
+        self.observer
+            .observe(Operation::GetAll, kind, user_id, work)
+            .await
     }
 
-    async fn delete_all(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
-        let work = self.delete_all_inner(user_id, session_type);
-        let user = self.user_label(user_id);
-        observe(
-            Operation::DeleteAll,
-            session_type,
-            user,
-            &self.session_type_labels,
-            work,
-        )
-        .await
+    async fn delete_all(&self, user_id: &str, kind: &str) -> Result<(), StoreError> {
+        let work = self.delete_all_inner(user_id, kind);
+        self.observer
+            .observe(Operation::DeleteAll, kind, user_id, work)
+            .await
     }
 }

@@ -31,7 +31,7 @@
 
 use std::fmt;
 
-use crate::codec::{self, MapKeys, PayloadFormat};
+use crate::codec::{self, MAX_TERM_BYTES, MapKeys, PayloadFormat};
 use crate::error::StoreError;
 use crate::limit::DEFAULT_MAX_SESSION_SIZE;
 use crate::session::Session;
@@ -140,6 +140,18 @@ pub fn encode(session: &Session, encoding: &Encoding) -> Result<Option<Encoded>,
     let payload =
         codec::encode_with_lock_as(session, lock_version, encoding.format, encoding.map_keys)
             .map_err(|e| StoreError::InvalidInput(e.to_string()))?;
+    // Decoding reads Charon's terms up to MAX_TERM_BYTES; a smaller
+    // max_size is the limit users set, and named first.
+    if encoding.format == PayloadFormat::Charon
+        && payload.len() > MAX_TERM_BYTES
+        && encoding.max_size > MAX_TERM_BYTES
+    {
+        return Err(StoreError::InvalidInput(format!(
+            "session encodes to {} bytes in Charon's format, more than it reads back \
+             (MAX_TERM_BYTES, {MAX_TERM_BYTES} bytes)",
+            payload.len()
+        )));
+    }
     if payload.len() > encoding.max_size {
         return Err(StoreError::InvalidInput(format!(
             "session encodes to {} bytes, more than max_session_size ({} bytes)",
@@ -277,7 +289,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::codec::{MAX_COMPACT_PAYLOAD_DEPTH, MAX_TERM_BYTES};
+    use crate::codec::MAX_COMPACT_PAYLOAD_DEPTH;
 
     fn sample() -> Session {
         let mut s = Session::new_login_at("user.with.dots", 1_700_000_000, Duration::from_secs(60));
@@ -326,8 +338,8 @@ mod tests {
     }
 
     /// The compact format refuses on upsert the `extra_payload` nesting it
-    /// would not decode (it used to store it, and every read skipped the
-    /// session), and takes the deepest it decodes.
+    /// would not decode (stored, every read would skip the session), and
+    /// takes the deepest it decodes.
     #[test]
     fn compact_upserts_refuse_nesting_that_would_not_decode() {
         // The deepest array or object at `levels` (extra_payload is level

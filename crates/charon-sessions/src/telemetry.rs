@@ -39,7 +39,7 @@
 //! series: they always carry the real session type.
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use futures_util::future::Either;
@@ -252,22 +252,65 @@ impl Observation {
     }
 }
 
-/// Runs one store operation observed: inside the span of `operation`
-/// ([`Observation`]), then records its outcome and duration. `user_id` is
-/// `None` when the store does not record user ids; `labels` bounds the
-/// `session_type` label values of the store. Both stores' `SessionStore`
-/// impls call this for every method, so their spans and metrics cannot
-/// drift apart.
-pub(crate) async fn observe<T: Outcome>(
-    operation: Operation,
-    session_type: &str,
-    user_id: Option<&str>,
-    labels: &SessionTypeLabels,
-    work: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    let observation = Observation::start(operation, session_type, user_id);
-    let result = observation.run(work).await;
-    observation.finish(result, labels, session_type)
+/// How a store observes its operations: whether spans may carry user ids,
+/// and the store's `session_type` label values. Cheap to clone: clones (of
+/// a [`RedisStore`](crate::RedisStore)) share the labels. Both stores'
+/// `SessionStore` impls go through it for every method, so their spans and
+/// metrics cannot drift apart.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Observer {
+    record_user_ids: bool,
+    labels: Arc<SessionTypeLabels>,
+}
+
+impl Observer {
+    /// An observer whose spans carry user ids when `record_user_ids`.
+    pub(crate) fn new(record_user_ids: bool) -> Observer {
+        Observer {
+            record_user_ids,
+            labels: Arc::default(),
+        }
+    }
+
+    /// Whether spans and warnings may carry user ids.
+    pub(crate) fn records_user_ids(&self) -> bool {
+        self.record_user_ids
+    }
+
+    /// Opens the span of `operation` (see [`Observation::start`]).
+    pub(crate) fn start(
+        &self,
+        operation: Operation,
+        session_type: &str,
+        user_id: &str,
+    ) -> Observation {
+        let user_id = self.record_user_ids.then_some(user_id);
+        Observation::start(operation, session_type, user_id)
+    }
+
+    /// Records `result` of `observation` (see [`Observation::finish`]).
+    pub(crate) fn finish<T: Outcome>(
+        &self,
+        observation: Observation,
+        result: Result<T, StoreError>,
+        session_type: &str,
+    ) -> Result<T, StoreError> {
+        observation.finish(result, &self.labels, session_type)
+    }
+
+    /// Runs `work`, one store operation, observed: inside the span of
+    /// `operation`, then records its outcome and duration.
+    pub(crate) async fn observe<T: Outcome>(
+        &self,
+        operation: Operation,
+        session_type: &str,
+        user_id: &str,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let observation = self.start(operation, session_type, user_id);
+        let result = observation.run(work).await;
+        self.finish(observation, result, session_type)
+    }
 }
 
 /// Counts a stored value treated as absent.

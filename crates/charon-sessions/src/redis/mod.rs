@@ -46,7 +46,7 @@ use crate::session::Session;
 use crate::signing::SigningKey;
 use crate::store::SessionStore;
 use crate::stored::{self, Encoding};
-use crate::telemetry::{self, Observation, Operation, SessionTypeLabels, observe};
+use crate::telemetry::{self, Observer, Operation};
 use crate::validate;
 
 /// A [`SessionStore`](crate::SessionStore) in Redis >= 8.0 or Valkey >= 9.0.
@@ -91,16 +91,14 @@ pub struct RedisStore {
     key_prefix: String,
     /// Kind and version found at connect.
     server: ServerInfo,
-    /// Whether spans and warnings may carry user ids.
-    record_user_ids: bool,
     /// Most sessions per user and type, and what a create beyond does.
     session_limit: SessionLimit,
     /// `WAIT` after each upsert: replicas and timeout.
     wait_for_replicas: Option<(usize, std::time::Duration)>,
     /// How upserts encode sessions: format, map keys, size limit.
     encoding: Encoding,
-    /// The `session_type` label values of its metrics, shared by clones.
-    session_type_labels: Arc<SessionTypeLabels>,
+    /// Spans and metrics of its operations (labels shared by clones).
+    observer: Observer,
 }
 
 impl fmt::Debug for RedisStore {
@@ -170,7 +168,6 @@ impl RedisStore {
             register_functions: config.register_functions,
             key_prefix: config.key_prefix,
             server,
-            record_user_ids: config.record_user_ids,
             session_limit: config.session_limit,
             wait_for_replicas: config.wait_for_replicas,
             encoding: Encoding::new(
@@ -178,7 +175,7 @@ impl RedisStore {
                 config.map_keys,
                 config.max_session_size,
             ),
-            session_type_labels: Arc::default(),
+            observer: Observer::new(config.record_user_ids),
         })
     }
 
@@ -444,11 +441,6 @@ impl RedisStore {
         hash_key(&self.key_prefix, user_id, session_type)
     }
 
-    /// The user id as spans may show it.
-    fn user_label<'a>(&self, user_id: &'a str) -> Option<&'a str> {
-        self.record_user_ids.then_some(user_id)
-    }
-
     /// Opens one stored value read from `key`/`field` ([`stored::open`]);
     /// `None` (a warning naming the key, never the value, and a count in
     /// `charon_sessions_rejected_values_total`) when it is not a valid,
@@ -467,7 +459,7 @@ impl RedisStore {
             Err(rejected) => {
                 telemetry::rejected_value(rejected.reason);
                 let reason = rejected.reason.name();
-                if self.record_user_ids {
+                if self.observer.records_user_ids() {
                     warn!(
                         key,
                         reason,
@@ -596,7 +588,7 @@ impl RedisStore {
             .filter(|(field, _)| !is_lock_field(field))
             .filter_map(|(field, value)| {
                 let Ok(field) = std::str::from_utf8(&field) else {
-                    if self.record_user_ids {
+                    if self.observer.records_user_ids() {
                         warn!(key, "ignoring a hash field that is not a session id");
                     } else {
                         warn!(
@@ -624,75 +616,45 @@ impl RedisStore {
 impl SessionStore for RedisStore {
     async fn get(
         &self,
-        session_id: &str,
+        id: &str,
         user_id: &str,
-        session_type: &str,
+        kind: &str,
     ) -> Result<Option<Session>, StoreError> {
-        let work = self.get_inner(session_id, user_id, session_type);
-        let user = self.user_label(user_id);
-        observe(
-            Operation::Get,
-            session_type,
-            user,
-            &self.session_type_labels,
-            work,
-        )
-        .await
+        let work = self.get_inner(id, user_id, kind);
+        self.observer
+            .observe(Operation::Get, kind, user_id, work)
+            .await
     }
 
     async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
-        // Not `observe`: the operation borrows `session` mutably while the
-        // span is opened from its type and user id.
-        let observation = Observation::start(
-            Operation::Upsert,
-            &session.session_type,
-            self.user_label(&session.user_id),
-        );
+        // Not `observe`: the operation borrows `session` mutably while its
+        // type and user id label the span.
+        let observation =
+            self.observer
+                .start(Operation::Upsert, &session.session_type, &session.user_id);
         let result = observation.run(self.upsert_inner(session)).await;
-        observation.finish(result, &self.session_type_labels, &session.session_type)
+        self.observer
+            .finish(observation, result, &session.session_type)
     }
 
-    async fn delete(
-        &self,
-        session_id: &str,
-        user_id: &str,
-        session_type: &str,
-    ) -> Result<(), StoreError> {
-        let work = self.delete_inner(session_id, user_id, session_type);
-        let user = self.user_label(user_id);
-        observe(
-            Operation::Delete,
-            session_type,
-            user,
-            &self.session_type_labels,
-            work,
-        )
-        .await
+    async fn delete(&self, id: &str, user_id: &str, kind: &str) -> Result<(), StoreError> {
+        let work = self.delete_inner(id, user_id, kind);
+        self.observer
+            .observe(Operation::Delete, kind, user_id, work)
+            .await
     }
 
-    async fn get_all(&self, user_id: &str, session_type: &str) -> Result<Vec<Session>, StoreError> {
-        let work = self.get_all_inner(user_id, session_type);
-        let user = self.user_label(user_id);
-        observe(
-            Operation::GetAll,
-            session_type,
-            user,
-            &self.session_type_labels,
-            work,
-        )
-        .await
+    async fn get_all(&self, user_id: &str, kind: &str) -> Result<Vec<Session>, StoreError> {
+        let work = self.get_all_inner(user_id, kind);
+        self.observer
+            .observe(Operation::GetAll, kind, user_id, work)
+            .await
     }
 
-    async fn delete_all(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
-        let work = self.delete_all_inner(user_id, session_type);
-        let user = self.user_label(user_id);
-        observe(
-            Operation::DeleteAll,
-            session_type,
-            user,
-            &self.session_type_labels,
-            work,
-        )
-        .await
+    async fn delete_all(&self, user_id: &str, kind: &str) -> Result<(), StoreError> {
+        let work = self.delete_all_inner(user_id, kind);
+        self.observer
+            .observe(Operation::DeleteAll, kind, user_id, work)
+            .await
     }
 }
