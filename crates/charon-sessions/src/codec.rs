@@ -215,7 +215,7 @@ pub fn encode(session: &Session) -> Vec<u8> {
 ///
 /// Whatever this accepts, [`decode`] reads back, but for a payload in
 /// Charon's format larger than [`MAX_TERM_BYTES`], which stores refuse to
-/// write ([`stored::encode`](crate::stored::encode)).
+/// write ([`stored::seal`](crate::stored::seal)).
 ///
 /// # Errors
 ///

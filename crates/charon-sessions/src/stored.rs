@@ -78,12 +78,11 @@ impl Encoding {
 /// What an upsert of a session writes: the lock version the session gets
 /// and its encoding, which carries that same lock version.
 #[derive(Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Encoded {
+pub(crate) struct Encoded {
     /// The session's next lock version (`lock_version + 1`).
-    pub lock_version: u64,
+    pub(crate) lock_version: u64,
     /// The session encoded with `lock_version`.
-    pub payload: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
 }
 
 /// A sealed session: its next lock version and the signed encoding that
@@ -117,21 +116,12 @@ impl fmt::Debug for Encoded {
     }
 }
 
-/// What an upsert of `session` stores, decided the same way by every
-/// store: `session` is validated ([`Session::validate`]); a dead session
-/// (`refresh_expires_at < refreshed_at`) gives `None`, for nothing is
-/// written; otherwise its next lock version and its encoding with that lock
-/// version, at most `encoding.max_size` bytes long.
-///
-/// Whatever this accepts, a read decodes back (see
-/// [`codec::encode_as`]).
-///
-/// # Errors
-///
-/// [`StoreError::InvalidInput`] for an invalid session, one whose encoding
-/// is longer than `encoding.max_size`, or one the format cannot represent
-/// or would not read back, named in the message with the limit.
-pub fn encode(session: &Session, encoding: &Encoding) -> Result<Option<Encoded>, StoreError> {
+/// [`seal`] without the signature: what [`LocalStore`](crate::LocalStore)
+/// keeps (the lock version; the payload only measured).
+pub(crate) fn encode(
+    session: &Session,
+    encoding: &Encoding,
+) -> Result<Option<Encoded>, StoreError> {
     session.validate()?;
     if session.is_dead() {
         return Ok(None);
@@ -165,13 +155,19 @@ pub fn encode(session: &Session, encoding: &Encoding) -> Result<Option<Encoded>,
     }))
 }
 
-/// [`encode`], then signed with `key` (HMAC-SHA256,
-/// [`signing::sign`]): the value an upsert of `session` writes, with the
-/// lock version it carries. `None` for a dead session.
+/// The value an upsert of `session` writes, and the lock version it
+/// carries, decided the same way by every store: `session` is validated
+/// ([`Session::validate`]); a dead session (`refresh_expires_at <
+/// refreshed_at`) gives `None`, for nothing is written; otherwise it is
+/// encoded in `encoding` with its next lock version, refused beyond
+/// `encoding.max_size` bytes, and signed with `key` (HMAC-SHA256,
+/// [`signing::sign`]). Whatever this accepts, [`open`] reads back.
 ///
 /// # Errors
 ///
-/// As [`encode`].
+/// [`StoreError::InvalidInput`] for an invalid session, one whose encoding
+/// is longer than `encoding.max_size`, or one the format cannot represent
+/// or would not read back, named in the message with the limit.
 pub fn seal(
     session: &Session,
     encoding: &Encoding,
