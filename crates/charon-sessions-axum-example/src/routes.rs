@@ -15,7 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
-use charon_sessions::{Session, unix_now, validate_user_id};
+use charon_sessions::{Session, validate};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Authenticated;
@@ -85,8 +85,8 @@ async fn login(
     State(state): State<AppState>,
     Json(request): Json<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
-    validate_user_id(&request.user_id)?;
-    let now = unix_now();
+    validate::user_id(&request.user_id)?;
+    let now = Session::now();
     let mut session = Session::new_login_at(request.user_id, now, state.policy.refresh_ttl);
     state.store.upsert(&mut session).await?;
     tracing::info!(session_id = %session.id, "login");
@@ -109,7 +109,7 @@ async fn refresh(
         .get(&claims.sid, &claims.sub, &claims.styp)
         .await?
         .ok_or(ApiError::SessionNotFound)?;
-    let now = unix_now();
+    let now = Session::now();
     // `verify` refuses refresh tokens without a jti.
     let jti = claims.jti.as_deref().unwrap_or_default();
     if state.policy.check(&session, jti, now) == Verdict::Reused {

@@ -167,7 +167,7 @@ mod tests {
     fn pair_round_trips_and_kinds_do_not_mix() {
         let k = keys(b"secret one");
         let session = Session::new_login("alice", Duration::from_secs(600));
-        let now = charon_sessions::unix_now();
+        let now = charon_sessions::Session::now();
         let pair = k.issue_pair(&session, now).unwrap();
         let refresh = k.verify(&pair.refresh_token, TokenKind::Refresh).unwrap();
         assert_eq!(
@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn foreign_expired_and_garbage_tokens_are_refused() {
         let session = Session::new_login("alice", Duration::from_secs(600));
-        let now = charon_sessions::unix_now();
+        let now = charon_sessions::Session::now();
         let pair = keys(b"another secret").issue_pair(&session, now).unwrap();
         assert!(
             keys(b"secret one")
@@ -216,7 +216,7 @@ mod tests {
     #[test]
     fn a_refresh_token_without_jti_is_refused() {
         let k = keys(b"secret one");
-        let now = charon_sessions::unix_now();
+        let now = charon_sessions::Session::now();
         let claims = Claims {
             sub: "alice".to_owned(),
             sid: "sid".to_owned(),

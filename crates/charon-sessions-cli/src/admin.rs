@@ -45,7 +45,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// in-memory store lives inside one process and another process has nothing
 /// to administer, or when `--key-prefix` breaks the library's rule.
 pub fn redis_url<'a>(store: &'a StoreArgs, command: &str) -> anyhow::Result<&'a str> {
-    charon_sessions::validate_key_prefix(&store.key_prefix)
+    charon_sessions::validate::key_prefix(&store.key_prefix)
         .map_err(|e| UsageError(format!("invalid --key-prefix: {e}")))?;
     if store.redis.is_none() && !(store.cluster.is_empty() && store.sentinel.is_empty()) {
         return Err(UsageError(format!(
@@ -137,37 +137,23 @@ fn raw_client(url: &str) -> anyhow::Result<redis::Client> {
     redis::Client::open(info).map_err(|_| invalid())
 }
 
-/// The hash holding `user_id`'s sessions of `session_type`:
-/// `<prefix>.<user_id>.<session_type>`, the layout the library documents.
-pub fn hash_key(key_prefix: &str, user_id: &str, session_type: &str) -> String {
-    format!("{key_prefix}.{user_id}.{session_type}")
-}
-
-/// Prefix of the lock-version fields, `l.<session id>`.
-pub const LOCK_FIELD_PREFIX: &[u8] = b"l.";
-
-/// Whether a hash field is a session (not a lock-version field).
-pub fn is_session_field(field: &[u8]) -> bool {
-    !field.starts_with(LOCK_FIELD_PREFIX)
-}
-
 /// clap parser for `--user`: the library's user id rule.
 pub fn parse_user_id(s: &str) -> Result<String, String> {
-    charon_sessions::validate_user_id(s)
+    charon_sessions::validate::user_id(s)
         .map(|()| s.to_owned())
         .map_err(|e| e.to_string())
 }
 
 /// clap parser for `--session`: the library's session id rule.
 pub fn parse_session_id(s: &str) -> Result<String, String> {
-    charon_sessions::validate_session_id(s)
+    charon_sessions::validate::session_id(s)
         .map(|()| s.to_owned())
         .map_err(|e| e.to_string())
 }
 
 /// clap parser for `--type`: the library's session type rule.
 pub fn parse_session_type(s: &str) -> Result<String, String> {
-    charon_sessions::validate_session_type(s)
+    charon_sessions::validate::session_type(s)
         .map(|()| s.to_owned())
         .map_err(|e| e.to_string())
 }
@@ -201,12 +187,5 @@ mod tests {
             "1764442489 (2025-11-29T18:54:49Z)"
         );
         assert_eq!(utc(i64::MAX), i64::MAX.to_string());
-    }
-
-    #[test]
-    fn lock_fields_are_not_sessions() {
-        assert!(is_session_field(b"abc"));
-        assert!(!is_session_field(b"l.abc"));
-        assert_eq!(hash_key("p", "a.b", "full"), "p.a.b.full");
     }
 }

@@ -15,6 +15,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use charon_sessions::layout;
 use charon_sessions::signing::SigningKey;
 use charon_sessions::{RedisStore, RedisStoreConfig};
 use clap::Args;
@@ -83,7 +84,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             let detail = format!(
                 "{} (needs {})",
                 store.server(),
-                charon_sessions::REQUIRED_SERVER
+                charon_sessions::ServerInfo::REQUIRED
             );
             report.line(Status::Ok, "server", &detail);
             true
@@ -97,9 +98,12 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     function_library(&mut raw, &mut report).await;
     // A key under the prefix that cannot exist, for commands run to test
     // a right (see `probe`).
-    let probe_key = admin::hash_key(
+    let probe_key = layout::hash_key(
         &args.store.key_prefix,
-        &format!("charon-sessions-check-{}", charon_sessions::random_id()),
+        &format!(
+            "charon-sessions-check-{}",
+            charon_sessions::Session::new_id()
+        ),
         "probe",
     );
     acl(&mut raw, &args.store, &probe_key, &mut report).await;
@@ -486,7 +490,7 @@ mod tests {
 
     #[test]
     fn checks_the_rule_then_what_some_configurations_add() {
-        let base = charon_sessions::REQUIRED_COMMANDS;
+        let base = charon_sessions::RedisStoreConfig::REQUIRED_COMMANDS;
         let single = commands_to_check("redis://127.0.0.1/5", "p", false).unwrap();
         assert_eq!(single[..base.len()], *base);
         assert_eq!(single[base.len()..], ["select|5", "role", "wait"]);

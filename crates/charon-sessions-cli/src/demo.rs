@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use charon_sessions::{DEFAULT_MAX_SESSIONS_PER_USER, Session, SessionStore, StoreError, unix_now};
+use charon_sessions::{Session, SessionLimit, SessionStore, StoreError};
 use clap::Args;
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use tokio::sync::Barrier;
@@ -199,7 +199,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         store: Arc::clone(&store),
     };
     // User ids unique to this run, so a shared Redis is never disturbed.
-    let run_id = &charon_sessions::random_id()[..6];
+    let run_id = &charon_sessions::Session::new_id()[..6];
     let uid = |name: &str| format!("{name}@demo-{run_id}");
     let (alice, bob, carol) = (uid("alice"), uid("bob"), uid("carol"));
     let mut report = Report::new();
@@ -397,7 +397,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // type, the one expiring soonest logged out to make room.
     let dave = uid("dave");
     let (old_browser, _) = svc.login(&dave, "old browser", HOUR).await?;
-    for n in 1..DEFAULT_MAX_SESSIONS_PER_USER {
+    for n in 1..SessionLimit::DEFAULT_MAX {
         svc.login(&dave, &format!("browser {n}"), REFRESH_TTL)
             .await?;
     }
@@ -409,7 +409,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "dave",
         &format!(
             "logs in on device number {} (the oldest with a 1-hour refresh window)",
-            DEFAULT_MAX_SESSIONS_PER_USER + 1
+            SessionLimit::DEFAULT_MAX + 1
         ),
         "100 sessions kept; the old browser (expiring soonest) logged out",
         format!(
@@ -421,11 +421,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 "still there"
             }
         ),
-        kept.len() == DEFAULT_MAX_SESSIONS_PER_USER && old_gone && phone_in,
+        kept.len() == SessionLimit::DEFAULT_MAX && old_gone && phone_in,
     );
 
     // A session that expires.
-    while unix_now() < carol_session.refresh_expires_at {
+    while Session::now() < carol_session.refresh_expires_at {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let expired = svc.refresh(&carol_kiosk, None).await?;

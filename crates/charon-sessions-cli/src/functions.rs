@@ -66,7 +66,7 @@ enum FunctionsCommand {
     /// topology, database and options.
     Acl {
         /// Key prefix the application's store uses.
-        #[arg(long, value_name = "PREFIX", default_value = charon_sessions::DEFAULT_KEY_PREFIX)]
+        #[arg(long, value_name = "PREFIX", default_value = charon_sessions::RedisStoreConfig::DEFAULT_KEY_PREFIX)]
         key_prefix: String,
         /// User name to put in the printed ACL SETUSER command.
         #[arg(long, value_name = "NAME", default_value = "charon_app")]

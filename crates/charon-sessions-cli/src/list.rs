@@ -34,6 +34,7 @@
 
 use std::process::ExitCode;
 
+use charon_sessions::layout;
 use charon_sessions::signing::{self, SigningKey};
 use charon_sessions::{Session, SessionStore as _, UserIdKind, codec};
 use clap::Args;
@@ -55,7 +56,7 @@ pub struct ListArgs {
     user: String,
 
     /// Session type.
-    #[arg(long = "type", value_name = "TYPE", default_value = charon_sessions::DEFAULT_SESSION_TYPE,
+    #[arg(long = "type", value_name = "TYPE", default_value = charon_sessions::Session::DEFAULT_TYPE,
           value_parser = admin::parse_session_type, allow_hyphen_values = true)]
     session_type: String,
 
@@ -131,14 +132,14 @@ pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     let keys = [key.clone()];
     let store = admin::open_store(&args.store, "list", Some(key)).await?;
     let mut raw = admin::raw_connection(&args.store, "list").await?;
-    let hash = admin::hash_key(&args.store.key_prefix, &args.user, &args.session_type);
+    let hash = layout::hash_key(&args.store.key_prefix, &args.user, &args.session_type);
 
     let mut sessions = store.get_all(&args.user, &args.session_type).await?;
     sessions.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
     // Read after get_all: a session created in between is counted as
     // stored but was not listed; the warning says "at the time of reading".
     let fields: Vec<Vec<u8>> = redis::cmd("HKEYS").arg(&hash).query_async(&mut raw).await?;
-    let stored = fields.iter().filter(|f| admin::is_session_field(f)).count();
+    let stored = fields.iter().filter(|f| !layout::is_lock_field(f)).count();
     let unverified = stored.saturating_sub(sessions.len());
     let formats: Vec<Option<&'static str>> = if sessions.is_empty() {
         Vec::new()

@@ -8,6 +8,7 @@
 use std::process::ExitCode;
 
 use charon_sessions::SessionStore as _;
+use charon_sessions::layout;
 use clap::Args;
 
 use crate::admin;
@@ -30,7 +31,7 @@ pub struct RevokeArgs {
     session: String,
 
     /// Session type.
-    #[arg(long = "type", value_name = "TYPE", default_value = charon_sessions::DEFAULT_SESSION_TYPE,
+    #[arg(long = "type", value_name = "TYPE", default_value = charon_sessions::Session::DEFAULT_TYPE,
           value_parser = admin::parse_session_type, allow_hyphen_values = true)]
     session_type: String,
 }
@@ -39,7 +40,7 @@ pub struct RevokeArgs {
 pub async fn run(args: RevokeArgs) -> anyhow::Result<ExitCode> {
     let store = admin::open_store(&args.store, "revoke", None).await?;
     let mut raw = admin::raw_connection(&args.store, "revoke").await?;
-    let hash = admin::hash_key(&args.store.key_prefix, &args.user, &args.session_type);
+    let hash = layout::hash_key(&args.store.key_prefix, &args.user, &args.session_type);
     let existed: bool = redis::cmd("HEXISTS")
         .arg(&hash)
         .arg(&args.session)

@@ -8,6 +8,7 @@
 use std::process::ExitCode;
 
 use charon_sessions::SessionStore as _;
+use charon_sessions::layout;
 use clap::Args;
 
 use crate::admin;
@@ -25,7 +26,7 @@ pub struct RevokeAllArgs {
     user: String,
 
     /// Session type.
-    #[arg(long = "type", value_name = "TYPE", default_value = charon_sessions::DEFAULT_SESSION_TYPE,
+    #[arg(long = "type", value_name = "TYPE", default_value = charon_sessions::Session::DEFAULT_TYPE,
           value_parser = admin::parse_session_type, allow_hyphen_values = true)]
     session_type: String,
 }
@@ -34,9 +35,9 @@ pub struct RevokeAllArgs {
 pub async fn run(args: RevokeAllArgs) -> anyhow::Result<ExitCode> {
     let store = admin::open_store(&args.store, "revoke-all", None).await?;
     let mut raw = admin::raw_connection(&args.store, "revoke-all").await?;
-    let hash = admin::hash_key(&args.store.key_prefix, &args.user, &args.session_type);
+    let hash = layout::hash_key(&args.store.key_prefix, &args.user, &args.session_type);
     let fields: Vec<Vec<u8>> = redis::cmd("HKEYS").arg(&hash).query_async(&mut raw).await?;
-    let sessions = fields.iter().filter(|f| admin::is_session_field(f)).count();
+    let sessions = fields.iter().filter(|f| !layout::is_lock_field(f)).count();
     store.delete_all(&args.user, &args.session_type).await?;
     println!(
         "revoked {sessions} session(s) of user {:?}, type {:?}",

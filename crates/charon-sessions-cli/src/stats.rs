@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use charon_sessions::layout;
 use clap::Args;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -122,8 +123,8 @@ struct Tally {
 fn split_key<'a>(key: &'a str, key_prefix: &str) -> Option<(&'a str, &'a str)> {
     let rest = key.strip_prefix(key_prefix)?.strip_prefix('.')?;
     let (user, kind) = rest.rsplit_once('.')?;
-    let valid = charon_sessions::validate_user_id(user).is_ok()
-        && charon_sessions::validate_session_type(kind).is_ok();
+    let valid = charon_sessions::validate::user_id(user).is_ok()
+        && charon_sessions::validate::session_type(kind).is_ok();
     valid.then_some((user, kind))
 }
 
@@ -233,7 +234,7 @@ async fn inspect(
         }
         let sessions = fields
             .iter()
-            .filter(|f| !matches!(f, Value::BulkString(b) if !admin::is_session_field(b)))
+            .filter(|f| !matches!(f, Value::BulkString(b) if layout::is_lock_field(b)))
             .count() as u64;
         tally.hashes += 1;
         tally.lock_fields += fields.len() as u64 - sessions;

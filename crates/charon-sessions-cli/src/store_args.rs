@@ -69,7 +69,7 @@ pub struct StoreArgs {
     pub primary_name: Option<String>,
 
     /// Prefix of the store's Redis keys.
-    #[arg(long, value_name = "PREFIX", default_value = charon_sessions::DEFAULT_KEY_PREFIX)]
+    #[arg(long, value_name = "PREFIX", default_value = charon_sessions::RedisStoreConfig::DEFAULT_KEY_PREFIX)]
     pub key_prefix: String,
 
     /// Base secret the signing key is derived from (PBKDF2, as Charon does):

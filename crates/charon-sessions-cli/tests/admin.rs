@@ -88,7 +88,7 @@ async fn list_shows_charon_sessions_of_an_integer_user() {
     use charon_sessions_testkit::erlang::binary;
     let server = TestServer::start(Flavor::Redis);
     let mut erl = Erlang::start();
-    let now = charon_sessions::unix_now();
+    let now = charon_sessions::Session::now();
     let value = erl.bytes(&format!(
         "K = charon_peer:key({}), S = charon_peer:session(#{{id => <<\"from-elixir\">>, \
          user_id => 42, created_at => {now}, expires_at => infinite, \

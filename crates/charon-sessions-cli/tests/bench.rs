@@ -396,7 +396,14 @@ fn stored_sessions(server: &TestServer) -> HashMap<&'static str, Vec<(u64, Vec<u
                 assert_eq!(fields.len(), 2 * 5, "{key}");
                 fields
                     .iter()
-                    .filter_map(|(field, lock)| Some((field.strip_prefix(b"l.")?, lock)))
+                    .filter_map(|(field, lock)| {
+                        Some((
+                            field.strip_prefix(
+                                charon_sessions::layout::LOCK_FIELD_PREFIX.as_bytes(),
+                            )?,
+                            lock,
+                        ))
+                    })
                     .map(|(id, lock)| {
                         let lock = std::str::from_utf8(lock).unwrap().parse().unwrap();
                         (lock, fields[id].clone())

@@ -125,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut probe = Probe::connect(&url).await?;
     let pool = args.pool.map(|p| p as usize);
-    let run_id = charon_sessions::random_id();
+    let run_id = charon_sessions::Session::new_id();
     let mut report = Report {
         server_version: probe.server_version().await?,
         server_started_here: server.is_some(),

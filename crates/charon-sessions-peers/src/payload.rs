@@ -39,7 +39,7 @@ pub fn login_fields(user: &str, now: i64) -> Map<String, Value> {
     fields.insert("refreshed_at".into(), now.into());
     fields.insert(
         "refresh_token_id".into(),
-        charon_sessions::random_id().into(),
+        charon_sessions::Session::new_id().into(),
     );
     fields.insert("tokens_fresh_from".into(), now.into());
     fields.insert("prev_tokens_fresh_from".into(), now.into());
@@ -55,6 +55,9 @@ pub fn rotation(tokens_fresh_from: Value, now: i64) -> [(&'static str, Value); 5
         ("tokens_fresh_from", now.into()),
         ("refreshed_at", now.into()),
         ("refresh_expires_at", (now + REFRESH_TTL_SECONDS).into()),
-        ("refresh_token_id", charon_sessions::random_id().into()),
+        (
+            "refresh_token_id",
+            charon_sessions::Session::new_id().into(),
+        ),
     ]
 }

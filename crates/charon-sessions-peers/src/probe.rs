@@ -88,7 +88,7 @@ impl Probe {
                 })
             }
             Some(field) => {
-                let lock = format!("l.{field}");
+                let lock = charon_sessions::layout::lock_field(field);
                 let (value, lock_value): (usize, usize) = redis::pipe()
                     .cmd("HSTRLEN")
                     .arg(key)

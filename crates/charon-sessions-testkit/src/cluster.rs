@@ -11,7 +11,7 @@ use crate::{Flavor, TestServer};
 pub const NODE_TIMEOUT_MS: u64 = 1000;
 
 /// A 3-primary, 3-replica Redis cluster (`--cluster-enabled yes`, persistence
-/// off, `cluster-node-timeout` [`NODE_TIMEOUT_MS`]), created with
+/// off, `cluster-node-timeout` `NODE_TIMEOUT_MS`), created with
 /// `redis-cli --cluster create … --cluster-replicas 1`. Every node is killed
 /// when the cluster is dropped; when that happens during a panic, the tail
 /// of every node's log is printed.

@@ -1,6 +1,8 @@
 //! Test support: real `redis-server` / `valkey-server` processes on free
-//! loopback ports, stopped when dropped, and a real Erlang runtime
-//! ([`Erlang`]) for the tests of Charon's payload format.
+//! loopback ports, stopped when dropped, a real Erlang runtime
+//! ([`Erlang`]) for the tests of Charon's payload format, and the
+//! behavioural suite every `SessionStore` must pass ([`suite`],
+//! [`store_suite!`]).
 //!
 //! The binaries come from `REDIS_SERVER_BIN` / `VALKEY_SERVER_BIN` (set by
 //! `scripts/test`, which provisions them), else from `PATH` when new enough.
@@ -18,6 +20,7 @@ mod cluster;
 pub mod erlang;
 mod netns;
 mod sentinel;
+pub mod suite;
 
 pub use cli::redis_cli;
 pub use cluster::TestCluster;

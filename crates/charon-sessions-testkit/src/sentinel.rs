@@ -17,8 +17,8 @@ pub const DOWN_AFTER_MS: u64 = 1000;
 
 /// One primary, one replica (`--replicaof`) and three sentinels
 /// (`redis-server <conf> --sentinel`, quorum 2, `down-after-milliseconds`
-/// [`DOWN_AFTER_MS`], `failover-timeout` 3 s) monitoring the primary as
-/// [`PRIMARY_NAME`]. Everything is killed when dropped; when that happens
+/// `DOWN_AFTER_MS`, `failover-timeout` 3 s) monitoring the primary as
+/// `PRIMARY_NAME`. Everything is killed when dropped; when that happens
 /// during a panic, the tail of every log is printed.
 #[derive(Debug)]
 pub struct TestSentinel {

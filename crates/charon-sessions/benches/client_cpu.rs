@@ -1,4 +1,4 @@
-//! Client-side CPU per operation, no network (issue 4): what `upsert` does
+//! Client-side CPU per operation, no network: what `upsert` does
 //! before its `FCALL`, what `get` does after its `HGET`, and what `get_all`
 //! does per session after its `HGETALL`, for the typical session of
 //! `tests/common/typical.rs` (200-byte `extra_payload`).
@@ -13,8 +13,10 @@
 
 use std::hint::black_box;
 
+use charon_sessions::Session;
+use charon_sessions::layout::{is_lock_field, lock_field};
 use charon_sessions::signing::{self, SigningKey};
-use charon_sessions::{DEFAULT_MAX_SESSION_SIZE, Session, codec, unix_now};
+use charon_sessions::stored::{self, Encoding};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BatchSize, Criterion, Throughput};
 
@@ -30,28 +32,22 @@ fn key() -> SigningKey {
 
 /// A stored value as `upsert` writes it: encoded at lock version 1, signed.
 fn stored_value(session: &Session, key: &SigningKey) -> Vec<u8> {
-    let (_, payload) = codec::prepare_upsert(session, DEFAULT_MAX_SESSION_SIZE)
+    stored::seal(session, &Encoding::default(), key)
         .expect("a typical session is valid")
-        .expect("and alive");
-    signing::sign(&payload, key)
+        .expect("and alive")
+        .value
 }
 
 /// What `RedisStore` does with one value read from `field` of the hash of
 /// `USER`/`TYPE`: verify with any key, decode, check the address and expiry.
 fn open(field: &str, value: &[u8], keys: &[SigningKey], now: i64) -> Option<Session> {
-    let payload = signing::verify_with_any(value, keys).ok()?;
-    let session = codec::decode(payload).ok()?;
-    (session.id == field
-        && session.user_id == USER
-        && session.session_type == TYPE
-        && !session.is_expired_at(now))
-    .then_some(session)
+    stored::open(value, keys, field, USER, TYPE, now).ok()
 }
 
 fn benches<M: Measurement + 'static>(c: &mut Criterion<M>) {
     let key = key();
     let keys = [key.clone()];
-    let now = unix_now();
+    let now = Session::now();
     let session = typical::session(USER, now);
     assert_eq!(
         serde_json::to_vec(&session.extra_payload).unwrap().len(),
@@ -59,14 +55,9 @@ fn benches<M: Measurement + 'static>(c: &mut Criterion<M>) {
         "the typical extra_payload is 200 bytes of JSON"
     );
 
-    c.bench_function("upsert: prepare_upsert + sign", |b| {
-        b.iter(|| {
-            let (new_lock, payload) =
-                codec::prepare_upsert(black_box(&session), DEFAULT_MAX_SESSION_SIZE)
-                    .unwrap()
-                    .unwrap();
-            (new_lock, signing::sign(&payload, &key))
-        })
+    let encoding = Encoding::default();
+    c.bench_function("upsert: seal (encode + sign)", |b| {
+        b.iter(|| stored::seal(black_box(&session), &encoding, &key).unwrap())
     });
 
     let value = stored_value(&session, &key);
@@ -86,7 +77,7 @@ fn benches<M: Measurement + 'static>(c: &mut Criterion<M>) {
             let value = stored_value(&s, &key);
             [
                 (s.id.clone().into_bytes(), value),
-                (format!("l.{}", s.id).into_bytes(), b"1".to_vec()),
+                (lock_field(&s.id).into_bytes(), b"1".to_vec()),
             ]
         })
         .collect();
@@ -98,7 +89,7 @@ fn benches<M: Measurement + 'static>(c: &mut Criterion<M>) {
             |fields| {
                 let sessions: Vec<Session> = fields
                     .into_iter()
-                    .filter(|(field, _)| !field.starts_with(b"l."))
+                    .filter(|(field, _)| !is_lock_field(field))
                     .filter_map(|(field, value)| {
                         open(std::str::from_utf8(&field).ok()?, &value, &keys, now)
                     })

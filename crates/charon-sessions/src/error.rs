@@ -68,7 +68,7 @@ pub enum StoreError {
         required: usize,
     },
     /// A new session would take its user past the store's
-    /// [`SessionLimit::Refuse`] limit of sessions of that type. Nothing was
+    /// [`SessionLimit::Refuse`](crate::SessionLimit::Refuse) limit of sessions of that type. Nothing was
     /// written.
     #[error("the user already has the {limit} sessions of this type the store allows")]
     TooManySessions {

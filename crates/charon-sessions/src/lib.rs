@@ -35,20 +35,28 @@
 //!
 //! # Layout
 //!
-//! * [`Session`] (`session.rs`): the record and the rules of its ids.
-//! * [`SessionStore`] and [`StoreError`] (`store.rs`): the contract.
-//! * [`signing`]: HMAC-SHA256 signed values and key derivation.
-//! * [`codec`]: session ⇄ bytes, the stored payload formats: compact
-//!   (default) and Charon's Erlang terms ([`PayloadFormat`]).
+//! Data flows one way: a store validates its arguments ([`validate`]),
+//! seals a session into a stored value or opens one it read ([`stored`],
+//! over [`codec`] and [`signing`]), runs one command, and reports through
+//! [`telemetry`].
+//!
+//! * [`Session`] (`session.rs`): the record; [`validate`]: the rules of its
+//!   ids, times and lock versions.
+//! * [`SessionStore`] (`store.rs`): the contract; [`StoreError`]
+//!   ([`error`]); [`SessionLimit`] and the size limit ([`limit`]).
+//! * [`stored`]: a session sealed into a stored value (encoded, signed)
+//!   and opened back (verified, decoded, checked), for every store.
+//! * [`codec`]: session ⇄ bytes in the compact format (default) or
+//!   Charon's Erlang terms ([`PayloadFormat`]); [`signing`]: HMAC-SHA256
+//!   and key derivation.
+//! * [`layout`]: where a session lives in Redis (hash key, fields).
 //! * [`telemetry`]: tracing spans and metrics of every operation.
 //! * [`LocalStore`] (`local.rs`): in memory, same semantics.
-//! * [`RedisStore`] (`redis/`): configuration ([`RedisStoreConfig`]), key
-//!   layout, the Lua function library, the least-privilege ACL rule
+//! * [`RedisStore`] (`redis/`): configuration ([`RedisStoreConfig`]), the
+//!   Lua function library, the least-privilege ACL rule
 //!   ([`RedisStoreConfig::acl_rule`]), the server check ([`ServerInfo`]),
-//!   the topology (`topology.rs`: one server, Redis Cluster or Sentinel, through
-//!   redis-rs), the shared, pipelined connections ([`PoolState`]), and
-//!   raw commands on them for tools ([`RedisStore::run_command`],
-//!   [`UpsertCommand`]).
+//!   the topology (one server, Redis Cluster or Sentinel, through redis-rs)
+//!   and the shared, pipelined connections ([`PoolState`]).
 //!
 //! # Requirements
 //!
@@ -67,33 +75,30 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod codec;
-mod error;
-mod limit;
+pub mod error;
+mod etf;
+pub mod layout;
+pub mod limit;
 mod local;
 mod redis;
 mod session;
 pub mod signing;
 mod store;
+pub mod stored;
 pub mod telemetry;
+pub mod validate;
 
-pub use crate::codec::{CharonTerms, MapKeys, PayloadFormat};
-pub use crate::error::{BoxError, StoreError};
-pub use crate::limit::{
-    DEFAULT_MAX_SESSION_SIZE, DEFAULT_MAX_SESSIONS_PER_USER, DEFAULT_SESSION_LIMIT, SessionLimit,
-};
+pub use crate::codec::{MapKeys, PayloadFormat};
+pub use crate::error::StoreError;
+pub use crate::limit::SessionLimit;
 pub use crate::local::LocalStore;
 pub use crate::redis::RedisStore;
-pub use crate::redis::acl::REQUIRED_COMMANDS;
-pub use crate::redis::config::{DEFAULT_KEY_PREFIX, RedisStoreConfig};
+pub use crate::redis::config::RedisStoreConfig;
 pub use crate::redis::connections::PoolState;
+#[cfg(feature = "unstable-raw")]
 pub use crate::redis::raw::UpsertCommand;
-pub use crate::redis::server::{REQUIRED_SERVER, ServerInfo, ServerKind};
-pub use crate::session::{
-    DEFAULT_SESSION_TYPE, MAX_KEY_PREFIX_LEN, MAX_LOCK_VERSION, MAX_SESSION_ID_LEN,
-    MAX_SESSION_TYPE_LEN, MAX_UNIX_TIME, MAX_USER_ID_LEN, SESSION_VERSION, Session, UserIdKind,
-    random_id, unix_now, validate_key_prefix, validate_session_id, validate_session_type,
-    validate_user_id,
-};
+pub use crate::redis::server::{ServerInfo, ServerKind};
+pub use crate::session::{Session, UserIdKind};
 pub use crate::store::SessionStore;
 
 #[cfg(test)]

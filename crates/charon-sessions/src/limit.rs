@@ -1,20 +1,11 @@
-//! [`SessionLimit`]: how many sessions of one type a user may have.
+//! The limits a store puts on what it keeps: how large a session may be
+//! ([`DEFAULT_MAX_SESSION_SIZE`]) and how many sessions of one type a user
+//! may have ([`SessionLimit`]).
 
 use crate::error::StoreError;
 
 /// Largest encoded session both stores accept by default, in bytes (64 KiB).
 pub const DEFAULT_MAX_SESSION_SIZE: usize = 64 * 1024;
-
-/// The session limit both stores apply by default: at most
-/// [`DEFAULT_MAX_SESSIONS_PER_USER`] sessions of one type per user, the
-/// soonest-expiring evicted to make room.
-pub const DEFAULT_SESSION_LIMIT: SessionLimit =
-    SessionLimit::EvictSoonestExpiring(DEFAULT_MAX_SESSIONS_PER_USER);
-
-/// Most sessions of one type per user by default: room for a person's
-/// devices and browsers, and for the sessions of abandoned ones still
-/// within their refresh window.
-pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 100;
 
 /// How many sessions of one type one user may have, and what a new
 /// session beyond that does (`max_sessions_per_user` of
@@ -34,7 +25,7 @@ pub enum SessionLimit {
     /// At most this many (at least 1): a new session evicts the session
     /// whose `refresh_expires_at` comes soonest (ties: the smallest session
     /// id). The user stays able to log in; the device idle longest is
-    /// logged out. The default, with [`DEFAULT_MAX_SESSIONS_PER_USER`].
+    /// logged out. The default, with 100 ([`SessionLimit::DEFAULT`]).
     EvictSoonestExpiring(usize),
     /// At most this many (at least 1): a new session beyond them is
     /// refused with [`StoreError::TooManySessions`], and nothing is written.
@@ -43,7 +34,24 @@ pub enum SessionLimit {
     Refuse(usize),
 }
 
+impl Default for SessionLimit {
+    /// [`SessionLimit::DEFAULT`].
+    fn default() -> Self {
+        SessionLimit::DEFAULT
+    }
+}
+
 impl SessionLimit {
+    /// Most sessions of one type per user by default: room for a person's
+    /// devices and browsers, and for the sessions of abandoned ones still
+    /// within their refresh window.
+    pub const DEFAULT_MAX: usize = 100;
+
+    /// The limit both stores apply by default: at most
+    /// [`DEFAULT_MAX`](Self::DEFAULT_MAX) (100) sessions of one type per
+    /// user, the soonest-expiring evicted to make room.
+    pub const DEFAULT: SessionLimit = SessionLimit::EvictSoonestExpiring(Self::DEFAULT_MAX);
+
     /// The most sessions allowed, if any.
     pub fn max(self) -> Option<usize> {
         match self {

@@ -10,11 +10,15 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::codec;
+use async_trait::async_trait;
+
 use crate::error::StoreError;
-use crate::limit::{DEFAULT_MAX_SESSION_SIZE, DEFAULT_SESSION_LIMIT, SessionLimit};
-use crate::session::{Session, unix_now, validate_address, validate_owner};
-use crate::telemetry::{self, SessionTypeLabels};
+use crate::limit::SessionLimit;
+use crate::session::Session;
+use crate::store::SessionStore;
+use crate::stored::{self, Encoding};
+use crate::telemetry::{self, Observer, Operation};
+use crate::validate;
 
 type Owner = (String, String);
 
@@ -60,14 +64,12 @@ pub struct LocalStore {
     sessions: Mutex<HashMap<Owner, HashMap<String, Session>>>,
     /// Counts writes, to sweep expired sessions every [`SWEEP_EVERY`].
     writes: AtomicU64,
-    /// Largest encoded session accepted, in bytes.
-    max_session_size: usize,
-    /// Whether spans carry the user id.
-    record_user_ids: bool,
+    /// How sessions are measured: the compact format and the size limit.
+    encoding: Encoding,
     /// Most sessions per user and type, and what a create beyond does.
     session_limit: SessionLimit,
-    /// The `session_type` label values of its metrics.
-    session_type_labels: SessionTypeLabels,
+    /// Spans and metrics of its operations.
+    observer: Observer,
 }
 
 impl Default for LocalStore {
@@ -78,9 +80,9 @@ impl Default for LocalStore {
 
 impl LocalStore {
     /// An empty store refusing sessions that encode to more than
-    /// [`DEFAULT_MAX_SESSION_SIZE`] bytes.
+    /// [`DEFAULT_MAX_SESSION_SIZE`](crate::limit::DEFAULT_MAX_SESSION_SIZE) bytes.
     pub fn new() -> LocalStore {
-        LocalStore::with_max_session_size(DEFAULT_MAX_SESSION_SIZE)
+        LocalStore::with_max_session_size(Encoding::default().max_size)
     }
 
     /// An empty store refusing sessions that encode to more than
@@ -90,10 +92,12 @@ impl LocalStore {
         LocalStore {
             sessions: Mutex::default(),
             writes: AtomicU64::new(0),
-            max_session_size,
-            record_user_ids: false,
-            session_limit: DEFAULT_SESSION_LIMIT,
-            session_type_labels: SessionTypeLabels::default(),
+            encoding: Encoding {
+                max_size: max_session_size,
+                ..Encoding::default()
+            },
+            session_limit: SessionLimit::DEFAULT,
+            observer: Observer::default(),
         }
     }
 
@@ -117,18 +121,14 @@ impl LocalStore {
     /// (default `false`: user ids are personal data in most deployments);
     /// see [`telemetry`](crate::telemetry).
     pub fn record_user_ids(mut self, record: bool) -> LocalStore {
-        self.record_user_ids = record;
+        self.observer = Observer::new(record);
         self
-    }
-
-    fn user_label<'a>(&self, user_id: &'a str) -> Option<&'a str> {
-        self.record_user_ids.then_some(user_id)
     }
 
     /// Drops every expired session now. Runs by itself every few thousand
     /// writes; call it to reclaim memory at a time of your choosing.
     pub fn purge_expired(&self) {
-        let now = unix_now();
+        let now = Session::now();
         let mut all = self.lock();
         all.retain(|_, sessions| {
             sessions.retain(|_, s| !s.is_expired_at(now));
@@ -155,8 +155,8 @@ impl LocalStore {
         user_id: &str,
         session_type: &str,
     ) -> Result<Option<Session>, StoreError> {
-        validate_address(session_id, user_id, session_type)?;
-        let now = unix_now();
+        validate::address(session_id, user_id, session_type)?;
+        let now = Session::now();
         let all = self.lock();
         Ok(all
             .get(&owner(user_id, session_type))
@@ -167,14 +167,14 @@ impl LocalStore {
 
     async fn upsert_inner(&self, session: &mut Session) -> Result<(), StoreError> {
         // Validated, and its size measured, exactly as RedisStore does.
-        let Some((new_lock, _)) = codec::prepare_upsert(session, self.max_session_size)? else {
+        let Some(encoded) = stored::encode(session, &self.encoding)? else {
             return Ok(());
         };
         let stored = Session {
-            lock_version: new_lock,
+            lock_version: encoded.lock_version,
             ..session.clone()
         };
-        let now = unix_now();
+        let now = Session::now();
         {
             let mut all = self.lock();
             let sessions = all
@@ -243,7 +243,7 @@ impl LocalStore {
         user_id: &str,
         session_type: &str,
     ) -> Result<(), StoreError> {
-        validate_address(session_id, user_id, session_type)?;
+        validate::address(session_id, user_id, session_type)?;
         let key = owner(user_id, session_type);
         let mut all = self.lock();
         if let Some(sessions) = all.get_mut(&key) {
@@ -260,8 +260,8 @@ impl LocalStore {
         user_id: &str,
         session_type: &str,
     ) -> Result<Vec<Session>, StoreError> {
-        validate_owner(user_id, session_type)?;
-        let now = unix_now();
+        validate::owner(user_id, session_type)?;
+        let now = Session::now();
         let all = self.lock();
         Ok(all
             .get(&owner(user_id, session_type))
@@ -276,10 +276,55 @@ impl LocalStore {
     }
 
     async fn delete_all_inner(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
-        validate_owner(user_id, session_type)?;
+        validate::owner(user_id, session_type)?;
         self.lock().remove(&owner(user_id, session_type));
         Ok(())
     }
 }
 
-crate::telemetry::impl_session_store!(LocalStore);
+#[async_trait]
+impl SessionStore for LocalStore {
+    async fn get(
+        &self,
+        id: &str,
+        user_id: &str,
+        kind: &str,
+    ) -> Result<Option<Session>, StoreError> {
+        let work = self.get_inner(id, user_id, kind);
+        self.observer
+            .observe(Operation::Get, kind, user_id, work)
+            .await
+    }
+
+    async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
+        // Not `observe`: the operation borrows `session` mutably while its
+        // type and user id label the span.
+        let observation =
+            self.observer
+                .start(Operation::Upsert, &session.session_type, &session.user_id);
+        let result = observation.run(self.upsert_inner(session)).await;
+        self.observer
+            .finish(observation, result, &session.session_type)
+    }
+
+    async fn delete(&self, id: &str, user_id: &str, kind: &str) -> Result<(), StoreError> {
+        let work = self.delete_inner(id, user_id, kind);
+        self.observer
+            .observe(Operation::Delete, kind, user_id, work)
+            .await
+    }
+
+    async fn get_all(&self, user_id: &str, kind: &str) -> Result<Vec<Session>, StoreError> {
+        let work = self.get_all_inner(user_id, kind);
+        self.observer
+            .observe(Operation::GetAll, kind, user_id, work)
+            .await
+    }
+
+    async fn delete_all(&self, user_id: &str, kind: &str) -> Result<(), StoreError> {
+        let work = self.delete_all_inner(user_id, kind);
+        self.observer
+            .observe(Operation::DeleteAll, kind, user_id, work)
+            .await
+    }
+}

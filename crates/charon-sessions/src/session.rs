@@ -10,35 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
-use crate::codec::CharonTerms;
 use crate::error::StoreError;
-
-/// The record version this crate writes (Charon's session version 7).
-pub const SESSION_VERSION: u32 = 7;
-
-/// The default [`Session::session_type`].
-pub const DEFAULT_SESSION_TYPE: &str = "full";
-
-/// Longest session id, in bytes.
-pub const MAX_SESSION_ID_LEN: usize = 255;
-/// Longest user id, in bytes.
-pub const MAX_USER_ID_LEN: usize = 512;
-/// Longest session type, in bytes.
-pub const MAX_SESSION_TYPE_LEN: usize = 64;
-/// Longest key prefix, in bytes.
-pub const MAX_KEY_PREFIX_LEN: usize = 64;
-
-/// Latest `refresh_expires_at` a store accepts, in unix seconds (year
-/// 4199): Redis keeps expiry times in milliseconds below 2^46 and refuses
-/// later ones, so every store refuses them too. New sessions and rotations
-/// cap their refresh window here.
-pub const MAX_UNIX_TIME: i64 = (1 << 46) / 1000;
-
-/// Largest lock version a store accepts: lock versions are compared inside a
-/// Lua function, whose numbers are exact only up to 2^53.
-pub const MAX_LOCK_VERSION: u64 = (1 << 53) - 2;
+use crate::etf::Term;
+use crate::validate::{self, MAX_LOCK_VERSION, MAX_UNIX_TIME};
 
 /// One server-side login session (Charon's session record, version 7).
 ///
@@ -62,10 +38,10 @@ pub const MAX_LOCK_VERSION: u64 = (1 << 53) - 2;
 /// logged with `?session` without leaking a credential.
 ///
 /// Two sessions are equal when their fields are; the Erlang terms a session
-/// read in Charon's format keeps ([`charon_terms`](Self::charon_terms)) are
-/// not compared.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(default)]
+/// read in Charon's format keeps (so that writing it back changes nothing
+/// the application did not change) are not compared.
+#[derive(Clone)]
+#[non_exhaustive]
 pub struct Session {
     /// Session id: unique, `[A-Za-z0-9_-]`, 1–255 bytes.
     pub id: String,
@@ -95,30 +71,25 @@ pub struct Session {
     pub lock_version: u64,
     /// Application data stored with the session.
     pub extra_payload: serde_json::Map<String, serde_json::Value>,
-    /// Record version, [`SESSION_VERSION`] (7).
+    /// Record version, [`Session::VERSION`] (7).
     pub version: u32,
     /// Whether `user_id` is an integer in Charon's payload format (Charon
     /// allows positive integers or binaries). Every format stores it: in
     /// [`PayloadFormat::Charon`](crate::PayloadFormat::Charon) as the type
     /// of the user id, in the compact record as slot 13 (left out when
-    /// [`UserIdKind::String`]), in serde's form as `"user_id_kind":
-    /// "integer"` (left out when `String`). A store given `user_id` `"42"`
+    /// [`UserIdKind::String`]). A store given `user_id` `"42"`
     /// reads and writes the same key (`<prefix>.42.<type>`) either way.
-    #[serde(skip_serializing_if = "UserIdKind::is_string")]
     pub user_id_kind: UserIdKind,
     /// The Erlang terms of `extra_payload` as Charon stored them, kept when
     /// a session is read in Charon's format so that writing it back keeps
     /// every value the application did not change, exactly (see
     /// [`codec`](crate::codec)). Empty otherwise; never compared, shown or
     /// stored in the compact format.
-    #[serde(skip)]
-    pub charon_terms: CharonTerms,
+    pub(crate) charon_terms: CharonTerms,
 }
 
-/// How a user id is typed in Charon's payload format. Serialises (serde)
-/// as `"string"` or `"integer"`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// How a user id is typed in Charon's payload format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum UserIdKind {
     /// A binary (an Elixir string): any user id.
@@ -132,10 +103,37 @@ pub enum UserIdKind {
 }
 
 impl UserIdKind {
-    /// Whether this is [`UserIdKind::String`] (the default, which serde
-    /// leaves out).
+    /// Whether this is [`UserIdKind::String`] (the default, which the compact
+    /// record leaves out).
     pub fn is_string(&self) -> bool {
         *self == UserIdKind::String
+    }
+}
+
+/// The Erlang terms of a session read in Charon's format, kept so that
+/// writing it back changes nothing the application did not change (see
+/// [`codec`](crate::codec)). Empty for sessions created in Rust or read in
+/// another format. Cheap to clone. `Debug` shows only whether terms are
+/// kept, never their values.
+#[derive(Clone, Default)]
+pub(crate) struct CharonTerms {
+    /// `extra_payload` as Charon stored it: a map.
+    pub(crate) extra_payload: Option<Arc<Term>>,
+}
+
+impl CharonTerms {
+    /// Whether no terms are kept (the session was not read in Charon's
+    /// format).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.extra_payload.is_none()
+    }
+}
+
+impl fmt::Debug for CharonTerms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CharonTerms")
+            .field("kept", &!self.is_empty())
+            .finish()
     }
 }
 
@@ -189,7 +187,7 @@ impl Default for Session {
         Session {
             id: String::new(),
             user_id: String::new(),
-            session_type: DEFAULT_SESSION_TYPE.to_owned(),
+            session_type: Session::DEFAULT_TYPE.to_owned(),
             created_at: 0,
             expires_at: None,
             refresh_expires_at: 0,
@@ -199,7 +197,7 @@ impl Default for Session {
             prev_tokens_fresh_from: 0,
             lock_version: 0,
             extra_payload: serde_json::Map::new(),
-            version: SESSION_VERSION,
+            version: Session::VERSION,
             user_id_kind: UserIdKind::String,
             charon_terms: CharonTerms::default(),
         }
@@ -207,6 +205,32 @@ impl Default for Session {
 }
 
 impl Session {
+    /// The record version this crate writes (Charon's session version 7).
+    pub const VERSION: u32 = 7;
+
+    /// The default [`session_type`](Self::session_type).
+    pub const DEFAULT_TYPE: &'static str = "full";
+
+    /// The current time in unix seconds, as sessions count time.
+    pub fn now() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    /// A new random id, as sessions use for their id and refresh token id:
+    /// 128 random bits from the operating system as url-safe base64 without
+    /// padding (22 characters).
+    ///
+    /// # Panics
+    ///
+    /// When the operating system's random source fails.
+    pub fn new_id() -> String {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
     /// A new session of type `"full"` for a login happening now.
     ///
     /// Fills a random session id and refresh token id (128 bits each,
@@ -216,7 +240,7 @@ impl Session {
     /// `expires_at` stays `None`; set it (and
     /// `session_type`, `extra_payload`) on the returned value as needed.
     pub fn new_login(user_id: impl Into<String>, refresh_ttl: Duration) -> Session {
-        Self::new_login_at(user_id, unix_now(), refresh_ttl)
+        Self::new_login_at(user_id, Session::now(), refresh_ttl)
     }
 
     /// Like [`new_login`](Self::new_login) for a user whose id is an integer
@@ -243,12 +267,12 @@ impl Session {
     /// Like [`new_login`](Self::new_login) with an explicit `now` (unix seconds).
     pub fn new_login_at(user_id: impl Into<String>, now: i64, refresh_ttl: Duration) -> Session {
         Session {
-            id: random_id(),
+            id: Session::new_id(),
             user_id: user_id.into(),
             created_at: now,
             refresh_expires_at: until(now, refresh_ttl),
             refreshed_at: now,
-            refresh_token_id: random_id(),
+            refresh_token_id: Session::new_id(),
             tokens_fresh_from: now,
             prev_tokens_fresh_from: now,
             ..Session::default()
@@ -263,13 +287,13 @@ impl Session {
     /// `expires_at` (and [`MAX_UNIX_TIME`]). Store the result with
     /// [`SessionStore::upsert`](crate::SessionStore::upsert).
     pub fn rotate_refresh_token(&mut self, refresh_ttl: Duration) {
-        self.rotate_refresh_token_at(unix_now(), refresh_ttl)
+        self.rotate_refresh_token_at(Session::now(), refresh_ttl)
     }
 
     /// Like [`rotate_refresh_token`](Self::rotate_refresh_token) with an
     /// explicit `now` (unix seconds).
     pub fn rotate_refresh_token_at(&mut self, now: i64, refresh_ttl: Duration) {
-        self.refresh_token_id = random_id();
+        self.refresh_token_id = Session::new_id();
         self.prev_tokens_fresh_from = self.tokens_fresh_from;
         self.tokens_fresh_from = now;
         self.refreshed_at = now;
@@ -303,16 +327,17 @@ impl Session {
     ///
     /// [`StoreError::InvalidInput`] naming the field and the rule.
     pub fn validate(&self) -> Result<(), StoreError> {
-        validate_session_id(&self.id)?;
-        validate_user_id(&self.user_id)?;
-        if self.user_id_kind == UserIdKind::Integer && !is_positive_integer(&self.user_id) {
+        validate::session_id(&self.id)?;
+        validate::user_id(&self.user_id)?;
+        if self.user_id_kind == UserIdKind::Integer && !validate::is_positive_integer(&self.user_id)
+        {
             return Err(StoreError::InvalidInput(
                 "user_id must be a positive integer in decimal digits (no sign, no leading zeros; \
                  Charon's pos_integer) when user_id_kind is Integer"
                     .to_owned(),
             ));
         }
-        validate_session_type(&self.session_type)?;
+        validate::session_type(&self.session_type)?;
         if !(1..=MAX_UNIX_TIME).contains(&self.refresh_expires_at) {
             return Err(StoreError::InvalidInput(format!(
                 "refresh_expires_at must be a unix time in seconds from 1 to {MAX_UNIX_TIME}, got {}",
@@ -329,123 +354,10 @@ impl Session {
     }
 }
 
-/// Whether `text` is a positive integer as Erlang prints one: digits, the
-/// first not a zero.
-pub(crate) fn is_positive_integer(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0')
-}
-
-/// The current time in unix seconds.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// `now` plus `ttl` in whole seconds, capped at [`MAX_UNIX_TIME`].
 fn until(now: i64, ttl: Duration) -> i64 {
     let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
     now.saturating_add(ttl).min(MAX_UNIX_TIME)
-}
-
-/// 128 random bits as url-safe base64 without padding (22 characters).
-pub fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
-}
-
-fn validate_token(field: &str, value: &str, max: usize) -> Result<(), StoreError> {
-    if value.is_empty() || value.len() > max {
-        return Err(StoreError::InvalidInput(format!(
-            "{field} must be 1 to {max} bytes long, got {} bytes",
-            value.len()
-        )));
-    }
-    if !value.bytes().all(is_token_char) {
-        return Err(StoreError::InvalidInput(format!(
-            "{field} may contain only A-Z, a-z, 0-9, '_' and '-'"
-        )));
-    }
-    Ok(())
-}
-
-/// Checks a session id: `[A-Za-z0-9_-]`, 1–255 bytes.
-///
-/// # Errors
-///
-/// [`StoreError::InvalidInput`] naming `session_id` and the rule.
-pub fn validate_session_id(session_id: &str) -> Result<(), StoreError> {
-    validate_token("session_id", session_id, MAX_SESSION_ID_LEN)
-}
-
-/// Checks a session type: `[A-Za-z0-9_-]`, 1–64 bytes.
-///
-/// # Errors
-///
-/// [`StoreError::InvalidInput`] naming `session_type` and the rule.
-pub fn validate_session_type(session_type: &str) -> Result<(), StoreError> {
-    validate_token("session_type", session_type, MAX_SESSION_TYPE_LEN)
-}
-
-/// Checks a key prefix: `[A-Za-z0-9_-]` or `:`, 1–64 bytes. It may not
-/// contain `.` (which separates the parts of a key) nor `{`/`}` (which would
-/// pin every user to one Redis Cluster slot).
-///
-/// # Errors
-///
-/// [`StoreError::InvalidInput`] naming `key_prefix` and the rule.
-pub fn validate_key_prefix(key_prefix: &str) -> Result<(), StoreError> {
-    if key_prefix.is_empty() || key_prefix.len() > MAX_KEY_PREFIX_LEN {
-        return Err(StoreError::InvalidInput(format!(
-            "key_prefix must be 1 to {MAX_KEY_PREFIX_LEN} bytes long, got {} bytes",
-            key_prefix.len()
-        )));
-    }
-    if !key_prefix.bytes().all(|b| is_token_char(b) || b == b':') {
-        return Err(StoreError::InvalidInput(
-            "key_prefix may contain only A-Z, a-z, 0-9, '_', '-' and ':'".to_owned(),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a user id: non-empty UTF-8, at most 512 bytes. Any character is
-/// allowed, dots included: the key stays unambiguous because neither the
-/// key prefix nor the session type may contain a dot.
-///
-/// # Errors
-///
-/// [`StoreError::InvalidInput`] naming `user_id` and the rule.
-pub fn validate_user_id(user_id: &str) -> Result<(), StoreError> {
-    if user_id.is_empty() || user_id.len() > MAX_USER_ID_LEN {
-        return Err(StoreError::InvalidInput(format!(
-            "user_id must be 1 to {MAX_USER_ID_LEN} bytes long, got {} bytes",
-            user_id.len()
-        )));
-    }
-    Ok(())
-}
-
-/// Validates the three parts that address one session.
-pub(crate) fn validate_address(
-    session_id: &str,
-    user_id: &str,
-    session_type: &str,
-) -> Result<(), StoreError> {
-    validate_session_id(session_id)?;
-    validate_user_id(user_id)?;
-    validate_session_type(session_type)
-}
-
-/// Validates the two parts that address one user's sessions of one type.
-pub(crate) fn validate_owner(user_id: &str, session_type: &str) -> Result<(), StoreError> {
-    validate_user_id(user_id)?;
-    validate_session_type(session_type)
 }
 
 #[cfg(test)]
@@ -468,7 +380,7 @@ mod tests {
         assert_eq!(s.id.len(), 22);
         assert_eq!(s.refresh_token_id.len(), 22);
         assert_ne!(s.id, s.refresh_token_id);
-        validate_session_id(&s.id).unwrap();
+        validate::session_id(&s.id).unwrap();
         assert_eq!(
             (s.created_at, s.refreshed_at, s.refresh_expires_at),
             (1_000, 1_000, 1_060)
@@ -487,30 +399,6 @@ mod tests {
         assert_eq!(s.tokens_fresh_from, 1_050);
         assert_eq!(s.refreshed_at, 1_050);
         assert_eq!(s.refresh_expires_at, 1_100);
-    }
-
-    #[test]
-    fn validation_names_field_and_rule() {
-        let err = validate_session_id("a.b").unwrap_err().to_string();
-        assert!(err.contains("session_id") && err.contains("A-Z"), "{err}");
-        let err = validate_session_id(&"a".repeat(256))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("session_id") && err.contains("255"), "{err}");
-        assert!(validate_session_id(&"a".repeat(255)).is_ok());
-        let err = validate_user_id("").unwrap_err().to_string();
-        assert!(err.contains("user_id"), "{err}");
-        assert!(validate_user_id("a.b.c l.x {x} * \n é").is_ok());
-        assert!(validate_user_id(&"é".repeat(257)).is_err());
-        let err = validate_session_type("full.x").unwrap_err().to_string();
-        assert!(err.contains("session_type"), "{err}");
-        assert!(validate_session_type(&"t".repeat(65)).is_err());
-        assert!(validate_key_prefix("charon_").is_ok());
-        assert!(validate_key_prefix("app:sessions").is_ok());
-        for bad in ["", "a.b", "{a}", "a b"] {
-            let err = validate_key_prefix(bad).unwrap_err().to_string();
-            assert!(err.contains("key_prefix"), "{err}");
-        }
     }
 
     #[test]
@@ -564,10 +452,10 @@ mod tests {
     #[test]
     fn integer_user_ids_are_positive_decimal_integers() {
         for good in ["1", "42", "123456789012345678901234567890"] {
-            assert!(is_positive_integer(good), "{good}");
+            assert!(validate::is_positive_integer(good), "{good}");
         }
         for bad in ["", "0", "-7", "-", "+1", "01", "-0", "1.0", "4 2", "x", "١"] {
-            assert!(!is_positive_integer(bad), "{bad}");
+            assert!(!validate::is_positive_integer(bad), "{bad}");
         }
         let mut s = Session::new_login_integer(42, Duration::from_secs(60));
         s.validate().unwrap();

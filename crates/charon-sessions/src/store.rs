@@ -116,7 +116,7 @@ pub trait SessionStore: Send + Sync {
     ///   the call returns `Ok(())` and changes nothing, the lock version
     ///   included.
     /// * A new session (lock version 0) of a user who already has as many
-    ///   sessions of that type as the store's [`SessionLimit`] allows either
+    ///   sessions of that type as the store's [`SessionLimit`](crate::SessionLimit) allows either
     ///   evicts the soonest-expiring ones or is refused
     ///   ([`StoreError::TooManySessions`]), atomically with the write.
     ///
@@ -151,7 +151,7 @@ pub trait SessionStore: Send + Sync {
     ///
     /// [`StoreError::Conflict`] when the lock check fails (nothing is
     /// written); [`StoreError::TooManySessions`] for a new session beyond a
-    /// [`SessionLimit::Refuse`] limit (nothing is written);
+    /// [`SessionLimit::Refuse`](crate::SessionLimit::Refuse) limit (nothing is written);
     /// [`StoreError::InvalidInput`] for a bad id, user id, type,
     /// time, lock version or an oversized session (nothing is sent);
     /// connection, pool and server errors. After a

@@ -38,18 +38,17 @@
 //! 16 named values per store. Spans and events are not aggregated into
 //! series: they always carry the real session type.
 
-use std::borrow::Cow;
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use futures_util::future::Either;
-use metrics::{Key, Label, Metadata};
 use tracing::Instrument as _;
 use tracing::field;
 use tracing::instrument::Instrumented;
 
 use crate::error::StoreError;
+use crate::stored::Rejection;
 
 /// `charon_sessions_operations_total`.
 pub const OPERATIONS_TOTAL: &str = "charon_sessions_operations_total";
@@ -75,55 +74,36 @@ pub const SESSION_TYPE_LABELS: usize = 16;
 /// [`SESSION_TYPE_LABELS`] seen by a store.
 pub const OTHER_SESSION_TYPE: &str = "other";
 
-static OTHER_LOCK_CONFLICTS_LABELS: [Label; 1] =
-    [Label::from_static_parts("session_type", OTHER_SESSION_TYPE)];
-static OTHER_LOCK_CONFLICTS_KEY: Key =
-    Key::from_static_parts(LOCK_CONFLICTS_TOTAL, &OTHER_LOCK_CONFLICTS_LABELS);
-
 /// The `session_type` label values of one store: the first
 /// [`SESSION_TYPE_LABELS`] distinct session types claim a slot each, in
-/// order, with the metric key over their label built once; any other maps
-/// to [`OTHER_SESSION_TYPE`]. A lookup reads at most
+/// order; any other maps to [`OTHER_SESSION_TYPE`]. A lookup reads at most
 /// [`SESSION_TYPE_LABELS`] initialised `OnceLock`s (an atomic load each),
-/// without a lock or an allocation; only claiming a slot allocates, and
-/// waits for another thread claiming the same slot.
+/// without a lock; only claiming a slot allocates, and waits for another
+/// thread claiming the same slot.
 #[derive(Default)]
 pub(crate) struct SessionTypeLabels {
-    slots: [OnceLock<(Box<str>, Key)>; SESSION_TYPE_LABELS],
+    slots: [OnceLock<Box<str>>; SESSION_TYPE_LABELS],
 }
 
 impl SessionTypeLabels {
-    /// The `charon_sessions_lock_conflicts_total` key of `session_type`.
-    fn lock_conflicts_key(&self, session_type: &str) -> &Key {
+    /// The `session_type` label value of `session_type`.
+    fn label(&self, session_type: &str) -> &str {
         for slot in &self.slots {
             // The slots fill in order, so `session_type` has no slot before
             // the first empty one, and claims that one.
-            let (claimed, key) = slot.get_or_init(|| {
-                (
-                    session_type.into(),
-                    Key::from_parts(
-                        LOCK_CONFLICTS_TOTAL,
-                        vec![Label::new("session_type", session_type.to_owned())],
-                    ),
-                )
-            });
+            let claimed = slot.get_or_init(|| session_type.into());
             if **claimed == *session_type {
-                return key;
+                return claimed;
             }
         }
-        &OTHER_LOCK_CONFLICTS_KEY
+        OTHER_SESSION_TYPE
     }
 }
 
 impl std::fmt::Debug for SessionTypeLabels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(
-                self.slots
-                    .iter()
-                    .filter_map(|slot| slot.get())
-                    .map(|(t, _)| t),
-            )
+            .entries(self.slots.iter().filter_map(|slot| slot.get()))
             .finish()
     }
 }
@@ -131,12 +111,11 @@ impl std::fmt::Debug for SessionTypeLabels {
 /// A store operation, as named in spans and metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Operation {
-    // The order of OPERATION_LABELS.
-    Get = 0,
-    Upsert = 1,
-    Delete = 2,
-    GetAll = 3,
-    DeleteAll = 4,
+    Get,
+    Upsert,
+    Delete,
+    GetAll,
+    DeleteAll,
 }
 
 impl Operation {
@@ -147,30 +126,6 @@ impl Operation {
             Operation::Delete => "delete",
             Operation::GetAll => "get_all",
             Operation::DeleteAll => "delete_all",
-        }
-    }
-}
-
-/// Why a stored value was treated as absent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Rejection {
-    /// The HMAC did not verify under any of the store's keys.
-    Signature,
-    /// The payload is not a session record.
-    Decode,
-    /// Its id, user id or type differ from where it is stored.
-    OwnerMismatch,
-    /// Its `refresh_expires_at` has passed.
-    Expired,
-}
-
-impl Rejection {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Rejection::Signature => "signature",
-            Rejection::Decode => "decode",
-            Rejection::OwnerMismatch => "owner_mismatch",
-            Rejection::Expired => "expired",
         }
     }
 }
@@ -189,84 +144,6 @@ impl<T> Outcome for Option<T> {
         if self.is_some() { "ok" } else { "not_found" }
     }
 }
-
-/// Every `outcome` label value (`OUTCOMES`: `ok`, `not_found`, then each
-/// [`StoreError::kind`]) and the labels of every operation
-/// (`OPERATION_LABELS`, `[operation]`, in [`Operation`] order) and of every
-/// operation and outcome (`OPERATION_OUTCOME_LABELS`,
-/// `[operation, outcome]`), and the metric keys over them
-/// (`DURATION_KEYS`, `[operation]`; `OUTCOME_KEYS`, `[operation, outcome]`),
-/// built at compile time: an operation's metrics are then recorded under
-/// `&'static` keys whose hash is already computed, without allocating or
-/// hashing on every call.
-macro_rules! label_tables {
-    (operations: [$($operation:literal),*], outcomes: $outcomes:tt) => {
-        label_tables!(@outcomes $outcomes);
-        static OPERATION_LABELS: [[Label; 1]; 5] =
-            [$([Label::from_static_parts("operation", $operation)]),*];
-        static OPERATION_OUTCOME_LABELS: [[[Label; 2]; OUTCOMES.len()]; 5] =
-            [$(label_tables!(@row $operation, $outcomes)),*];
-        static DURATION_KEYS: [Key; 5] = {
-            let mut keys = [const { Key::from_static_name(OPERATION_DURATION_SECONDS) }; 5];
-            let mut i = 0;
-            while i < keys.len() {
-                let key = Key::from_static_parts(OPERATION_DURATION_SECONDS, &OPERATION_LABELS[i]);
-                // The placeholder owns nothing; `forget` because const
-                // evaluation cannot run `Key`'s destructor.
-                std::mem::forget(std::mem::replace(&mut keys[i], key));
-                i += 1;
-            }
-            keys
-        };
-        static OUTCOME_KEYS: [[Key; OUTCOMES.len()]; 5] = {
-            let mut keys =
-                [const { [const { Key::from_static_name(OPERATIONS_TOTAL) }; OUTCOMES.len()] }; 5];
-            let mut i = 0;
-            while i < keys.len() {
-                let mut j = 0;
-                while j < OUTCOMES.len() {
-                    let key =
-                        Key::from_static_parts(OPERATIONS_TOTAL, &OPERATION_OUTCOME_LABELS[i][j]);
-                    std::mem::forget(std::mem::replace(&mut keys[i][j], key));
-                    j += 1;
-                }
-                i += 1;
-            }
-            keys
-        };
-    };
-    (@outcomes [$($outcome:literal),*]) => {
-        const OUTCOMES: &[&str] = &[$($outcome),*];
-    };
-    (@row $operation:literal, [$($outcome:literal),*]) => {
-        [$([
-            Label::from_static_parts("operation", $operation),
-            Label::from_static_parts("outcome", $outcome),
-        ]),*]
-    };
-}
-
-label_tables!(
-    operations: ["get", "upsert", "delete", "get_all", "delete_all"],
-    outcomes: [
-        "ok",
-        "not_found",
-        "conflict",
-        "invalid_input",
-        "pool_timeout",
-        "connection",
-        "auth",
-        "server",
-        "function_library_missing",
-        "replication_timeout",
-        "unsupported_server",
-        "too_many_sessions"
-    ]
-);
-
-/// What the metrics of this crate are registered with.
-static METADATA: Metadata<'static> =
-    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 /// The span of one operation (span names must be literals).
 macro_rules! op_span {
@@ -362,128 +239,79 @@ impl Observation {
         self.span
             .in_scope(|| tracing::debug!(outcome, duration_ms, "store operation finished"));
 
-        let operation = self.operation as usize;
-        let counted = match OUTCOMES.iter().position(|known| *known == outcome) {
-            Some(i) => Cow::Borrowed(&OUTCOME_KEYS[operation][i]),
-            // A kind added to StoreError but not to OUTCOMES.
-            None => Cow::Owned(Key::from_parts(
-                OPERATIONS_TOTAL,
-                vec![
-                    OPERATION_LABELS[operation][0].clone(),
-                    Label::from_static_parts("outcome", outcome),
-                ],
-            )),
-        };
-        metrics::with_recorder(|recorder| {
-            recorder.register_counter(&counted, &METADATA).increment(1);
-            recorder
-                .register_histogram(&DURATION_KEYS[operation], &METADATA)
-                .record(elapsed.as_secs_f64());
-        });
+        let operation = self.operation.name();
+        metrics::counter!(OPERATIONS_TOTAL, "operation" => operation, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!(OPERATION_DURATION_SECONDS, "operation" => operation)
+            .record(elapsed.as_secs_f64());
         if matches!(result, Err(StoreError::Conflict)) {
-            let key = labels.lock_conflicts_key(session_type);
-            metrics::with_recorder(|recorder| {
-                recorder.register_counter(key, &METADATA).increment(1);
-            });
+            let session_type = labels.label(session_type).to_owned();
+            metrics::counter!(LOCK_CONFLICTS_TOTAL, "session_type" => session_type).increment(1);
         }
         result
     }
 }
 
-/// Implements [`SessionStore`](crate::SessionStore) for a store type whose
-/// inherent `get_inner`, `upsert_inner`, `delete_inner`, `get_all_inner`
-/// and `delete_all_inner` do the work, whose `user_label` says whether
-/// spans may carry the user id and whose `session_type_labels` field (a
-/// [`SessionTypeLabels`], or an `Arc` of one) bounds the `session_type`
-/// label values: each operation runs inside an
-/// [`Observation`]. One definition for both stores, so their spans and
+/// How a store observes its operations: whether spans may carry user ids,
+/// and the store's `session_type` label values. Cheap to clone: clones (of
+/// a [`RedisStore`](crate::RedisStore)) share the labels. Both stores'
+/// `SessionStore` impls go through it for every method, so their spans and
 /// metrics cannot drift apart.
-macro_rules! impl_session_store {
-    ($store:ty) => {
-        #[async_trait::async_trait]
-        impl $crate::store::SessionStore for $store {
-            async fn get(
-                &self,
-                session_id: &str,
-                user_id: &str,
-                session_type: &str,
-            ) -> Result<Option<$crate::session::Session>, $crate::error::StoreError> {
-                let observation = $crate::telemetry::Observation::start(
-                    $crate::telemetry::Operation::Get,
-                    session_type,
-                    self.user_label(user_id),
-                );
-                let result = observation
-                    .run(self.get_inner(session_id, user_id, session_type))
-                    .await;
-                observation.finish(result, &self.session_type_labels, session_type)
-            }
-
-            async fn upsert(
-                &self,
-                session: &mut $crate::session::Session,
-            ) -> Result<(), $crate::error::StoreError> {
-                let observation = $crate::telemetry::Observation::start(
-                    $crate::telemetry::Operation::Upsert,
-                    &session.session_type,
-                    self.user_label(&session.user_id),
-                );
-                let result = observation.run(self.upsert_inner(session)).await;
-                observation.finish(result, &self.session_type_labels, &session.session_type)
-            }
-
-            async fn delete(
-                &self,
-                session_id: &str,
-                user_id: &str,
-                session_type: &str,
-            ) -> Result<(), $crate::error::StoreError> {
-                let observation = $crate::telemetry::Observation::start(
-                    $crate::telemetry::Operation::Delete,
-                    session_type,
-                    self.user_label(user_id),
-                );
-                let result = observation
-                    .run(self.delete_inner(session_id, user_id, session_type))
-                    .await;
-                observation.finish(result, &self.session_type_labels, session_type)
-            }
-
-            async fn get_all(
-                &self,
-                user_id: &str,
-                session_type: &str,
-            ) -> Result<Vec<$crate::session::Session>, $crate::error::StoreError> {
-                let observation = $crate::telemetry::Observation::start(
-                    $crate::telemetry::Operation::GetAll,
-                    session_type,
-                    self.user_label(user_id),
-                );
-                let result = observation
-                    .run(self.get_all_inner(user_id, session_type))
-                    .await;
-                observation.finish(result, &self.session_type_labels, session_type)
-            }
-
-            async fn delete_all(
-                &self,
-                user_id: &str,
-                session_type: &str,
-            ) -> Result<(), $crate::error::StoreError> {
-                let observation = $crate::telemetry::Observation::start(
-                    $crate::telemetry::Operation::DeleteAll,
-                    session_type,
-                    self.user_label(user_id),
-                );
-                let result = observation
-                    .run(self.delete_all_inner(user_id, session_type))
-                    .await;
-                observation.finish(result, &self.session_type_labels, session_type)
-            }
-        }
-    };
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Observer {
+    record_user_ids: bool,
+    labels: Arc<SessionTypeLabels>,
 }
-pub(crate) use impl_session_store;
+
+impl Observer {
+    /// An observer whose spans carry user ids when `record_user_ids`.
+    pub(crate) fn new(record_user_ids: bool) -> Observer {
+        Observer {
+            record_user_ids,
+            labels: Arc::default(),
+        }
+    }
+
+    /// Whether spans and warnings may carry user ids.
+    pub(crate) fn records_user_ids(&self) -> bool {
+        self.record_user_ids
+    }
+
+    /// Opens the span of `operation` (see [`Observation::start`]).
+    pub(crate) fn start(
+        &self,
+        operation: Operation,
+        session_type: &str,
+        user_id: &str,
+    ) -> Observation {
+        let user_id = self.record_user_ids.then_some(user_id);
+        Observation::start(operation, session_type, user_id)
+    }
+
+    /// Records `result` of `observation` (see [`Observation::finish`]).
+    pub(crate) fn finish<T: Outcome>(
+        &self,
+        observation: Observation,
+        result: Result<T, StoreError>,
+        session_type: &str,
+    ) -> Result<T, StoreError> {
+        observation.finish(result, &self.labels, session_type)
+    }
+
+    /// Runs `work`, one store operation, observed: inside the span of
+    /// `operation`, then records its outcome and duration.
+    pub(crate) async fn observe<T: Outcome>(
+        &self,
+        operation: Operation,
+        session_type: &str,
+        user_id: &str,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let observation = self.start(operation, session_type, user_id);
+        let result = observation.run(work).await;
+        self.finish(observation, result, session_type)
+    }
+}
 
 /// Counts a stored value treated as absent.
 pub(crate) fn rejected_value(reason: Rejection) {
@@ -516,10 +344,6 @@ pub(crate) fn connection_replaced() {
 mod tests {
     use super::*;
 
-    fn label(key: &Key) -> &str {
-        key.labels().next().unwrap().value()
-    }
-
     /// Threads racing to claim slots end with each type in one slot, the
     /// first `SESSION_TYPE_LABELS` types named and the rest `other`.
     #[test]
@@ -530,75 +354,17 @@ mod tests {
                 scope.spawn(|| {
                     for i in 0..SESSION_TYPE_LABELS {
                         let t = format!("t{i}");
-                        assert_eq!(label(labels.lock_conflicts_key(&t)), t);
+                        assert_eq!(labels.label(&t), t);
                     }
                 });
             }
         });
-        let claimed: Vec<&str> = labels.slots.iter().map(|s| &*s.get().unwrap().0).collect();
+        let claimed: Vec<&str> = labels.slots.iter().map(|s| &**s.get().unwrap()).collect();
         let mut distinct = claimed.clone();
         distinct.sort_unstable();
         distinct.dedup();
         assert_eq!(distinct.len(), SESSION_TYPE_LABELS, "{claimed:?}");
-        let other = labels.lock_conflicts_key("late");
-        assert!(std::ptr::eq(other, &OTHER_LOCK_CONFLICTS_KEY));
-        assert_eq!(label(other), OTHER_SESSION_TYPE);
-        assert_eq!(other.name(), LOCK_CONFLICTS_TOTAL);
-        let first = labels.lock_conflicts_key("t0");
-        assert_eq!(
-            first,
-            &Key::from_parts(LOCK_CONFLICTS_TOTAL, vec![Label::new("session_type", "t0")])
-        );
-        assert!(std::ptr::eq(first, labels.lock_conflicts_key("t0")));
-    }
-
-    #[test]
-    fn label_tables_follow_the_operations_and_error_kinds() {
-        for operation in [
-            Operation::Get,
-            Operation::Upsert,
-            Operation::Delete,
-            Operation::GetAll,
-            Operation::DeleteAll,
-        ] {
-            let i = operation as usize;
-            assert_eq!(OPERATION_LABELS[i][0].value(), operation.name());
-            assert_eq!(
-                DURATION_KEYS[i],
-                Key::from_parts(OPERATION_DURATION_SECONDS, OPERATION_LABELS[i].to_vec())
-            );
-            for (j, outcome) in OUTCOMES.iter().enumerate() {
-                let labels = &OPERATION_OUTCOME_LABELS[i][j];
-                assert_eq!(labels[0].value(), operation.name());
-                assert_eq!(labels[1].value(), *outcome);
-                let key = &OUTCOME_KEYS[i][j];
-                assert_eq!(key.name(), OPERATIONS_TOTAL);
-                assert!(key.labels().eq(labels.iter()));
-                assert_eq!(key, &Key::from_parts(OPERATIONS_TOTAL, labels.to_vec()));
-            }
-        }
-        let errors = [
-            StoreError::Conflict,
-            StoreError::InvalidInput(String::new()),
-            StoreError::PoolTimeout(std::time::Duration::ZERO),
-            StoreError::Connection(Box::new(std::io::Error::other("x"))),
-            StoreError::Auth(Box::new(std::io::Error::other("x"))),
-            StoreError::Server(Box::new(std::io::Error::other("x"))),
-            StoreError::FunctionLibraryMissing(String::new()),
-            StoreError::ReplicationTimeout {
-                acknowledged: 0,
-                required: 1,
-            },
-            StoreError::UnsupportedServer {
-                found: String::new(),
-                required: "",
-            },
-            StoreError::TooManySessions { limit: 1 },
-        ];
-        for e in errors {
-            assert!(OUTCOMES.contains(&e.kind()), "{} missing", e.kind());
-        }
-        assert!(OUTCOMES.contains(&Some(()).outcome()));
-        assert!(OUTCOMES.contains(&None::<()>.outcome()));
+        assert_eq!(labels.label("late"), OTHER_SESSION_TYPE);
+        assert_eq!(labels.label("t0"), "t0");
     }
 }

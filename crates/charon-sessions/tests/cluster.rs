@@ -31,14 +31,11 @@ async fn harness(cluster: &TestCluster, behaviour: &str) -> Harness {
     let config = RedisStoreConfig::cluster(cluster.urls(), test_key())
         .key_prefix(behaviour)
         .pool_size(2);
-    Harness {
-        store: Arc::new(connect(config.clone(), cluster).await),
-        server: None,
-        config: Some(config),
-    }
+    let store = connect(config.clone(), cluster).await;
+    common::redis_harness(store, config)
 }
 
-store_suite!(sequential start, harness);
+charon_sessions_testkit::store_suite!(sequential start, harness);
 
 /// Sessions of 1 000 users land on all three primaries (per-node key
 /// counts printed as a FIGURES line).

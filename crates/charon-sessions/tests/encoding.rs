@@ -1,5 +1,5 @@
-//! Bytes per session in Redis for each candidate payload encoding (issue
-//! 4), on a real Redis 8: one hash of 1 000 typical sessions
+//! Bytes per session in Redis of the compact payload format against the JSON
+//! of earlier releases, on a real Redis 8: one hash of 1 000 typical sessions
 //! (`tests/common/typical.rs`: 200-byte `extra_payload`), each signed and
 //! written as the store writes it (`HSETEX key EXAT <refresh_expires_at>
 //! FIELDS 2 <id> <signed value> l.<id> <lock>`), measured with
@@ -13,7 +13,7 @@
 mod common;
 
 use charon_sessions::signing::{self, SigningKey};
-use charon_sessions::{Session, SessionLimit, SessionStore, codec, unix_now};
+use charon_sessions::{Session, SessionLimit, SessionStore, codec};
 use charon_sessions_testkit::{Flavor, TestServer};
 use redis::aio::MultiplexedConnection;
 
@@ -33,18 +33,8 @@ struct Encoding {
 const ENCODINGS: &[Encoding] = &[
     Encoding {
         name: "json",
-        encode: |s| serde_json::to_vec(s).unwrap(),
-        decode: |b| serde_json::from_slice(b).ok(),
-    },
-    Encoding {
-        name: "msgpack-named",
-        encode: |s| rmp_serde::to_vec_named(s).unwrap(),
-        decode: |b| rmp_serde::from_slice(b).ok(),
-    },
-    Encoding {
-        name: "msgpack-positional",
-        encode: |s| rmp_serde::to_vec(s).unwrap(),
-        decode: |b| rmp_serde::from_slice(b).ok(),
+        encode: common::legacy_json,
+        decode: |b| codec::decode(b).ok(),
     },
     Encoding {
         name: "codec",
@@ -56,7 +46,7 @@ const ENCODINGS: &[Encoding] = &[
 /// `SESSIONS` typical sessions of `user` as an upsert stores them (lock
 /// version 1).
 fn sessions(user: &str) -> Vec<Session> {
-    let now = unix_now();
+    let now = Session::now();
     (0..SESSIONS)
         .map(|_| {
             let mut s = typical::session(user, now);
@@ -147,7 +137,7 @@ async fn bytes_per_session_in_redis() {
         assert_eq!(fields.len(), 2 * SESSIONS, "{}", encoding.name);
         let read: Vec<Session> = fields
             .iter()
-            .filter(|(field, _)| !field.starts_with(b"l."))
+            .filter(|(field, _)| !charon_sessions::layout::is_lock_field(field))
             .map(|(_, value)| {
                 let payload = signing::verify(value, &signing_key).expect("verifies");
                 (encoding.decode)(payload)

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use charon_sessions::{
-    REQUIRED_SERVER, RedisStore, RedisStoreConfig, Session, SessionStore, StoreError,
+    RedisStore, RedisStoreConfig, ServerInfo, Session, SessionStore, StoreError,
 };
 use charon_sessions_testkit::{Flavor, TestServer};
 use redis::aio::MultiplexedConnection;
@@ -1071,7 +1071,7 @@ async fn redis7_is_refused_and_left_untouched() {
     match &err {
         StoreError::UnsupportedServer { found, required } => {
             assert!(found.starts_with("Redis 7.0."), "{found}");
-            assert_eq!(*required, REQUIRED_SERVER);
+            assert_eq!(*required, ServerInfo::REQUIRED);
         }
         other => panic!("expected UnsupportedServer, got {other:?}"),
     }

@@ -22,7 +22,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use charon_sessions::signing::{self, SigningKey};
 use charon_sessions::{
     MapKeys, PayloadFormat, RedisStore, RedisStoreConfig, Session, SessionLimit, SessionStore,
-    StoreError, codec, random_id, unix_now,
+    StoreError, codec, layout, stored,
 };
 use charon_sessions_testkit::{Flavor, TestServer};
 use proptest::collection::{btree_map, vec};
@@ -84,14 +84,11 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
 }
 
 /// The payload a store signs for `session`, with the lock version the
-/// upsert will write, in the codec's documented format: the byte
-/// `codec::FORMAT_MSGPACK`, then the fields as a MessagePack array in
-/// declaration order (which rmp-serde's positional `to_vec` writes).
+/// upsert will write, in the compact format.
 fn encoded_for_upsert(session: &Session) -> Vec<u8> {
     let mut stored = session.clone();
     stored.lock_version += 1;
-    let record = rmp_serde::to_vec(&stored).expect("a Session serialises");
-    [&[codec::FORMAT_MSGPACK][..], &record].concat()
+    codec::encode(&stored)
 }
 
 /// Pads `session`'s extra_payload so that its upsert payload is exactly
@@ -329,7 +326,7 @@ async fn verify_rejects_every_mutation_of_a_signed_session() {
     let (tried, unchanged, rejected) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let result = runner(CASES).run(&strategy, |(session, base64, mutations)| {
         tried.fetch_add(1, Ordering::Relaxed);
-        let payload = serde_json::to_vec(&session).unwrap();
+        let payload = common::legacy_json(&session);
         let mut original = signing::sign(&payload, &key);
         if base64 {
             original = to_base64_variant(&original);
@@ -410,7 +407,7 @@ fn session_like() -> impl Strategy<Value = SessionLike> {
         prop::sample::select(vec!["alice", "", "full", "oauth2", "l.x", "*"]).prop_map(Value::from),
     ]
     .boxed();
-    let now = unix_now();
+    let now = Session::now();
     let times = prop::sample::select(vec![
         json!(now - 3600),
         json!(0),
@@ -453,7 +450,7 @@ impl SessionLike {
         s.id = id.to_owned();
         s.session_type = kind.to_owned();
         s.lock_version = 1;
-        let Value::Object(mut obj) = serde_json::to_value(&s).unwrap() else {
+        let Ok(Value::Object(mut obj)) = serde_json::from_slice(&common::legacy_json(&s)) else {
             unreachable!("a Session is a JSON object")
         };
         for (name, tweak) in [
@@ -598,36 +595,16 @@ impl StoredCase {
     }
 }
 
-/// The reference reading of DESIGN.md "Signed values": the stored value is
-/// returned only when it verifies under the store's key, decodes (the
-/// byte `codec::FORMAT_MSGPACK` then a MessagePack array of the session
-/// fields and nothing after it, or, as earlier releases wrote, a JSON
-/// object of session fields starting with `{`), names exactly this field,
-/// user and type, and its refresh window is still open. (Records with more
-/// slots than this version knows, which the codec accepts, are not
-/// generated here; the codec's unit tests cover them.)
+/// What a read of `field` of `user`'s hash of `kind` may return: nothing
+/// for a lock field, else the value as `stored::open` opens it, the one
+/// reading of DESIGN.md "Signed values" both stores share (the store must
+/// add nothing to it and leave nothing out).
 fn oracle(field: &[u8], user: &str, kind: &str, value: &[u8]) -> Option<Session> {
-    let field = std::str::from_utf8(field).ok()?;
-    if field.starts_with("l.") {
+    if layout::is_lock_field(field) {
         return None;
     }
-    let payload = signing::verify(value, &test_key()).ok()?;
-    let s: Session = match payload.split_first() {
-        Some((&codec::FORMAT_MSGPACK, mut record)) => {
-            let s = rmp_serde::from_read(&mut record).ok()?;
-            if !record.is_empty() {
-                return None;
-            }
-            s
-        }
-        Some((b'{', _)) => serde_json::from_slice(payload).ok()?,
-        _ => return None,
-    };
-    (s.id == field
-        && s.user_id == user
-        && s.session_type == kind
-        && s.refresh_expires_at > unix_now())
-    .then_some(s)
+    let field = std::str::from_utf8(field).ok()?;
+    stored::open(value, &[test_key()], field, user, kind, Session::now()).ok()
 }
 
 fn sorted(mut sessions: Vec<Session>) -> Vec<Session> {
@@ -744,7 +721,7 @@ async fn validly_signed_foreign_payloads_are_rejected() {
             let (user, kind) = (session.user_id.clone(), session.session_type.clone());
             let key = key_of(&user, &kind);
             // Arbitrary signed bytes / JSON at a session field.
-            let field = random_id();
+            let field = Session::new_id();
             let _: () = redis::cmd("HSET")
                 .arg(&key)
                 .arg(&field)
@@ -767,13 +744,13 @@ async fn validly_signed_foreign_payloads_are_rejected() {
             // does not belong: another field, user or type. Encoded as the
             // store writes it, or as JSON like earlier releases did.
             let payload = if legacy {
-                serde_json::to_vec(&session).unwrap()
+                common::legacy_json(&session)
             } else {
                 codec::encode(&session)
             };
             let value = signing::sign(&payload, &key_sig);
             let (at_key, at_field) = match elsewhere {
-                0 => (key.clone(), random_id()),
+                0 => (key.clone(), Session::new_id()),
                 1 => (key_of(&format!("{user}x"), &kind), session.id.clone()),
                 2 => (
                     key_of(&user, if kind == "full" { "oauth2" } else { "full" }),
@@ -803,7 +780,7 @@ async fn validly_signed_foreign_payloads_are_rejected() {
                 // Its own address: returned as is (as decoded from JSON for
                 // a legacy value: float fidelity is checked by its own test).
                 let as_decoded: Session = if legacy {
-                    serde_json::from_slice(&payload).unwrap()
+                    codec::decode(&payload).unwrap()
                 } else {
                     session.clone()
                 };
@@ -1053,7 +1030,7 @@ async fn hostile_charon_terms_are_skipped() {
     ];
     for (what, payload) in hostile {
         let started = Instant::now();
-        let field = random_id();
+        let field = Session::new_id();
         let value = signing::sign(&payload, &test_key());
         let _: () = redis::cmd("HSET")
             .arg(key_of("mallory", "full"))

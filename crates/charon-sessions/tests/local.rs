@@ -2,4 +2,4 @@
 
 mod common;
 
-store_suite!(common::local);
+charon_sessions_testkit::store_suite!(common::local);

@@ -65,7 +65,7 @@ on_every_store!(
 /// A connection of the test's own to the harness's server, outside any
 /// store; `None` for LocalStore.
 async fn raw(h: &Harness) -> Option<MultiplexedConnection> {
-    let server: &TestServer = h.server.as_ref()?;
+    let server: &TestServer = h.kept()?;
     let url = server.url();
     Some(
         redis::Client::open(url.as_str())
@@ -524,7 +524,7 @@ async fn no_resurrection(h: Harness, store_name: &str, removal: Removal) {
         }
         if let Some(conn) = conn.as_mut() {
             let fields = hgetall(conn, &key_of(&user, "full")).await;
-            let lock_field = format!("l.{}", session.id);
+            let lock_field = charon_sessions::layout::lock_field(&session.id);
             if fields.contains_key(session.id.as_bytes())
                 || fields.contains_key(lock_field.as_bytes())
                 || (removal == Removal::DeleteAll && !fields.is_empty())

@@ -3,4 +3,4 @@
 
 mod common;
 
-store_suite!(common::redis8_charon);
+charon_sessions_testkit::store_suite!(common::redis8_charon);

@@ -16,9 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use charon_sessions::signing::{self, SigningKey};
-use charon_sessions::{
-    RedisStore, RedisStoreConfig, Session, SessionStore, StoreError, codec, unix_now,
-};
+use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionStore, StoreError, codec};
 use charon_sessions_testkit::{Flavor, TestServer, free_port};
 use redis::aio::MultiplexedConnection;
 
@@ -193,7 +191,7 @@ async fn json_values_of_earlier_releases_are_read_and_rewritten(flavor: Flavor) 
     old.lock_version = 1;
     old.extra_payload
         .insert("ratio".into(), serde_json::json!(0.1 + 0.2));
-    let json = serde_json::to_vec(&old).unwrap();
+    let json = common::legacy_json(&old);
     assert_eq!(json[0], b'{');
     redis::cmd("HSETEX")
         .arg(&key)
@@ -440,7 +438,7 @@ async fn hostile_stored_values_are_absent(flavor: Flavor) {
     let mut expired = login_with_id("alice", "expired");
     expired.created_at -= 7200;
     expired.refreshed_at -= 7200;
-    expired.refresh_expires_at = unix_now() - 60;
+    expired.refresh_expires_at = Session::now() - 60;
     expired.lock_version = 1;
     // Field name -> value written with raw HSET.
     let mut hostile: Vec<(&str, Vec<u8>)> = vec![

@@ -516,7 +516,7 @@ async fn logs_never_contain_session_values_or_keys() {
     store.upsert(&mut read).await.unwrap();
     // A value signed with another key and one naming another session id.
     let forged = signing::sign(
-        &serde_json::to_vec(&read).unwrap(),
+        &charon_sessions::codec::encode(&read),
         &SigningKey::from_bytes(b"forger").unwrap(),
     );
     redis::cmd("HSET")

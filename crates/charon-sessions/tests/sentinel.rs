@@ -32,14 +32,11 @@ async fn connect(config: RedisStoreConfig, setup: &TestSentinel) -> RedisStore {
 /// A store on the shared setup whose keys start with the behaviour's name.
 async fn harness(setup: &TestSentinel, behaviour: &str) -> Harness {
     let config = config(setup).key_prefix(behaviour).pool_size(2);
-    Harness {
-        store: Arc::new(connect(config.clone(), setup).await),
-        server: None,
-        config: Some(config),
-    }
+    let store = connect(config.clone(), setup).await;
+    common::redis_harness(store, config)
 }
 
-store_suite!(sequential start, harness);
+charon_sessions_testkit::store_suite!(sequential start, harness);
 
 /// Kills the primary under load from 32 tasks; the sentinels promote the
 /// replica and the store follows it. The old primary is restarted 4 s

@@ -176,7 +176,7 @@ async fn baseline_op(
             let mut cmd = redis::cmd("HDEL");
             cmd.arg(key)
                 .arg(&slot.session.id)
-                .arg(format!("l.{}", slot.session.id));
+                .arg(charon_sessions::layout::lock_field(&slot.session.id));
             let removed: i64 = store.run_command(&cmd).await.map_err(|e| e.to_string())?;
             let elapsed = started.elapsed();
             if removed != 2 {

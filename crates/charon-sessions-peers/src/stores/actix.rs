@@ -81,7 +81,7 @@ impl Contender for Actix {
     type Handle = String;
 
     async fn login(&self, user: &str) -> anyhow::Result<String> {
-        let state: HashMap<String, String> = login_fields(user, charon_sessions::unix_now())
+        let state: HashMap<String, String> = login_fields(user, charon_sessions::Session::now())
             .into_iter()
             .map(|(field, value)| (field, value.to_string()))
             .collect();
@@ -99,7 +99,7 @@ impl Contender for Actix {
             Some(json) => serde_json::from_str(json)?,
             None => Value::Null,
         };
-        for (field, value) in rotation(tokens_fresh_from, charon_sessions::unix_now()) {
+        for (field, value) in rotation(tokens_fresh_from, charon_sessions::Session::now()) {
             state.insert(field.to_owned(), value.to_string());
         }
         let key = self.store.update(key(handle)?, state, &ttl()).await?;

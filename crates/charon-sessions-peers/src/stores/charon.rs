@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use charon_sessions::signing::SigningKey;
-use charon_sessions::{
-    DEFAULT_KEY_PREFIX, RedisStore, RedisStoreConfig, Session, SessionLimit, SessionStore,
-};
+use charon_sessions::{RedisStore, RedisStoreConfig, Session, SessionLimit, SessionStore};
 
 use crate::payload::{REFRESH_TTL_SECONDS, extra_payload};
 use crate::stores::Contender;
@@ -87,7 +85,7 @@ impl Contender for Charon {
 
     fn location(&self, user: &str, handle: &String) -> (String, Option<String>) {
         (
-            format!("{DEFAULT_KEY_PREFIX}.{user}.full"),
+            charon_sessions::layout::hash_key(RedisStoreConfig::DEFAULT_KEY_PREFIX, user, "full"),
             Some(handle.clone()),
         )
     }

@@ -51,7 +51,7 @@ impl Contender for Tower {
     type Handle = Id;
 
     async fn login(&self, user: &str) -> anyhow::Result<Id> {
-        let now = charon_sessions::unix_now();
+        let now = charon_sessions::Session::now();
         let mut record = Record {
             id: Id::default(),
             data: login_fields(user, now)
@@ -65,7 +65,7 @@ impl Contender for Tower {
 
     async fn refresh(&self, _user: &str, handle: &Id) -> anyhow::Result<Id> {
         let mut record = self.store.load(handle).await?.context("session missing")?;
-        let now = charon_sessions::unix_now();
+        let now = charon_sessions::Session::now();
         let tokens_fresh_from = record.data.get("tokens_fresh_from").cloned();
         for (field, value) in rotation(tokens_fresh_from.unwrap_or_default(), now) {
             record.data.insert(field.to_owned(), value);

@@ -25,7 +25,7 @@
 //! binaries are arrays of their bytes, and pids, ports, references and funs
 //! strings such as `"#PID"`. Keys that show as the same name (`:a` and
 //! `"a"`) show once, with the value of the last in Erlang's term order.
-//! The Erlang terms themselves are kept in [`Session::charon_terms`], and
+//! The Erlang terms themselves are kept inside the [`Session`] read, and
 //! written back as they were read wherever the view was not changed: a
 //! refresh from Rust returns Charon's `extra_payload` `=:=` equal.
 //!
@@ -43,11 +43,10 @@
 //! the one shown takes the application's value and the others are kept
 //! as they were (all go when the application removes the name). Values
 //! that cannot be represented or would not read back are
-//! [`StoreError::InvalidInput`] naming them, before anything is sent: an
+//! [`EncodeError`] naming them, before anything is sent: an
 //! atom key longer than 255 characters, nesting deeper than
 //! [`MAX_DEPTH`] levels counted as decoding counts them (the session
-//! struct is level 0, `extra_payload` level 1), and, in
-//! [`prepare_upsert_as`](super::prepare_upsert_as), a payload larger than
+//! struct is level 0, `extra_payload` level 1), and a payload larger than
 //! [`MAX_TERM_BYTES`](super::MAX_TERM_BYTES).
 //!
 //! The bytes are those Erlang/OTP 25 writes with `term_to_binary(Session,
@@ -72,40 +71,12 @@ use std::sync::Arc;
 use num_bigint::BigInt;
 use serde_json::{Number, Value};
 
-use super::etf::{self, MAX_ATOM_CHARS, MAX_DEPTH, Term};
-use super::{DecodeError, MapKeys};
-use crate::error::StoreError;
-use crate::session::{SESSION_VERSION, Session, UserIdKind};
+use super::{DecodeError, EncodeError, MapKeys};
+use crate::etf::{self, MAX_ATOM_CHARS, MAX_DEPTH, Term};
+use crate::session::{CharonTerms, Session, UserIdKind};
 
 /// The struct's module, the value of its `__struct__` key.
 const STRUCT: &str = "Elixir.Charon.Models.Session";
-
-/// The Erlang terms of a session read in Charon's format, kept so that
-/// writing it back changes nothing the application did not change (see
-/// [`codec`](crate::codec)). Opaque; empty for sessions created in Rust or
-/// read in another format. Cheap to clone. `Debug` shows only whether
-/// terms are kept, never their values.
-#[derive(Clone, Default)]
-pub struct CharonTerms {
-    /// `extra_payload` as Charon stored it: a map.
-    extra_payload: Option<Arc<Term>>,
-}
-
-impl CharonTerms {
-    /// Whether no terms are kept (the session was not read in Charon's
-    /// format).
-    pub fn is_empty(&self) -> bool {
-        self.extra_payload.is_none()
-    }
-}
-
-impl fmt::Debug for CharonTerms {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CharonTerms")
-            .field("kept", &!self.is_empty())
-            .finish()
-    }
-}
 
 /// Decodes a payload in Charon's format (first byte 131).
 pub(super) fn decode(payload: &[u8]) -> Result<Session, DecodeError> {
@@ -160,7 +131,7 @@ fn session_of(term: Term) -> Result<Session, &'static str> {
             _ => return Err("lock_version is not an integer"),
         },
         extra_payload,
-        version: SESSION_VERSION,
+        version: Session::VERSION,
         user_id_kind,
         charon_terms: CharonTerms {
             extra_payload: Some(Arc::new(kept)),
@@ -282,18 +253,21 @@ fn key_name(key: &Term) -> Cow<'_, str> {
 ///
 /// # Errors
 ///
-/// [`StoreError::InvalidInput`] for a value that cannot be represented, or
+/// [`EncodeError`] for a value that cannot be represented, or
 /// that Charon's format would not read back (named in the message).
 pub(super) fn encode_with_lock(
     session: &Session,
     lock: u64,
     map_keys: MapKeys,
-) -> Result<Vec<u8>, StoreError> {
+) -> Result<Vec<u8>, EncodeError> {
     let user_id = match session.user_id_kind {
         UserIdKind::String => Term::Binary(session.user_id.clone().into_bytes()),
-        UserIdKind::Integer => Term::integer(session.user_id.parse::<BigInt>().map_err(|_| {
-            StoreError::InvalidInput("user_id of kind Integer is not an integer".to_owned())
-        })?),
+        UserIdKind::Integer => Term::integer(
+            session
+                .user_id
+                .parse::<BigInt>()
+                .map_err(|_| EncodeError("user_id of kind Integer is not an integer".to_owned()))?,
+        ),
     };
     let old = session.charon_terms.extra_payload.as_deref();
     let old_entries = match old {
@@ -348,7 +322,10 @@ pub(super) fn encode_with_lock(
         ),
         (Term::atom("type"), Term::atom(&session.session_type)),
         (Term::atom("user_id"), user_id),
-        (Term::atom("version"), Term::Int(i64::from(SESSION_VERSION))),
+        (
+            Term::atom("version"),
+            Term::Int(i64::from(Session::VERSION)),
+        ),
     ];
     etf::sort_map(&mut entries);
     Ok(etf::encode(&Term::Map(entries)))
@@ -395,9 +372,9 @@ impl fmt::Display for Path<'_> {
 /// Refuses a new term at `depth` (the session struct is depth 0,
 /// `extra_payload` 1) beyond what decoding accepts: a term nested deeper
 /// than [`MAX_DEPTH`].
-fn check_depth(depth: usize, path: &Path<'_>) -> Result<(), StoreError> {
+fn check_depth(depth: usize, path: &Path<'_>) -> Result<(), EncodeError> {
     if depth > MAX_DEPTH {
-        return Err(StoreError::InvalidInput(format!(
+        return Err(EncodeError(format!(
             "{} nests deeper than {MAX_DEPTH} levels (MAX_TERM_DEPTH, counted from the session \
              struct, extra_payload being level 1), which Charon's format does not read",
             short(&path.to_string())
@@ -416,7 +393,7 @@ fn term_of(
     map_keys: MapKeys,
     depth: usize,
     path: &Path<'_>,
-) -> Result<Made, StoreError> {
+) -> Result<Made, EncodeError> {
     // No term read in Charon's format sits deeper, kept or not: refused
     // here, before recursing into whatever nesting `value` has.
     check_depth(depth, path)?;
@@ -459,7 +436,7 @@ fn elements(
     map_keys: MapKeys,
     depth: usize,
     path: &Path<'_>,
-) -> Result<Option<Vec<Term>>, StoreError> {
+) -> Result<Option<Vec<Term>>, EncodeError> {
     let inner = Path::Index(path);
     let made = items
         .iter()
@@ -490,7 +467,7 @@ fn object_term(
     map_keys: MapKeys,
     depth: usize,
     path: &Path<'_>,
-) -> Result<Made, StoreError> {
+) -> Result<Made, EncodeError> {
     // Name -> the old entry the view shows (the last of that name).
     let mut shown: HashMap<Cow<'_, str>, usize> = HashMap::with_capacity(old.map_or(0, <[_]>::len));
     for (i, (key, _)) in old.unwrap_or_default().iter().enumerate() {
@@ -538,7 +515,7 @@ fn object_term(
     {
         // Unreachable as keys are built (a new name has no old key of that
         // text), refused rather than written unreadable.
-        return Err(StoreError::InvalidInput(format!(
+        return Err(EncodeError(format!(
             "{} would hold one key twice",
             short(&path.to_string())
         )));
@@ -548,11 +525,11 @@ fn object_term(
 
 /// The key of a map entry the application added: a binary, or an atom with
 /// [`MapKeys::Atoms`].
-fn new_key(name: &str, map_keys: MapKeys, path: &Path<'_>) -> Result<Term, StoreError> {
+fn new_key(name: &str, map_keys: MapKeys, path: &Path<'_>) -> Result<Term, EncodeError> {
     match map_keys {
         MapKeys::Binaries => Ok(Term::Binary(name.as_bytes().to_vec())),
         MapKeys::Atoms if name.chars().count() <= MAX_ATOM_CHARS => Ok(Term::atom(name)),
-        MapKeys::Atoms => Err(StoreError::InvalidInput(format!(
+        MapKeys::Atoms => Err(EncodeError(format!(
             "{} is a key longer than {MAX_ATOM_CHARS} characters, Erlang's limit for an atom \
              (MapKeys::Atoms)",
             short(&path.to_string())
@@ -567,7 +544,7 @@ fn new_term(
     map_keys: MapKeys,
     depth: usize,
     path: &Path<'_>,
-) -> Result<Term, StoreError> {
+) -> Result<Term, EncodeError> {
     check_depth(depth, path)?;
     Ok(match (value, old) {
         (Value::Null, _) => Term::atom("nil"),
@@ -964,8 +941,8 @@ mod tests {
     }
 
     /// After one change in a map of 20 000 keys read from Charon, the
-    /// session encodes in time linear in its size (each key used to be
-    /// looked up by a scan building every key's name).
+    /// session encodes in time linear in its size (a key looked up by a
+    /// scan building every key's name would make it quadratic).
     #[test]
     fn one_change_in_a_large_map_encodes_quickly() {
         let entries = (0..20_000)

@@ -13,30 +13,30 @@ use redis::IntoConnectionInfo as _;
 
 use super::config::{RedisStoreConfig, Topology};
 use crate::error::StoreError;
-use crate::session::validate_key_prefix;
-
-/// The commands every configuration needs, as ACL `+` rules without the
-/// `+`; [`RedisStoreConfig::acl_commands`] adds what the topology, the
-/// database and the options need.
-pub const REQUIRED_COMMANDS: &[&str] = &[
-    "hget",
-    "hgetall",
-    "hdel",
-    "del",
-    "fcall",
-    // Run by the upsert function: Redis checks the commands a function
-    // runs against the caller's rights. HLEN, HKEYS and HEXPIRETIME keep a
-    // user within the session limit.
-    "hsetex",
-    "hlen",
-    "hkeys",
-    "hexpiretime",
-    // redis-rs names itself at connect; refusals are ignored, but allowing
-    // it keeps the server's ACL log clean.
-    "client|setinfo",
-];
+use crate::validate;
 
 impl RedisStoreConfig {
+    /// The commands every configuration needs, as ACL `+` rules without the
+    /// `+`; [`RedisStoreConfig::acl_commands`] adds what the topology, the
+    /// database and the options need.
+    pub const REQUIRED_COMMANDS: &'static [&'static str] = &[
+        "hget",
+        "hgetall",
+        "hdel",
+        "del",
+        "fcall",
+        // Run by the upsert function: Redis checks the commands a function
+        // runs against the caller's rights. HLEN, HKEYS and HEXPIRETIME keep a
+        // user within the session limit.
+        "hsetex",
+        "hlen",
+        "hkeys",
+        "hexpiretime",
+        // redis-rs names itself at connect; refusals are ignored, but allowing
+        // it keeps the server's ACL log clean.
+        "client|setinfo",
+    ];
+
     /// The commands a least-privilege user needs to run a store with this
     /// configuration, as ACL `+` rules without the `+`, lower case:
     ///
@@ -60,7 +60,7 @@ impl RedisStoreConfig {
     ///
     /// As [`acl_rule`](Self::acl_rule).
     pub fn acl_commands(&self) -> Result<Vec<String>, StoreError> {
-        validate_key_prefix(&self.key_prefix)?;
+        validate::key_prefix(&self.key_prefix)?;
         if self.register_functions {
             return Err(StoreError::InvalidInput(
                 "acl rule: register_functions(true) needs FUNCTION LOAD, which would let the \
@@ -70,7 +70,10 @@ impl RedisStoreConfig {
                     .to_owned(),
             ));
         }
-        let mut commands: Vec<String> = REQUIRED_COMMANDS.iter().map(|c| (*c).to_owned()).collect();
+        let mut commands: Vec<String> = Self::REQUIRED_COMMANDS
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect();
         match &self.topology {
             Topology::Single { url } => {
                 let info = url.as_str().into_connection_info().map_err(|e| {

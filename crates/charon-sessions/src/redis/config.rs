@@ -7,12 +7,9 @@ use std::time::Duration;
 
 use crate::codec::{MapKeys, PayloadFormat};
 use crate::error::StoreError;
-use crate::limit::{DEFAULT_MAX_SESSION_SIZE, DEFAULT_SESSION_LIMIT, SessionLimit};
-use crate::session::validate_key_prefix;
+use crate::limit::{DEFAULT_MAX_SESSION_SIZE, SessionLimit};
 use crate::signing::SigningKey;
-
-/// The default key prefix, Charon's.
-pub const DEFAULT_KEY_PREFIX: &str = "charon_";
+use crate::validate;
 
 /// Default [`RedisStoreConfig::pool_size`]: shared connections per node.
 const DEFAULT_POOL_SIZE: usize = 2;
@@ -92,6 +89,9 @@ pub struct RedisStoreConfig {
 }
 
 impl RedisStoreConfig {
+    /// The default key prefix, Charon's.
+    pub const DEFAULT_KEY_PREFIX: &'static str = "charon_";
+
     /// A configuration for the server at `url`, signing with `signing_key`.
     ///
     /// URL forms: `redis://[user][:password@]host[:port][/db]`,
@@ -161,7 +161,7 @@ impl RedisStoreConfig {
         RedisStoreConfig {
             topology,
             signing_key,
-            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            key_prefix: Self::DEFAULT_KEY_PREFIX.to_owned(),
             pool_size: DEFAULT_POOL_SIZE,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             checkout_timeout: Duration::from_secs(5),
@@ -172,7 +172,7 @@ impl RedisStoreConfig {
             verification_keys: Vec::new(),
             register_functions: true,
             record_user_ids: false,
-            session_limit: DEFAULT_SESSION_LIMIT,
+            session_limit: SessionLimit::DEFAULT,
             tls_root_certificate: None,
             tls_client_certificate: None,
             wait_for_replicas: None,
@@ -424,7 +424,7 @@ impl RedisStoreConfig {
     /// in the upsert function, atomically with the create.
     ///
     /// Defaults to [`SessionLimit::EvictSoonestExpiring`] of
-    /// [`DEFAULT_MAX_SESSIONS_PER_USER`](crate::DEFAULT_MAX_SESSIONS_PER_USER)
+    /// [`SessionLimit::DEFAULT`]
     /// (100).
     #[must_use]
     pub fn max_sessions_per_user(mut self, limit: SessionLimit) -> Self {
@@ -519,7 +519,7 @@ impl RedisStoreConfig {
 
     /// The cross-field checks `connect` runs first.
     pub(crate) fn check(&self) -> Result<(), StoreError> {
-        validate_key_prefix(&self.key_prefix)?;
+        validate::key_prefix(&self.key_prefix)?;
         let invalid = |msg: &str| Err(StoreError::InvalidInput(msg.to_owned()));
         match &self.topology {
             Topology::Single { .. } => {}

@@ -16,7 +16,7 @@ pub(crate) mod config;
 pub(crate) mod connections;
 pub(crate) mod error;
 pub(crate) mod functions;
-pub(crate) mod keys;
+#[cfg(feature = "unstable-raw")]
 pub(crate) mod raw;
 pub(crate) mod replica_wait;
 pub(crate) mod reply;
@@ -34,16 +34,20 @@ use self::config::RedisStoreConfig;
 use self::connections::{Connections, PoolState};
 use self::error::store_error;
 use self::functions::Reloader;
-use self::keys::{hash_key, is_lock_field, lock_field};
 use self::replica_wait::ReplicaWaitLane;
 use self::server::ServerInfo;
 use self::topology::Connector;
-use crate::codec::{self, MapKeys, PayloadFormat};
+use async_trait::async_trait;
+
 use crate::error::StoreError;
+use crate::layout::{hash_key, is_lock_field, lock_field};
 use crate::limit::SessionLimit;
-use crate::session::{Session, unix_now, validate_address, validate_owner};
-use crate::signing::{self, SigningKey};
-use crate::telemetry::{self, Rejection, SessionTypeLabels};
+use crate::session::Session;
+use crate::signing::SigningKey;
+use crate::store::SessionStore;
+use crate::stored::{self, Encoding};
+use crate::telemetry::{self, Observer, Operation};
+use crate::validate;
 
 /// A [`SessionStore`](crate::SessionStore) in Redis >= 8.0 or Valkey >= 9.0.
 ///
@@ -85,22 +89,16 @@ pub struct RedisStore {
     register_functions: bool,
     /// First part of every key, `<key_prefix>.<user_id>.<session_type>`.
     key_prefix: String,
-    /// Largest encoded session accepted by `upsert`, in bytes.
-    max_session_size: usize,
     /// Kind and version found at connect.
     server: ServerInfo,
-    /// Whether spans and warnings may carry user ids.
-    record_user_ids: bool,
     /// Most sessions per user and type, and what a create beyond does.
     session_limit: SessionLimit,
     /// `WAIT` after each upsert: replicas and timeout.
     wait_for_replicas: Option<(usize, std::time::Duration)>,
-    /// What upsert writes (reads accept every format).
-    payload_format: PayloadFormat,
-    /// How Charon's format types new map keys in `extra_payload`.
-    map_keys: MapKeys,
-    /// The `session_type` label values of its metrics, shared by clones.
-    session_type_labels: Arc<SessionTypeLabels>,
+    /// How upserts encode sessions: format, map keys, size limit.
+    encoding: Encoding,
+    /// Spans and metrics of its operations (labels shared by clones).
+    observer: Observer,
 }
 
 impl fmt::Debug for RedisStore {
@@ -169,14 +167,15 @@ impl RedisStore {
             keys,
             register_functions: config.register_functions,
             key_prefix: config.key_prefix,
-            max_session_size: config.max_session_size,
             server,
-            record_user_ids: config.record_user_ids,
             session_limit: config.session_limit,
             wait_for_replicas: config.wait_for_replicas,
-            payload_format: config.payload_format,
-            map_keys: config.map_keys,
-            session_type_labels: Arc::default(),
+            encoding: Encoding::new(
+                config.payload_format,
+                config.map_keys,
+                config.max_session_size,
+            ),
+            observer: Observer::new(config.record_user_ids),
         })
     }
 
@@ -279,6 +278,70 @@ impl RedisStore {
         &functions::LIBRARY.name
     }
 
+    /// Runs one command on a shared connection (the connections and client
+    /// the store's operations use) and converts the reply to `T`.
+    ///
+    /// For tools such as the benchmark baseline and admin commands: no
+    /// validation, no retry, and no re-registration of a lost function
+    /// library (an `FCALL` then fails with the server's "function not
+    /// found" error, as [`StoreError::Server`]). Takes a place in flight
+    /// like any operation. The connection is shared with the store's other
+    /// operations, so commands that change the connection's state or block
+    /// it are refused (`SELECT`, `MULTI`, `EXEC`, `DISCARD`, `WATCH`,
+    /// `UNWATCH`, the `SUBSCRIBE` family, `MONITOR`, `RESET`, `HELLO`,
+    /// `AUTH`, `QUIT`, `CLIENT REPLY`/`TRACKING`/`CACHING`, `WAIT`,
+    /// `WAITAOF`, the blocking list, sorted-set and stream commands).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for a refused command, before anything
+    /// is sent;
+    /// [`StoreError::PoolTimeout`] when no place in flight became free in time;
+    /// otherwise as the operations: [`StoreError::Connection`],
+    /// [`StoreError::Auth`] or [`StoreError::Server`] for the command's
+    /// failure or error reply, [`StoreError::Server`] when the reply does
+    /// not convert to `T`.
+    #[cfg(feature = "unstable-raw")]
+    pub async fn run_command<T: ::redis::FromRedisValue>(
+        &self,
+        cmd: &::redis::Cmd,
+    ) -> Result<T, StoreError> {
+        raw::check_shareable(cmd)?;
+        self.query(cmd.clone()).await
+    }
+
+    /// What [`upsert`](crate::SessionStore::upsert) of `session` would
+    /// send, prepared once: the hash key, the fields, the signed value
+    /// (encoding `session` with `lock_version + 1` in the configured payload
+    /// format, as upsert does) and the
+    /// expiry. [`UpsertCommand::cmd`](raw::UpsertCommand::cmd) then builds the `FCALL` for any lock
+    /// version, so a tool can replay the same write without encoding or
+    /// signing again.
+    ///
+    /// `None` for a dead session (`refresh_expires_at < refreshed_at`),
+    /// for which upsert writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidInput`] for an invalid session or one whose
+    /// encoding exceeds `max_session_size`, as upsert.
+    #[cfg(feature = "unstable-raw")]
+    pub fn upsert_command(
+        &self,
+        session: &Session,
+    ) -> Result<Option<raw::UpsertCommand>, StoreError> {
+        let Some(sealed) = stored::seal(session, &self.encoding, &self.keys[0])? else {
+            return Ok(None);
+        };
+        let key = self.key(&session.user_id, &session.session_type);
+        Ok(Some(raw::UpsertCommand::new(
+            key,
+            session,
+            sealed,
+            self.session_limit,
+        )))
+    }
+
     /// Runs one command on a shared connection.
     async fn query<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
         let mut lease = self.connections.lease().await?;
@@ -374,27 +437,11 @@ impl RedisStore {
         Ok(())
     }
 
-    /// The new lock version and payload an upsert of `session` writes, in
-    /// the configured format.
-    fn prepare_upsert(&self, session: &Session) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        codec::prepare_upsert_as(
-            session,
-            self.payload_format,
-            self.map_keys,
-            self.max_session_size,
-        )
-    }
-
     fn key(&self, user_id: &str, session_type: &str) -> String {
         hash_key(&self.key_prefix, user_id, session_type)
     }
 
-    /// The user id as spans may show it.
-    fn user_label<'a>(&self, user_id: &'a str) -> Option<&'a str> {
-        self.record_user_ids.then_some(user_id)
-    }
-
-    /// Verifies and decodes one stored value read from `key`/`field`;
+    /// Opens one stored value read from `key`/`field` ([`stored::open`]);
     /// `None` (a warning naming the key, never the value, and a count in
     /// `charon_sessions_rejected_values_total`) when it is not a valid,
     /// unexpired session of that address.
@@ -407,40 +454,29 @@ impl RedisStore {
         value: &[u8],
         now: i64,
     ) -> Option<Session> {
-        let reject = |reason: Rejection, detail: &dyn fmt::Display| {
-            telemetry::rejected_value(reason);
-            if self.record_user_ids {
-                warn!(key, reason = reason.name(), detail = %detail, "ignoring invalid stored session");
-            } else {
-                warn!(session_type, reason = reason.name(), detail = %detail, "ignoring invalid stored session");
+        match stored::open(value, &self.keys, field, user_id, session_type, now) {
+            Ok(session) => Some(session),
+            Err(rejected) => {
+                telemetry::rejected_value(rejected.reason);
+                let reason = rejected.reason.name();
+                if self.observer.records_user_ids() {
+                    warn!(
+                        key,
+                        reason,
+                        detail = rejected.detail(),
+                        "ignoring invalid stored session"
+                    );
+                } else {
+                    warn!(
+                        session_type,
+                        reason,
+                        detail = rejected.detail(),
+                        "ignoring invalid stored session"
+                    );
+                }
+                None
             }
-            None
-        };
-        let payload = match signing::verify_with_any(value, &self.keys) {
-            Ok(payload) => payload,
-            Err(e) => return reject(Rejection::Signature, &e),
-        };
-        let session = match codec::decode(payload) {
-            Ok(session) => session,
-            Err(e) => return reject(Rejection::Decode, &e),
-        };
-        if session.id != field || session.user_id != user_id || session.session_type != session_type
-        {
-            return reject(
-                Rejection::OwnerMismatch,
-                &"session id, user id or type differ from where it is stored",
-            );
         }
-        if session.is_expired_at(now) {
-            // Redis never returns a field past its expiry, and both carry
-            // refresh_expires_at: this is a value written with another
-            // expiry, or this host's clock is ahead of the server's.
-            return reject(
-                Rejection::Expired,
-                &"refresh_expires_at has passed (clock ahead of the server's?)",
-            );
-        }
-        Some(session)
     }
 }
 
@@ -470,20 +506,21 @@ impl RedisStore {
         user_id: &str,
         session_type: &str,
     ) -> Result<Option<Session>, StoreError> {
-        validate_address(session_id, user_id, session_type)?;
+        validate::address(session_id, user_id, session_type)?;
         let key = self.key(user_id, session_type);
         let mut cmd = redis::cmd("HGET");
         cmd.arg(&key).arg(session_id);
         let value: Option<Vec<u8>> = self.query(cmd).await?;
-        Ok(value
-            .and_then(|v| self.open_value(&key, session_id, user_id, session_type, &v, unix_now())))
+        Ok(value.and_then(|v| {
+            self.open_value(&key, session_id, user_id, session_type, &v, Session::now())
+        }))
     }
 
     async fn upsert_inner(&self, session: &mut Session) -> Result<(), StoreError> {
-        let Some((new_lock, payload)) = self.prepare_upsert(session)? else {
+        let Some(sealed) = stored::seal(session, &self.encoding, &self.keys[0])? else {
             return Ok(());
         };
-        let value = signing::sign(&payload, &self.keys[0]);
+        let new_lock = sealed.lock_version;
         let key = self.key(&session.user_id, &session.session_type);
         let lock_field = lock_field(&session.id);
         let make_cmd = || {
@@ -492,7 +529,7 @@ impl RedisStore {
                 &session.id,
                 &lock_field,
                 new_lock,
-                &value,
+                &sealed.value,
                 session.refresh_expires_at,
                 self.session_limit,
             )
@@ -526,7 +563,7 @@ impl RedisStore {
         user_id: &str,
         session_type: &str,
     ) -> Result<(), StoreError> {
-        validate_address(session_id, user_id, session_type)?;
+        validate::address(session_id, user_id, session_type)?;
         let mut cmd = redis::cmd("HDEL");
         cmd.arg(self.key(user_id, session_type))
             .arg(session_id)
@@ -540,18 +577,18 @@ impl RedisStore {
         user_id: &str,
         session_type: &str,
     ) -> Result<Vec<Session>, StoreError> {
-        validate_owner(user_id, session_type)?;
+        validate::owner(user_id, session_type)?;
         let key = self.key(user_id, session_type);
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(&key);
         let fields: Vec<(Vec<u8>, Vec<u8>)> = self.query(cmd).await?;
-        let now = unix_now();
+        let now = Session::now();
         Ok(fields
             .into_iter()
             .filter(|(field, _)| !is_lock_field(field))
             .filter_map(|(field, value)| {
                 let Ok(field) = std::str::from_utf8(&field) else {
-                    if self.record_user_ids {
+                    if self.observer.records_user_ids() {
                         warn!(key, "ignoring a hash field that is not a session id");
                     } else {
                         warn!(
@@ -567,7 +604,7 @@ impl RedisStore {
     }
 
     async fn delete_all_inner(&self, user_id: &str, session_type: &str) -> Result<(), StoreError> {
-        validate_owner(user_id, session_type)?;
+        validate::owner(user_id, session_type)?;
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.key(user_id, session_type));
         self.query::<()>(cmd).await?;
@@ -575,4 +612,49 @@ impl RedisStore {
     }
 }
 
-crate::telemetry::impl_session_store!(RedisStore);
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn get(
+        &self,
+        id: &str,
+        user_id: &str,
+        kind: &str,
+    ) -> Result<Option<Session>, StoreError> {
+        let work = self.get_inner(id, user_id, kind);
+        self.observer
+            .observe(Operation::Get, kind, user_id, work)
+            .await
+    }
+
+    async fn upsert(&self, session: &mut Session) -> Result<(), StoreError> {
+        // Not `observe`: the operation borrows `session` mutably while its
+        // type and user id label the span.
+        let observation =
+            self.observer
+                .start(Operation::Upsert, &session.session_type, &session.user_id);
+        let result = observation.run(self.upsert_inner(session)).await;
+        self.observer
+            .finish(observation, result, &session.session_type)
+    }
+
+    async fn delete(&self, id: &str, user_id: &str, kind: &str) -> Result<(), StoreError> {
+        let work = self.delete_inner(id, user_id, kind);
+        self.observer
+            .observe(Operation::Delete, kind, user_id, work)
+            .await
+    }
+
+    async fn get_all(&self, user_id: &str, kind: &str) -> Result<Vec<Session>, StoreError> {
+        let work = self.get_all_inner(user_id, kind);
+        self.observer
+            .observe(Operation::GetAll, kind, user_id, work)
+            .await
+    }
+
+    async fn delete_all(&self, user_id: &str, kind: &str) -> Result<(), StoreError> {
+        let work = self.delete_all_inner(user_id, kind);
+        self.observer
+            .observe(Operation::DeleteAll, kind, user_id, work)
+            .await
+    }
+}

@@ -1,4 +1,5 @@
-//! Raw access to a [`RedisStore`]'s connections, for tools such as the
+//! Raw access to a [`RedisStore`](super::RedisStore)'s connections, for
+//! tools such as the
 //! benchmark's bare-command baseline (`charon-sessions bench --baseline`)
 //! and admin commands: run one command on a shared connection, and build
 //! the exact `FCALL` an upsert sends.
@@ -9,77 +10,23 @@
 
 use std::fmt;
 
-use super::keys::lock_field;
-use super::{RedisStore, functions};
+use super::functions;
 use crate::error::StoreError;
+use crate::layout::lock_field;
 use crate::limit::SessionLimit;
 use crate::session::Session;
-use crate::signing;
+use crate::stored::Sealed;
 
-impl RedisStore {
-    /// Runs one command on a shared connection (the connections and client
-    /// the store's operations use) and converts the reply to `T`.
-    ///
-    /// For tools such as the benchmark baseline and admin commands: no
-    /// validation, no retry, and no re-registration of a lost function
-    /// library (an `FCALL` then fails with the server's "function not
-    /// found" error, as [`StoreError::Server`]). Takes a place in flight
-    /// like any operation. The connection is shared with the store's other
-    /// operations, so commands that change the connection's state or block
-    /// it are refused (`SELECT`, `MULTI`, `EXEC`, `DISCARD`, `WATCH`,
-    /// `UNWATCH`, the `SUBSCRIBE` family, `MONITOR`, `RESET`, `HELLO`,
-    /// `AUTH`, `QUIT`, `CLIENT REPLY`/`TRACKING`/`CACHING`, `WAIT`,
-    /// `WAITAOF`, the blocking list, sorted-set and stream commands).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::InvalidInput`] for a refused command, before anything
-    /// is sent;
-    /// [`StoreError::PoolTimeout`] when no place in flight became free in time;
-    /// otherwise as the operations: [`StoreError::Connection`],
-    /// [`StoreError::Auth`] or [`StoreError::Server`] for the command's
-    /// failure or error reply, [`StoreError::Server`] when the reply does
-    /// not convert to `T`.
-    pub async fn run_command<T: ::redis::FromRedisValue>(
-        &self,
-        cmd: &::redis::Cmd,
-    ) -> Result<T, StoreError> {
-        if let Some(name) = unshareable(cmd) {
-            return Err(StoreError::InvalidInput(format!(
-                "run_command: {name} would change or block the connection shared with the \
-                 store's operations"
-            )));
-        }
-        self.query(cmd.clone()).await
-    }
-
-    /// What [`upsert`](crate::SessionStore::upsert) of `session` would
-    /// send, prepared once: the hash key, the fields, the signed value
-    /// (encoding `session` with `lock_version + 1` in the configured payload
-    /// format, as upsert does) and the
-    /// expiry. [`UpsertCommand::cmd`] then builds the `FCALL` for any lock
-    /// version, so a tool can replay the same write without encoding or
-    /// signing again.
-    ///
-    /// `None` for a dead session (`refresh_expires_at < refreshed_at`),
-    /// for which upsert writes nothing.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::InvalidInput`] for an invalid session or one whose
-    /// encoding exceeds `max_session_size`, as upsert.
-    pub fn upsert_command(&self, session: &Session) -> Result<Option<UpsertCommand>, StoreError> {
-        let Some((_, payload)) = self.prepare_upsert(session)? else {
-            return Ok(None);
-        };
-        Ok(Some(UpsertCommand {
-            key: self.key(&session.user_id, &session.session_type),
-            field: session.id.clone(),
-            lock_field: lock_field(&session.id),
-            value: signing::sign(&payload, &self.keys[0]),
-            exat: session.refresh_expires_at,
-            limit: self.session_limit,
-        }))
+/// [`StoreError::InvalidInput`] for a command that may not run on a
+/// connection shared with the store's operations (see
+/// [`RedisStore::run_command`]).
+pub(crate) fn check_shareable(cmd: &::redis::Cmd) -> Result<(), StoreError> {
+    match unshareable(cmd) {
+        Some(name) => Err(StoreError::InvalidInput(format!(
+            "run_command: {name} would change or block the connection shared with the \
+             store's operations"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -106,7 +53,7 @@ fn unshareable(cmd: &::redis::Cmd) -> Option<String> {
 }
 
 /// The `FCALL` an upsert of one session sends, built by
-/// [`RedisStore::upsert_command`].
+/// [`RedisStore::upsert_command`](super::RedisStore::upsert_command).
 ///
 /// `Debug` shows the key and session id, never the signed value (it holds
 /// the refresh token id).
@@ -127,6 +74,24 @@ pub struct UpsertCommand {
 }
 
 impl UpsertCommand {
+    /// The upsert of `session`, sealed as `sealed`, into hash `key` under
+    /// `limit`.
+    pub(crate) fn new(
+        key: String,
+        session: &Session,
+        sealed: Sealed,
+        limit: SessionLimit,
+    ) -> UpsertCommand {
+        UpsertCommand {
+            key,
+            field: session.id.clone(),
+            lock_field: lock_field(&session.id),
+            value: sealed.value,
+            exat: session.refresh_expires_at,
+            limit,
+        }
+    }
+
     /// `FCALL <upsert function> 1 <key> <session id> l.<session id>
     /// <new_lock> <signed value> <exat>`: the store's upsert with lock
     /// version `new_lock`. The function writes both fields (`HSETEX … EXAT`)

@@ -20,9 +20,6 @@ use super::reply;
 use super::topology::Node;
 use crate::error::StoreError;
 
-/// The requirement, as stated in errors.
-pub const REQUIRED_SERVER: &str = "Redis >= 8.0 or Valkey >= 9.0";
-
 /// Which server implementation answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -56,6 +53,9 @@ impl fmt::Display for ServerInfo {
 }
 
 impl ServerInfo {
+    /// The requirement, as stated in errors.
+    pub const REQUIRED: &'static str = "Redis >= 8.0 or Valkey >= 9.0";
+
     /// Reads the kind and version from a `HELLO` reply (a RESP3 map, or a
     /// RESP2 array of name/value pairs): its `server` (`redis` or `valkey`)
     /// and `version` fields.
@@ -148,7 +148,7 @@ pub(crate) async fn check(conn: &mut Node) -> Result<ServerInfo, StoreError> {
                     "{server} (as HELLO says; INFO server, which tells a Valkey with \
                      extended-redis-compatibility from a Redis, was refused: {e})"
                 ),
-                required: REQUIRED_SERVER,
+                required: ServerInfo::REQUIRED,
             }),
             None => Err(StoreError::Auth(e)),
         },
@@ -193,19 +193,19 @@ async fn check_info(conn: &mut impl ConnectionLike) -> Result<ServerInfo, StoreE
     for info in texts {
         let server = ServerInfo::from_info(&info).ok_or_else(|| StoreError::UnsupportedServer {
             found: "a server that reports no Redis or Valkey version".to_owned(),
-            required: REQUIRED_SERVER,
+            required: ServerInfo::REQUIRED,
         })?;
         if !server.is_supported() {
             return Err(StoreError::UnsupportedServer {
                 found: server.to_string(),
-                required: REQUIRED_SERVER,
+                required: ServerInfo::REQUIRED,
             });
         }
         first.get_or_insert(server);
     }
     first.ok_or_else(|| StoreError::UnsupportedServer {
         found: "no server answered INFO".to_owned(),
-        required: REQUIRED_SERVER,
+        required: ServerInfo::REQUIRED,
     })
 }
 

@@ -122,7 +122,7 @@ async fn task(store: Arc<RedisStore>, mut session: Session, stop: Arc<AtomicBool
             }
         }
         f.calls += 1;
-        session.tokens_fresh_from = charon_sessions::unix_now();
+        session.tokens_fresh_from = charon_sessions::Session::now();
         let target = session.lock_version + 1;
         match store.upsert(&mut session).await {
             Ok(()) => {

@@ -1,4 +1,4 @@
-//! The "typical session" of the performance figures (issue 4), shared by
+//! The "typical session" of the performance figures, shared by
 //! `benches/client_cpu.rs` and `tests/encoding.rs` so both measure the same
 //! record.
 

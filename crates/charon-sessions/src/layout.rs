@@ -7,10 +7,10 @@
 //! session field is never mistaken for a lock field.
 
 /// Prefix of the lock-version fields.
-pub(crate) const LOCK_FIELD_PREFIX: &str = "l.";
+pub const LOCK_FIELD_PREFIX: &str = "l.";
 
 /// The hash holding `user_id`'s sessions of `session_type`.
-pub(crate) fn hash_key(key_prefix: &str, user_id: &str, session_type: &str) -> String {
+pub fn hash_key(key_prefix: &str, user_id: &str, session_type: &str) -> String {
     let mut key = String::with_capacity(key_prefix.len() + user_id.len() + session_type.len() + 2);
     key.push_str(key_prefix);
     key.push('.');
@@ -21,7 +21,7 @@ pub(crate) fn hash_key(key_prefix: &str, user_id: &str, session_type: &str) -> S
 }
 
 /// The field holding the lock version of `session_id`.
-pub(crate) fn lock_field(session_id: &str) -> String {
+pub fn lock_field(session_id: &str) -> String {
     // Built by hand: `format!` costs several times more on the upsert path.
     let mut field = String::with_capacity(LOCK_FIELD_PREFIX.len() + session_id.len());
     field.push_str(LOCK_FIELD_PREFIX);
@@ -30,7 +30,7 @@ pub(crate) fn lock_field(session_id: &str) -> String {
 }
 
 /// Whether a hash field is a lock-version field (as opposed to a session).
-pub(crate) fn is_lock_field(field: &[u8]) -> bool {
+pub fn is_lock_field(field: &[u8]) -> bool {
     field.starts_with(LOCK_FIELD_PREFIX.as_bytes())
 }
 

@@ -920,8 +920,8 @@ mod tests {
     /// and compressed, are refused; the most the decoding thread holds at
     /// once (measured by this binary's counting allocator) stays small:
     /// for a 1 MiB term of nested headers, a few times what the inflated
-    /// term itself takes (it used to reserve room for a million elements
-    /// at each of the 128 levels: gigabytes).
+    /// term itself takes (reserving what each header claims would mean a
+    /// million elements at each of the 128 levels: gigabytes).
     #[test]
     fn hostile_headers_allocate_nothing_large_and_fail() {
         for input in [
