@@ -214,6 +214,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     // are not reported.
     let url = args
         .store
+        .connection
         .redis
         .clone()
         .filter(|_| topology == "one server");
@@ -233,7 +234,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
          {users} users × {sessions_per_user} sessions per target; {:.1} s measured per target \
          after {:.1} s warm-up{}",
         store.server(),
-        args.store.key_prefix,
+        args.store.connection.key_prefix,
         pool.connections,
         pool.max_in_flight,
         duration.as_secs_f64(),
