@@ -1,13 +1,12 @@
 //! What the admin commands (`list`, `revoke`, `revoke-all`, `check`,
 //! `stats`) share: opening the store and a raw connection on `--redis`,
-//! the usage error (exit status 2, as clap's), argument parsers built on the
-//! library's validation, the hash key, and how times are shown.
+//! argument parsers built on the library's validation, the hash key, and
+//! how times are shown.
 //!
 //! Session reads and deletes go through [`RedisStore`]; only what the
 //! library has no API for (existence checks, `SCAN`, `MEMORY USAGE`,
 //! `FUNCTION LIST`, `ACL`, `PING`) uses the raw connection.
 
-use std::fmt;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -16,23 +15,8 @@ use charon_sessions::{RedisStore, RedisStoreConfig};
 use redis::IntoConnectionInfo as _;
 use redis::aio::MultiplexedConnection;
 
-use crate::store_args::StoreArgs;
-
-/// A mistake in how the command was called: printed like clap's errors and
-/// exits with status 2, as clap does for its own.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
-/// Exit status of a usage error, as clap's.
-pub const USAGE_EXIT: u8 = 2;
+use crate::store_args::ConnectionArgs;
+use crate::usage::UsageError;
 
 /// Waiting for one reply on the raw connection: `SCAN` and `MEMORY USAGE`
 /// on a large database take longer than a session operation.
@@ -44,10 +28,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The `--redis` URL; a [`UsageError`] without one, since the embedded
 /// in-memory store lives inside one process and another process has nothing
 /// to administer, or when `--key-prefix` breaks the library's rule.
-pub fn redis_url<'a>(store: &'a StoreArgs, command: &str) -> anyhow::Result<&'a str> {
-    charon_sessions::validate::key_prefix(&store.key_prefix)
+pub fn redis_url<'a>(connection: &'a ConnectionArgs, command: &str) -> anyhow::Result<&'a str> {
+    charon_sessions::validate::key_prefix(&connection.key_prefix)
         .map_err(|e| UsageError(format!("invalid --key-prefix: {e}")))?;
-    if store.redis.is_none() && !(store.cluster.is_empty() && store.sentinel.is_empty()) {
+    if connection.redis.is_none()
+        && !(connection.cluster.is_empty() && connection.sentinel.is_empty())
+    {
         return Err(UsageError(format!(
             "`{command}` works on one server: give --redis URL of a node (run it on each \
              node of a cluster, or on the primary behind Sentinel); --cluster and --sentinel \
@@ -55,27 +41,13 @@ pub fn redis_url<'a>(store: &'a StoreArgs, command: &str) -> anyhow::Result<&'a 
         ))
         .into());
     }
-    store.redis.as_deref().ok_or_else(|| {
+    connection.redis.as_deref().ok_or_else(|| {
         UsageError(format!(
             "`{command}` needs --redis URL (or CHARON_REDIS_URL): the in-memory LocalStore \
              lives inside one process, so there is nothing another process could {command}"
         ))
         .into()
     })
-}
-
-/// The signing key derived from the base secret (PBKDF2, as Charon does);
-/// a [`UsageError`] when no base secret is given, or a weak one (see
-/// [`StoreArgs::base_secret`]).
-pub fn signing_key(store: &StoreArgs, command: &str) -> anyhow::Result<SigningKey> {
-    match store.base_secret()? {
-        Some(secret) => Ok(SigningKey::from_base_secret(secret.as_bytes())?),
-        None => Err(UsageError(format!(
-            "`{command}` needs the base secret (CHARON_BASE_SECRET, --base-secret-file FILE or \
-             --base-secret) to verify the stored sessions' signatures"
-        ))
-        .into()),
-    }
 }
 
 /// Opens a [`RedisStore`] on `--redis` with a single connection that never
@@ -86,15 +58,14 @@ pub fn signing_key(store: &StoreArgs, command: &str) -> anyhow::Result<SigningKe
 /// `signing_key` is `None` for commands that only delete: a random key is
 /// used, since deleting verifies nothing.
 pub async fn open_store(
-    store: &StoreArgs,
+    connection: &ConnectionArgs,
     command: &str,
     signing_key: Option<SigningKey>,
 ) -> anyhow::Result<RedisStore> {
-    let url = redis_url(store, command)?;
+    let url = redis_url(connection, command)?;
     let key = signing_key.unwrap_or_else(SigningKey::generate);
     let config = RedisStoreConfig::new(url, key)
-        .key_prefix(&store.key_prefix)
-        .payload_format(store.payload_format.into())
+        .key_prefix(&connection.key_prefix)
         .register_functions(false)
         .pool_size(1);
     RedisStore::connect(config)
@@ -105,10 +76,10 @@ pub async fn open_store(
 /// A raw connection to `--redis` (same URL, same TLS), for the commands the
 /// library has no API for. Speaks RESP3, as the store does.
 pub async fn raw_connection(
-    store: &StoreArgs,
+    connection: &ConnectionArgs,
     command: &str,
 ) -> anyhow::Result<MultiplexedConnection> {
-    let url = redis_url(store, command)?;
+    let url = redis_url(connection, command)?;
     let client = raw_client(url)?;
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))

@@ -23,13 +23,14 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 
 use crate::admin;
-use crate::store_args::StoreArgs;
+use crate::store_args::ConnectionArgs;
+use crate::usage::UsageError;
 
 /// Options of `charon-sessions check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    connection: ConnectionArgs,
 
     /// Round trips for the latency figures: PINGs, or HGETs of a random
     /// key for a user that may not PING.
@@ -70,16 +71,16 @@ impl Report {
 /// Runs `charon-sessions check`.
 pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut report = Report::default();
-    let mut raw = match admin::raw_connection(&args.store, "check").await {
+    let mut raw = match admin::raw_connection(&args.connection, "check").await {
         Ok(raw) => raw,
-        Err(e) if e.is::<admin::UsageError>() => return Err(e),
+        Err(e) if e.is::<UsageError>() => return Err(e),
         Err(e) => {
             report.line(Status::Fail, "connect", &format!("{e:#}"));
             return Ok(ExitCode::FAILURE);
         }
     };
 
-    let server_ok = match admin::open_store(&args.store, "check", None).await {
+    let server_ok = match admin::open_store(&args.connection, "check", None).await {
         Ok(store) => {
             let detail = format!(
                 "{} (needs {})",
@@ -99,14 +100,14 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     // A key under the prefix that cannot exist, for commands run to test
     // a right (see `probe`).
     let probe_key = layout::hash_key(
-        &args.store.key_prefix,
+        &args.connection.key_prefix,
         &format!(
             "charon-sessions-check-{}",
             charon_sessions::Session::new_id()
         ),
         "probe",
     );
-    acl(&mut raw, &args.store, &probe_key, &mut report).await;
+    acl(&mut raw, &args.connection, &probe_key, &mut report).await;
     latency(&mut raw, args.pings, &probe_key, &mut report).await;
 
     if report.failed == 0 {
@@ -335,13 +336,18 @@ async fn in_cluster_mode(raw: &mut MultiplexedConnection) -> bool {
 /// `--` when refused.
 async fn acl(
     raw: &mut MultiplexedConnection,
-    store: &StoreArgs,
+    connection: &ConnectionArgs,
     probe_key: &str,
     report: &mut Report,
 ) {
     let cluster_mode = in_cluster_mode(raw).await;
-    let commands = admin::redis_url(store, "check")
-        .and_then(|url| Ok(commands_to_check(url, &store.key_prefix, cluster_mode)?));
+    let commands = admin::redis_url(connection, "check").and_then(|url| {
+        Ok(commands_to_check(
+            url,
+            &connection.key_prefix,
+            cluster_mode,
+        )?)
+    });
     let commands = match commands {
         Ok(commands) => commands,
         Err(e) => {

@@ -55,6 +55,7 @@ enum Refused {
 }
 
 /// The refresh-token service the demo exercises.
+#[derive(Clone)]
 struct Service {
     store: Arc<dyn SessionStore>,
 }
@@ -170,6 +171,21 @@ impl Report {
             mark,
         ]);
     }
+
+    /// Prints the table and the verdict; `FAILURE` when a step misbehaved.
+    fn finish(&self) -> ExitCode {
+        println!("{}", self.table);
+        if self.failed == 0 {
+            println!("all {} steps behaved as documented", self.steps);
+            ExitCode::SUCCESS
+        } else {
+            println!(
+                "{} of {} steps did NOT behave as documented",
+                self.failed, self.steps
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn device_of(s: &Session) -> String {
@@ -194,27 +210,72 @@ fn devices(sessions: &[Session]) -> String {
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let opened = args.store.open().await?;
     println!("charon-sessions demo on the {}", opened.description);
-    let store = opened.store;
-    let svc = Service {
-        store: Arc::clone(&store),
-    };
-    // User ids unique to this run, so a shared Redis is never disturbed.
-    let run_id = &charon_sessions::Session::new_id()[..6];
-    let uid = |name: &str| format!("{name}@demo-{run_id}");
-    let (alice, bob, carol) = (uid("alice"), uid("bob"), uid("carol"));
-    let mut report = Report::new();
+    let mut day = Day::new(opened.store);
+    let morning = morning_logins(&mut day, Duration::from_secs(args.expiry_seconds)).await?;
+    refresh_with_rotation(&mut day, &morning.alice_laptop).await?;
+    concurrent_refreshes(&mut day, &morning.bob_phone).await?;
+    log_out_one_device(&mut day, &morning.alice_phone).await?;
+    log_out_everywhere(&mut day).await?;
+    more_devices_than_the_limit(&mut day).await?;
+    expiry(&mut day, &morning).await?;
+    clean_up(&day).await?;
+    Ok(day.report.finish())
+}
 
-    // Morning: logins on several devices.
+/// The demo's day: the service, this run's users and the report.
+struct Day {
+    svc: Service,
+    alice: String,
+    bob: String,
+    carol: String,
+    dave: String,
+    report: Report,
+}
+
+/// What the morning's logins handed out that later steps use.
+struct Morning {
+    alice_laptop: RefreshToken,
+    alice_phone: RefreshToken,
+    bob_phone: RefreshToken,
+    /// Carol's kiosk session, whose refresh window is `--expiry-seconds`.
+    carol_session: Session,
+    carol_kiosk: RefreshToken,
+    carol_logged_in: Instant,
+}
+
+impl Day {
+    fn new(store: Arc<dyn SessionStore>) -> Day {
+        // User ids unique to this run, so a shared Redis is never disturbed.
+        let run_id = &charon_sessions::Session::new_id()[..6];
+        let uid = |name: &str| format!("{name}@demo-{run_id}");
+        Day {
+            svc: Service { store },
+            alice: uid("alice"),
+            bob: uid("bob"),
+            carol: uid("carol"),
+            dave: uid("dave"),
+            report: Report::new(),
+        }
+    }
+
+    fn store(&self) -> &dyn SessionStore {
+        self.svc.store.as_ref()
+    }
+}
+
+/// Morning: logins on several devices, and one on a kiosk whose refresh
+/// window is `expiry`.
+async fn morning_logins(day: &mut Day, expiry: Duration) -> anyhow::Result<Morning> {
     let mut tokens = Vec::new();
     for (name, user, device) in [
-        ("alice", &alice, "laptop"),
-        ("alice", &alice, "phone"),
-        ("alice", &alice, "tablet"),
-        ("bob", &bob, "laptop"),
-        ("bob", &bob, "phone"),
+        ("alice", &day.alice, "laptop"),
+        ("alice", &day.alice, "phone"),
+        ("alice", &day.alice, "tablet"),
+        ("bob", &day.bob, "laptop"),
+        ("bob", &day.bob, "phone"),
     ] {
-        let (session, token) = svc.login(user, device, REFRESH_TTL).await?;
-        report.step(
+        let (session, token) = day.svc.login(user, device, REFRESH_TTL).await?;
+        day.report.step(
             name,
             &format!("logs in on the {device}"),
             "stored, lock version 1",
@@ -230,10 +291,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         _bob_laptop,
         bob_phone,
     ] = <[RefreshToken; 5]>::try_from(tokens).expect("five logins");
-    let expiry = Duration::from_secs(args.expiry_seconds);
-    let (carol_session, carol_kiosk) = svc.login(&carol, "kiosk", expiry).await?;
+    let (carol_session, carol_kiosk) = day.svc.login(&day.carol, "kiosk", expiry).await?;
     let carol_logged_in = Instant::now();
-    report.step(
+    day.report.step(
         "carol",
         &format!(
             "logs in on a kiosk with a {}-second refresh window",
@@ -243,29 +303,37 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         format!("stored, lock version {}", carol_session.lock_version),
         carol_session.lock_version == 1,
     );
+    Ok(Morning {
+        alice_laptop,
+        alice_phone,
+        bob_phone,
+        carol_session,
+        carol_kiosk,
+        carol_logged_in,
+    })
+}
 
-    // A refresh with rotation, then a replay of the old token.
-    let rotated = match svc.refresh(&alice_laptop, None).await? {
+/// A refresh with rotation, then a replay of the old token, then a
+/// refresh with the new one.
+async fn refresh_with_rotation(day: &mut Day, laptop: &RefreshToken) -> anyhow::Result<()> {
+    let rotated = match day.svc.refresh(laptop, None).await? {
         Ok((session, token)) => {
-            report.step(
+            let new = token.token_id != laptop.token_id;
+            day.report.step(
                 "alice",
                 "laptop refreshes: new refresh token, write back",
                 "new token, lock version 2",
                 format!(
                     "{} token, lock version {}",
-                    if token.token_id != alice_laptop.token_id {
-                        "new"
-                    } else {
-                        "same"
-                    },
+                    if new { "new" } else { "same" },
                     session.lock_version
                 ),
-                token.token_id != alice_laptop.token_id && session.lock_version == 2,
+                new && session.lock_version == 2,
             );
             Some(token)
         }
         Err(r) => {
-            report.step(
+            day.report.step(
                 "alice",
                 "laptop refreshes",
                 "new token, lock version 2",
@@ -275,8 +343,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             None
         }
     };
-    let replay = svc.refresh(&alice_laptop, None).await?;
-    report.step(
+    let replay = day.svc.refresh(laptop, None).await?;
+    day.report.step(
         "alice",
         "laptop replays the old refresh token",
         "refused: stale refresh token",
@@ -284,8 +352,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         matches!(replay, Err(Refused::StaleToken)),
     );
     if let Some(token) = &rotated {
-        let again = svc.refresh(token, None).await?;
-        report.step(
+        let again = day.svc.refresh(token, None).await?;
+        day.report.step(
             "alice",
             "laptop refreshes with the rotated token",
             "accepted, lock version 3",
@@ -296,65 +364,83 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             matches!(&again, Ok((s, _)) if s.lock_version == 3),
         );
     }
+    Ok(())
+}
 
-    // Two tabs refresh the same session at the same moment: both read the
-    // same lock version before either writes.
+/// Two tabs refresh the same session at the same moment: both read the
+/// same lock version before either writes.
+async fn concurrent_refreshes(day: &mut Day, phone: &RefreshToken) -> anyhow::Result<()> {
     let barrier = Arc::new(Barrier::new(2));
     let race = |token: RefreshToken| {
-        let svc = Service {
-            store: Arc::clone(&store),
-        };
+        let svc = day.svc.clone();
         let barrier = Arc::clone(&barrier);
         tokio::spawn(async move { svc.refresh(&token, Some(barrier)).await })
     };
-    let (first, second) = (race(bob_phone.clone()), race(bob_phone.clone()));
+    let (first, second) = (race(phone.clone()), race(phone.clone()));
     let outcomes = [first.await??, second.await??];
     let wins = outcomes.iter().filter(|o| o.is_ok()).count();
     let conflicts = outcomes
         .iter()
         .filter(|o| matches!(o, Err(Refused::LostRace)))
         .count();
-    report.step(
+    day.report.step(
         "bob",
         "two phone tabs refresh the same session concurrently",
         "exactly one wins, one Conflict",
         format!("{wins} won, {conflicts} Conflict"),
         wins == 1 && conflicts == 1,
     );
+    Ok(())
+}
 
-    // "My devices", then logging out one device.
-    let listed = store.get_all(&alice, "full").await?;
-    report.step(
+/// "My devices", then logging out one device: its token is refused, and
+/// a request in flight cannot write its old copy back.
+async fn log_out_one_device(day: &mut Day, phone: &RefreshToken) -> anyhow::Result<()> {
+    let listed = day.store().get_all(&day.alice, "full").await?;
+    day.report.step(
         "alice",
         "lists her signed-in devices",
         "laptop, phone, tablet",
         devices(&listed),
         devices(&listed) == "laptop, phone, tablet",
     );
-    let phone_copy = store.get(&alice_phone.session_id, &alice, "full").await?;
-    store
-        .delete(&alice_phone.session_id, &alice, "full")
+    let phone_copy = day
+        .store()
+        .get(&phone.session_id, &day.alice, "full")
         .await?;
-    let listed = store.get_all(&alice, "full").await?;
-    report.step(
+    day.store()
+        .delete(&phone.session_id, &day.alice, "full")
+        .await?;
+    let listed = day.store().get_all(&day.alice, "full").await?;
+    day.report.step(
         "alice",
         "logs out on the phone",
         "laptop, tablet",
         devices(&listed),
         devices(&listed) == "laptop, tablet",
     );
-    let after_logout = svc.refresh(&alice_phone, None).await?;
-    report.step(
+    let after_logout = day.svc.refresh(phone, None).await?;
+    day.report.step(
         "alice",
         "logged-out phone tries to refresh",
         "refused: no such session",
         outcome(&after_logout),
         matches!(after_logout, Err(Refused::NoSession)),
     );
+    write_back_after_logout(day, phone, phone_copy).await
+}
+
+/// A request in flight writes the phone's copy, read before the logout,
+/// back: a Conflict, and the session stays deleted.
+async fn write_back_after_logout(
+    day: &mut Day,
+    phone: &RefreshToken,
+    phone_copy: Option<Session>,
+) -> anyhow::Result<()> {
     let resurrect = match phone_copy {
         Some(mut stale) => {
             stale.rotate_refresh_token(REFRESH_TTL);
-            match store.upsert(&mut stale).await {
+            match day.store().upsert(&mut stale).await {
                 Err(StoreError::Conflict) => "Conflict".to_owned(),
                 Ok(()) => "written".to_owned(),
                 Err(e) => return Err(e.into()),
@@ -362,11 +448,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         None => "phone session was not readable before logout".to_owned(),
     };
-    let gone = store
-        .get(&alice_phone.session_id, &alice, "full")
+    let gone = day
+        .store()
+        .get(&phone.session_id, &day.alice, "full")
         .await?
         .is_none();
-    report.step(
+    day.report.step(
         "alice",
         "a request in flight writes the phone's old copy back",
         "Conflict; session stays deleted",
@@ -376,12 +463,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ),
         resurrect == "Conflict" && gone,
     );
+    Ok(())
+}
 
-    // Log out everywhere.
-    store.delete_all(&bob, "full").await?;
-    let bob_left = store.get_all(&bob, "full").await?;
-    let alice_left = store.get_all(&alice, "full").await?;
-    report.step(
+/// Log out everywhere: Bob's sessions go, Alice's stay.
+async fn log_out_everywhere(day: &mut Day) -> anyhow::Result<()> {
+    day.store().delete_all(&day.bob, "full").await?;
+    let bob_left = day.store().get_all(&day.bob, "full").await?;
+    let alice_left = day.store().get_all(&day.alice, "full").await?;
+    day.report.step(
         "bob",
         "logs out everywhere",
         "bob: none; alice: laptop, tablet",
@@ -392,20 +482,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ),
         bob_left.is_empty() && devices(&alice_left) == "laptop, tablet",
     );
+    Ok(())
+}
 
-    // A user with very many sessions: the default limit keeps 100 of one
-    // type, the one expiring soonest logged out to make room.
-    let dave = uid("dave");
-    let (old_browser, _) = svc.login(&dave, "old browser", HOUR).await?;
+/// A user with very many sessions: the default limit keeps 100 of one
+/// type, the one expiring soonest logged out to make room.
+async fn more_devices_than_the_limit(day: &mut Day) -> anyhow::Result<()> {
+    let (old_browser, _) = day.svc.login(&day.dave, "old browser", HOUR).await?;
     for n in 1..SessionLimit::DEFAULT_MAX {
-        svc.login(&dave, &format!("browser {n}"), REFRESH_TTL)
+        day.svc
+            .login(&day.dave, &format!("browser {n}"), REFRESH_TTL)
             .await?;
     }
-    let (new_phone, _) = svc.login(&dave, "new phone", REFRESH_TTL).await?;
-    let kept = store.get_all(&dave, "full").await?;
+    let (new_phone, _) = day.svc.login(&day.dave, "new phone", REFRESH_TTL).await?;
+    let kept = day.store().get_all(&day.dave, "full").await?;
     let old_gone = kept.iter().all(|s| s.id != old_browser.id);
     let phone_in = kept.iter().any(|s| s.id == new_phone.id);
-    report.step(
+    day.report.step(
         "dave",
         &format!(
             "logs in on device number {} (the oldest with a 1-hour refresh window)",
@@ -423,38 +516,34 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ),
         kept.len() == SessionLimit::DEFAULT_MAX && old_gone && phone_in,
     );
+    Ok(())
+}
 
-    // A session that expires.
-    while Session::now() < carol_session.refresh_expires_at {
+/// A session that expires: Carol's kiosk, once its refresh window is
+/// over.
+async fn expiry(day: &mut Day, morning: &Morning) -> anyhow::Result<()> {
+    while Session::now() < morning.carol_session.refresh_expires_at {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let expired = svc.refresh(&carol_kiosk, None).await?;
-    let left = store.get_all(&carol, "full").await?;
-    report.step(
+    let expired = day.svc.refresh(&morning.carol_kiosk, None).await?;
+    let left = day.store().get_all(&day.carol, "full").await?;
+    day.report.step(
         "carol",
         &format!(
             "kiosk refreshes once its refresh window is over ({:.1} s after login)",
-            carol_logged_in.elapsed().as_secs_f64()
+            morning.carol_logged_in.elapsed().as_secs_f64()
         ),
         "refused: no such session; none left",
         format!("{}; {} left", outcome(&expired), devices(&left)),
         matches!(expired, Err(Refused::NoSession)) && left.is_empty(),
     );
+    Ok(())
+}
 
-    // Leave nothing behind in a shared Redis.
-    for user in [&alice, &bob, &carol, &dave] {
-        store.delete_all(user, "full").await?;
+/// Leaves nothing behind in a shared Redis.
+async fn clean_up(day: &Day) -> anyhow::Result<()> {
+    for user in [&day.alice, &day.bob, &day.carol, &day.dave] {
+        day.store().delete_all(user, "full").await?;
     }
-
-    println!("{}", report.table);
-    if report.failed == 0 {
-        println!("all {} steps behaved as documented", report.steps);
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!(
-            "{} of {} steps did NOT behave as documented",
-            report.failed, report.steps
-        );
-        Ok(ExitCode::FAILURE)
-    }
+    Ok(())
 }

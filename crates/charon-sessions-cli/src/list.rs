@@ -125,14 +125,18 @@ fn format_of(value: &[u8], keys: &[SigningKey]) -> Option<&'static str> {
 
 /// Runs `charon-sessions list`.
 pub async fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let key = admin::signing_key(&args.store, "list")?;
+    let key = args.store.secret.signing_key("list")?;
     // Every key the store verifies with (the CLI takes no verification
     // keys: the signing key alone), so that a listed session's format is
     // read from a value that verifies as the session did.
     let keys = [key.clone()];
-    let store = admin::open_store(&args.store, "list", Some(key)).await?;
-    let mut raw = admin::raw_connection(&args.store, "list").await?;
-    let hash = layout::hash_key(&args.store.key_prefix, &args.user, &args.session_type);
+    let store = admin::open_store(&args.store.connection, "list", Some(key)).await?;
+    let mut raw = admin::raw_connection(&args.store.connection, "list").await?;
+    let hash = layout::hash_key(
+        &args.store.connection.key_prefix,
+        &args.user,
+        &args.session_type,
+    );
 
     let mut sessions = store.get_all(&args.user, &args.session_type).await?;
     sessions.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));

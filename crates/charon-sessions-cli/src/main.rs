@@ -6,7 +6,8 @@
 //! bare Redis commands), and the admin commands `list`, `revoke`,
 //! `revoke-all`, `check` and `stats` (what they share is in `admin.rs`).
 //! Options shared by every subcommand that opens a store live in
-//! `store_args.rs`.
+//! `store_args.rs`, those of the base secret in `secret.rs`, and the usage
+//! error (exit status 2) in `usage.rs`.
 //!
 //! Exit status: 0 on success, 1 when the command failed (or, for `check`,
 //! `demo` and `bench`, found a failure), 2 for a usage error (clap's, a
@@ -20,8 +21,10 @@ mod functions;
 mod list;
 mod revoke;
 mod revoke_all;
+mod secret;
 mod stats;
 mod store_args;
+mod usage;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -103,9 +106,9 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
-        Err(e) if e.is::<admin::UsageError>() => {
+        Err(e) if e.is::<usage::UsageError>() => {
             eprintln!("error: {e:#}");
-            ExitCode::from(admin::USAGE_EXIT)
+            ExitCode::from(usage::USAGE_EXIT)
         }
         Err(e) => {
             eprintln!("error: {e:#}");

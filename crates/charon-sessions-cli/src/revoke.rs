@@ -12,13 +12,13 @@ use charon_sessions::layout;
 use clap::Args;
 
 use crate::admin;
-use crate::store_args::StoreArgs;
+use crate::store_args::ConnectionArgs;
 
 /// Options of `charon-sessions revoke`.
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    connection: ConnectionArgs,
 
     /// The user the session belongs to.
     #[arg(long, value_name = "USER_ID", value_parser = admin::parse_user_id,
@@ -38,9 +38,9 @@ pub struct RevokeArgs {
 
 /// Runs `charon-sessions revoke`.
 pub async fn run(args: RevokeArgs) -> anyhow::Result<ExitCode> {
-    let store = admin::open_store(&args.store, "revoke", None).await?;
-    let mut raw = admin::raw_connection(&args.store, "revoke").await?;
-    let hash = layout::hash_key(&args.store.key_prefix, &args.user, &args.session_type);
+    let store = admin::open_store(&args.connection, "revoke", None).await?;
+    let mut raw = admin::raw_connection(&args.connection, "revoke").await?;
+    let hash = layout::hash_key(&args.connection.key_prefix, &args.user, &args.session_type);
     let existed: bool = redis::cmd("HEXISTS")
         .arg(&hash)
         .arg(&args.session)

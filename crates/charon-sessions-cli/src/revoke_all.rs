@@ -12,13 +12,13 @@ use charon_sessions::layout;
 use clap::Args;
 
 use crate::admin;
-use crate::store_args::StoreArgs;
+use crate::store_args::ConnectionArgs;
 
 /// Options of `charon-sessions revoke-all`.
 #[derive(Debug, Args)]
 pub struct RevokeAllArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    connection: ConnectionArgs,
 
     /// The user whose sessions to revoke.
     #[arg(long, value_name = "USER_ID", value_parser = admin::parse_user_id,
@@ -33,9 +33,9 @@ pub struct RevokeAllArgs {
 
 /// Runs `charon-sessions revoke-all`.
 pub async fn run(args: RevokeAllArgs) -> anyhow::Result<ExitCode> {
-    let store = admin::open_store(&args.store, "revoke-all", None).await?;
-    let mut raw = admin::raw_connection(&args.store, "revoke-all").await?;
-    let hash = layout::hash_key(&args.store.key_prefix, &args.user, &args.session_type);
+    let store = admin::open_store(&args.connection, "revoke-all", None).await?;
+    let mut raw = admin::raw_connection(&args.connection, "revoke-all").await?;
+    let hash = layout::hash_key(&args.connection.key_prefix, &args.user, &args.session_type);
     let fields: Vec<Vec<u8>> = redis::cmd("HKEYS").arg(&hash).query_async(&mut raw).await?;
     let sessions = fields.iter().filter(|f| !layout::is_lock_field(f)).count();
     store.delete_all(&args.user, &args.session_type).await?;

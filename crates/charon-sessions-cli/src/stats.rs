@@ -41,13 +41,13 @@ use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
 use crate::admin;
-use crate::store_args::StoreArgs;
+use crate::store_args::ConnectionArgs;
 
 /// Options of `charon-sessions stats`.
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    connection: ConnectionArgs,
 
     /// COUNT hint of each SCAN call (keys examined per call).
     #[arg(long, value_name = "N", default_value_t = 1000,
@@ -130,7 +130,7 @@ fn split_key<'a>(key: &'a str, key_prefix: &str) -> Option<(&'a str, &'a str)> {
 
 /// Runs `charon-sessions stats`.
 pub async fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
-    let mut raw = admin::raw_connection(&args.store, "stats").await?;
+    let mut raw = admin::raw_connection(&args.connection, "stats").await?;
     let progress = ProgressBar::new_spinner();
     progress.set_style(
         ProgressStyle::with_template(
@@ -140,7 +140,7 @@ pub async fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
     );
     progress.enable_steady_tick(Duration::from_millis(120));
 
-    let pattern = format!("{}.*", args.store.key_prefix);
+    let pattern = format!("{}.*", args.connection.key_prefix);
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut tally = Tally {
         bytes: Some(0),
@@ -160,7 +160,7 @@ pub async fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
             .into_iter()
             .filter(|k| seen.insert(k.clone()))
             .collect();
-        inspect(&mut raw, &args.store.key_prefix, &fresh, &mut tally).await?;
+        inspect(&mut raw, &args.connection.key_prefix, &fresh, &mut tally).await?;
         progress.set_position(tally.keys);
         progress.set_message(format!(
             "{} sessions in {} hashes",
@@ -174,7 +174,7 @@ pub async fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
     }
     progress.finish_and_clear();
 
-    let stats = finish(args.store.key_prefix.clone(), tally);
+    let stats = finish(args.connection.key_prefix.clone(), tally);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
     } else {

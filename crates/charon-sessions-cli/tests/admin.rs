@@ -411,6 +411,44 @@ fn admin_commands_need_redis_and_valid_ids() {
     );
 }
 
+/// Each command's `--help` lists only the options it uses: the connection
+/// options everywhere, the base secret and the payload format only where
+/// session values are read or written (`demo`, `bench`, `list`), not on
+/// the commands that delete or inspect without verifying (`revoke`,
+/// `revoke-all`, `check`, `stats`).
+#[test]
+fn help_lists_only_the_options_a_command_uses() {
+    let connection = ["--redis", "--cluster", "--sentinel", "--key-prefix"];
+    let values = [
+        "--base-secret",
+        "--base-secret-file",
+        "--allow-weak-secret",
+        "CHARON_BASE_SECRET",
+        "--payload-format",
+    ];
+    for command in ["demo", "bench", "list"] {
+        let run = cli(&[command, "--help"], &[]);
+        assert!(run.ok(), "{command}: {}", run.all());
+        for option in connection.iter().chain(&values) {
+            assert!(run.stdout.contains(option), "{command} lacks {option}");
+        }
+    }
+    for command in ["revoke", "revoke-all", "check", "stats"] {
+        let run = cli(&[command, "--help"], &[]);
+        assert!(run.ok(), "{command}: {}", run.all());
+        for option in connection {
+            assert!(run.stdout.contains(option), "{command} lacks {option}");
+        }
+        for option in values {
+            assert!(
+                !run.stdout.contains(option),
+                "{command} lists {option}:\n{}",
+                run.stdout
+            );
+        }
+    }
+}
+
 async fn fields(conn: &mut MultiplexedConnection, key: &str) -> BTreeSet<String> {
     redis::cmd("HKEYS")
         .arg(key)

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use charon_sessions::RedisStore;
+use charon_sessions::{PoolState, RedisStore};
 use clap::Args;
 
 use self::connections::{Observed, Sampler};
@@ -151,69 +151,115 @@ struct Plan {
 
 /// Runs the benchmark; `Ok(FAILURE)` when any operation failed.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let seconds = |name: &str, s: f64| {
-        if s.is_finite() && (0.0..=86_400.0).contains(&s) {
-            Ok(Duration::from_secs_f64(s))
-        } else {
-            bail!("--{name} must be between 0 and 86400 seconds")
+    let setup = Setup::from_args(&args)?;
+    let (store, url) = connect(&args).await?;
+    let pool = store.pool_state();
+    print_header(&args, &setup, &store, &pool);
+    let runs = run_plans(&store, url.as_deref(), &setup).await?;
+    let report = bench_report(&args, setup, &store, &pool, runs);
+    write_files(&args, &report)?;
+    Ok(exit_code(&report))
+}
+
+/// What the options ask for, checked before any server is contacted: the
+/// phases' lengths, the data sets' sizes and the plans to measure.
+struct Setup {
+    duration: Duration,
+    warmup: Duration,
+    sizes: Sizes,
+    /// The concurrencies of `--sweep` (empty: one run).
+    sweep: Vec<usize>,
+    plans: Vec<Plan>,
+    /// Whether any plan measures the bare commands too.
+    with_baseline: bool,
+}
+
+impl Setup {
+    fn from_args(args: &BenchArgs) -> anyhow::Result<Setup> {
+        let seconds = |name: &str, s: f64| {
+            if s.is_finite() && (0.0..=86_400.0).contains(&s) {
+                Ok(Duration::from_secs_f64(s))
+            } else {
+                bail!("--{name} must be between 0 and 86400 seconds")
+            }
+        };
+        let duration = seconds("duration", args.duration)?;
+        let warmup = seconds("warmup", args.warmup)?;
+        if duration.is_zero() {
+            bail!("--duration must be above 0");
         }
-    };
-    let duration = seconds("duration", args.duration)?;
-    let warmup = seconds("warmup", args.warmup)?;
-    if duration.is_zero() {
-        bail!("--duration must be above 0");
+        let sizes = Sizes {
+            users: args.users as usize,
+            sessions_per_user: args.sessions_per_user as usize,
+            rounds: args.rounds as usize,
+        };
+        let sweep: Vec<usize> = args
+            .sweep
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c as usize)
+            .collect();
+        let plans = plans(args, &sweep);
+        let with_baseline = plans.iter().any(|p| p.baseline);
+        if with_baseline && duration / (sizes.rounds as u32) < Duration::from_millis(10) {
+            bail!("--duration / --rounds must leave at least 10 ms per round");
+        }
+        let most = plans.iter().map(|p| p.concurrency).max().unwrap_or(1);
+        if sizes.users < most {
+            bail!(
+                "--users ({}) must be at least the concurrency ({most}): each operation holds one user",
+                sizes.users
+            );
+        }
+        Ok(Setup {
+            duration,
+            warmup,
+            sizes,
+            sweep,
+            plans,
+            with_baseline,
+        })
     }
-    let users = args.users as usize;
-    let sessions_per_user = args.sessions_per_user as usize;
-    let rounds = args.rounds as usize;
-    let sweep: Vec<usize> = args
-        .sweep
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c as usize)
-        .collect();
-    let plans: Vec<Plan> = if sweep.is_empty() {
-        vec![Plan {
+}
+
+/// One plan of the options' concurrency and mix or, with `--sweep`, `get`
+/// alone and `upsert` alone with a baseline at each of its concurrencies.
+fn plans(args: &BenchArgs, sweep: &[usize]) -> Vec<Plan> {
+    if sweep.is_empty() {
+        return vec![Plan {
             concurrency: args.concurrency as usize,
             mix: args.mix,
             baseline: args.baseline,
             control: args.control,
-        }]
-    } else {
-        sweep
-            .iter()
-            .flat_map(|&concurrency| {
-                [Op::Get, Op::Upsert].map(|op| Plan {
-                    concurrency,
-                    mix: format!("{op}=1").parse().expect("a one-operation mix"),
-                    baseline: true,
-                    control: false,
-                })
+        }];
+    }
+    sweep
+        .iter()
+        .flat_map(|&concurrency| {
+            [Op::Get, Op::Upsert].map(|op| Plan {
+                concurrency,
+                mix: format!("{op}=1").parse().expect("a one-operation mix"),
+                baseline: true,
+                control: false,
             })
-            .collect()
-    };
-    let with_baseline = plans.iter().any(|p| p.baseline);
-    if with_baseline && duration / (rounds as u32) < Duration::from_millis(10) {
-        bail!("--duration / --rounds must leave at least 10 ms per round");
-    }
-    let most = plans.iter().map(|p| p.concurrency).max().unwrap_or(1);
-    if users < most {
-        bail!(
-            "--users ({users}) must be at least the concurrency ({most}): each operation holds one user"
-        );
-    }
+        })
+        .collect()
+}
 
+/// Opens the store the options name, with `--pool-size` and
+/// `--max-in-flight`, and gives the URL of the server to sample
+/// connections and server CPU on: in a cluster or behind sentinels they
+/// are spread over several nodes and are not reported.
+async fn connect(args: &BenchArgs) -> anyhow::Result<(RedisStore, Option<String>)> {
     let Some((mut config, topology)) = args.store.redis_config()? else {
         bail!(
             "bench needs a Redis server: --redis URL (or CHARON_REDIS_URL), --cluster or --sentinel"
         );
     };
-    // Connections and server CPU are sampled on the one server; in a
-    // cluster or behind sentinels they are spread over several nodes and
-    // are not reported.
     let url = args
         .store
+        .connection
         .redis
         .clone()
         .filter(|_| topology == "one server");
@@ -226,19 +272,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let store = RedisStore::connect(config)
         .await
         .context("cannot open the Redis store")?;
-    let pool = store.pool_state();
+    Ok((store, url))
+}
+
+/// The line saying what is measured, on what.
+fn print_header(args: &BenchArgs, setup: &Setup, store: &RedisStore, pool: &PoolState) {
+    let Sizes {
+        users,
+        sessions_per_user,
+        rounds,
+    } = setup.sizes;
     println!(
         "charon-sessions bench on {} (key prefix {:?}): {} shared connections, at most {} \
          operations in flight; \
          {users} users × {sessions_per_user} sessions per target; {:.1} s measured per target \
          after {:.1} s warm-up{}",
         store.server(),
-        args.store.key_prefix,
+        args.store.connection.key_prefix,
         pool.connections,
         pool.max_in_flight,
-        duration.as_secs_f64(),
-        warmup.as_secs_f64(),
-        if with_baseline {
+        setup.duration.as_secs_f64(),
+        setup.warmup.as_secs_f64(),
+        if setup.with_baseline {
             format!(", baseline and store interleaved in {rounds} rounds")
         } else {
             String::new()
@@ -250,77 +305,108 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
              data set; a fair method gives 100 % up to the machine's noise"
         );
     }
-    let sizes = Sizes {
-        users,
-        sessions_per_user,
-        rounds,
-    };
+}
 
+/// Measures every plan in turn; prints each run's tables or, in a sweep,
+/// one table of them all at the end.
+async fn run_plans(
+    store: &RedisStore,
+    url: Option<&str>,
+    setup: &Setup,
+) -> anyhow::Result<Vec<RunReport>> {
     let mut runs = Vec::new();
-    for plan in &plans {
+    for plan in &setup.plans {
         let spec = PhaseSpec {
             concurrency: plan.concurrency,
-            warmup,
-            duration,
+            warmup: setup.warmup,
+            duration: setup.duration,
             mix: plan.mix,
         };
-        let m = measure(&store, url.as_deref(), plan, &spec, &sizes).await?;
-        let weighted = |op: Op| plan.mix.weight(op) > 0;
-        let report = |side: Side, totals: &Totals| {
-            PhaseReport::new(
-                side.name(),
-                &totals.outcome,
-                weighted,
-                connection_report(&store, totals.observed),
-                totals.cpu,
-            )
-        };
-        let run = RunReport::new(
-            plan.concurrency,
-            plan.mix.to_string(),
-            m.baseline.as_ref().map(|t| report(Side::Baseline, t)),
-            report(Side::Store, &m.store),
-            m.slices,
-        );
-        if sweep.is_empty() {
-            println!(
-                "\nconcurrency {}, mix {}, {:.2} s measured:",
-                run.concurrency, run.mix, run.store.elapsed_s
-            );
-            println!("{}", run.table());
-            if let Some(line) = run.ratio_line() {
-                println!("{line}");
-            }
-            print_totals(&run);
+        let measured = measure(store, url, plan, &spec, &setup.sizes).await?;
+        let figures = run_report(store, plan, measured);
+        if setup.sweep.is_empty() {
+            print_run(&figures);
         }
-        runs.push(run);
+        runs.push(figures);
     }
-    if !sweep.is_empty() {
+    if !setup.sweep.is_empty() {
         println!("\nsweep: get alone and upsert alone at each concurrency:");
         println!("{}", report::sweep_table(&runs));
     }
+    Ok(runs)
+}
 
-    let report = BenchReport {
+/// The figures of one plan, each side's operations weighted in its mix.
+fn run_report(store: &RedisStore, plan: &Plan, m: Measured) -> RunReport {
+    let weighted = |op: Op| plan.mix.weight(op) > 0;
+    let report = |side: Side, totals: &Totals| {
+        PhaseReport::new(
+            side.name(),
+            &totals.outcome,
+            weighted,
+            connection_report(store, totals.observed),
+            totals.cpu,
+        )
+    };
+    RunReport::new(
+        plan.concurrency,
+        plan.mix.to_string(),
+        m.baseline.as_ref().map(|t| report(Side::Baseline, t)),
+        report(Side::Store, &m.store),
+        m.slices,
+    )
+}
+
+/// One run's table of figures, its ratio to the baseline and its totals.
+fn print_run(figures: &RunReport) {
+    println!(
+        "\nconcurrency {}, mix {}, {:.2} s measured:",
+        figures.concurrency, figures.mix, figures.store.elapsed_s
+    );
+    println!("{}", figures.table());
+    if let Some(line) = figures.ratio_line() {
+        println!("{line}");
+    }
+    print_totals(figures);
+}
+
+/// Every figure of the benchmark, as `--json` writes it.
+fn bench_report(
+    args: &BenchArgs,
+    setup: Setup,
+    store: &RedisStore,
+    pool: &PoolState,
+    runs: Vec<RunReport>,
+) -> BenchReport {
+    BenchReport {
         tool: "charon-sessions bench",
         version: env!("CARGO_PKG_VERSION"),
         server: store.server().to_string(),
         settings: Settings {
-            duration_s: duration.as_secs_f64(),
-            warmup_s: warmup.as_secs_f64(),
-            rounds: if with_baseline { rounds } else { 1 },
-            users,
-            sessions_per_user,
-            baseline: with_baseline,
+            duration_s: setup.duration.as_secs_f64(),
+            warmup_s: setup.warmup.as_secs_f64(),
+            rounds: if setup.with_baseline {
+                setup.sizes.rounds
+            } else {
+                1
+            },
+            users: setup.sizes.users,
+            sessions_per_user: setup.sizes.sessions_per_user,
+            baseline: setup.with_baseline,
             control: args.control,
-            sweep,
+            sweep: setup.sweep,
         },
         max_connections: pool.max_connections,
         pool_size: pool.connections,
         max_in_flight: pool.max_in_flight,
         runs,
-    };
+    }
+}
+
+/// Writes the `--json` figures and the `--chart`, when asked for.
+fn write_files(args: &BenchArgs, report: &BenchReport) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report)?;
+        let text = serde_json::to_string_pretty(report)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
         println!("figures written to {}", path.display());
     }
@@ -328,7 +414,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         chart::draw(&report.runs, path)?;
         println!("chart written to {}", path.display());
     }
+    Ok(())
+}
 
+/// `FAILURE`, said on standard error, when any operation failed.
+fn exit_code(report: &BenchReport) -> ExitCode {
     let errors: u64 = report
         .runs
         .iter()
@@ -337,9 +427,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .sum();
     if errors > 0 {
         eprintln!("error: {errors} operations failed (see the errors column)");
-        return Ok(ExitCode::FAILURE);
+        return ExitCode::FAILURE;
     }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 /// How big the data sets are and how the measured time is cut.
@@ -384,18 +474,7 @@ async fn measure(
         &[Side::Store]
     };
     let rounds = if plan.baseline { sizes.rounds } else { 1 };
-    let mut data = Vec::new();
-    for &side in sides {
-        let prefix = match side {
-            Side::Baseline => BASELINE_USERS,
-            Side::Store => STORE_USERS,
-        };
-        // The bare commands replay prepared ones.
-        let prepare = matches!(target_of(store, side, plan.control), Target::Baseline(_));
-        let seeded =
-            DataSet::seed(store, prefix, sizes.users, sizes.sessions_per_user, prepare).await?;
-        data.push((side, Arc::new(seeded)));
-    }
+    let data = seed_data_sets(store, plan, sides, sizes).await?;
     let data_of = |side: Side| {
         data.iter()
             .find(|(s, _)| *s == side)
@@ -449,6 +528,28 @@ async fn measure(
     })
 }
 
+/// A fresh data set for each of `sides`, on users of its own.
+async fn seed_data_sets(
+    store: &RedisStore,
+    plan: &Plan,
+    sides: &[Side],
+    sizes: &Sizes,
+) -> anyhow::Result<Vec<(Side, Arc<DataSet>)>> {
+    let mut data = Vec::new();
+    for &side in sides {
+        let prefix = match side {
+            Side::Baseline => BASELINE_USERS,
+            Side::Store => STORE_USERS,
+        };
+        // The bare commands replay prepared ones.
+        let prepare = matches!(target_of(store, side, plan.control), Target::Baseline(_));
+        let seeded =
+            DataSet::seed(store, prefix, sizes.users, sizes.sessions_per_user, prepare).await?;
+        data.push((side, Arc::new(seeded)));
+    }
+    Ok(data)
+}
+
 /// Runs one measured slice of `length` on `target` while counting
 /// connections and CPU time.
 async fn measure_slice(
@@ -499,7 +600,7 @@ fn connection_report(store: &RedisStore, observed: Option<Observed>) -> Connecti
     }
 }
 
-fn print_totals(run: &RunReport) {
+fn print_totals(figures: &RunReport) {
     let line = |p: &PhaseReport| {
         let conns = match p.connections.max_observed {
             Some(max) => format!(
@@ -517,8 +618,8 @@ fn print_totals(run: &RunReport) {
             p.target, p.ops_per_s, p.errors, p.client_cpu_us_per_op
         );
     };
-    if let Some(base) = &run.baseline {
+    if let Some(base) = &figures.baseline {
         line(base);
     }
-    line(&run.store);
+    line(&figures.store);
 }

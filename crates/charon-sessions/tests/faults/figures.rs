@@ -1,0 +1,90 @@
+//! The figures of a load test (failures by kind, latencies, operation
+//! counts) and the checks every load test makes on them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::load::{Call, LoadReport, Op, Outcome};
+
+/// Failures by kind among `calls`.
+pub(crate) struct Kinds(BTreeMap<Outcome, usize>);
+
+impl Kinds {
+    pub(crate) fn of<'a>(calls: impl IntoIterator<Item = &'a Call>) -> Kinds {
+        let mut map = BTreeMap::new();
+        for c in calls {
+            if c.outcome.failed() {
+                *map.entry(c.outcome).or_insert(0) += 1;
+            }
+        }
+        Kinds(map)
+    }
+
+    pub(crate) fn total(&self) -> usize {
+        self.0.values().sum()
+    }
+}
+
+impl fmt::Display for Kinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.total())?;
+        if !self.0.is_empty() {
+            let parts: Vec<String> = self.0.iter().map(|(k, n)| format!("{k:?} {n}")).collect();
+            write!(f, " ({})", parts.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// Signed milliseconds from `from` to `to`.
+pub(crate) fn delta_ms(from: Duration, to: Duration) -> String {
+    if to >= from {
+        format!("+{}ms", (to - from).as_millis())
+    } else {
+        format!("-{}ms", (from - to).as_millis())
+    }
+}
+
+pub(crate) fn max_took<'a>(calls: impl IntoIterator<Item = &'a Call>) -> Duration {
+    calls.into_iter().map(Call::took).max().unwrap_or_default()
+}
+
+pub(crate) fn count_ops(calls: &[Call]) -> String {
+    let mut map: BTreeMap<Op, usize> = BTreeMap::new();
+    for c in calls {
+        *map.entry(c.op).or_insert(0) += 1;
+    }
+    map.iter()
+        .map(|(op, n)| format!("{op:?} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) fn assert_no_wrong_results(report: &LoadReport) {
+    assert!(
+        report.wrong.is_empty(),
+        "{} wrong results, first ones:\n{}",
+        report.wrong.len(),
+        report
+            .wrong
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+pub(crate) fn samples(report: &LoadReport) -> String {
+    report
+        .samples
+        .iter()
+        .map(|(k, v)| format!("  {k:?}: {v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

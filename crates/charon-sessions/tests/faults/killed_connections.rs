@@ -1,0 +1,126 @@
+//! Client connections killed under load (`CLIENT KILL` every 100 ms for
+//! 2 s): no wrong result, no hang, and broken connections are replaced.
+
+use std::time::Duration;
+
+use charon_sessions::{RedisStore, RedisStoreConfig};
+use charon_sessions_testkit::{Flavor, TestServer};
+
+use crate::common::raw::{kill_other_clients, raw};
+use crate::common::test_key;
+use crate::figures::{Kinds, assert_no_wrong_results, count_ops, delta_ms, max_took, ms, samples};
+use crate::load::{Call, Outcome, TASKS, start_load, stop_load};
+
+/// While 32 tasks run the mixed load (~3 s), every 100 ms for 2 s
+/// `CLIENT KILL TYPE normal SKIPME yes` drops every store connection; no
+/// result is ever wrong, no call hangs or exceeds command_timeout +
+/// checkout_timeout + 1 s, and from 1 s after the killing stopped every
+/// call succeeds (broken pooled connections were replaced).
+pub(crate) async fn killed_connections_under_load(flavor: Flavor) {
+    const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+    const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(1);
+    let bound = COMMAND_TIMEOUT + CHECKOUT_TIMEOUT + Duration::from_secs(1);
+    let server = TestServer::start(flavor);
+    let store = RedisStore::connect(
+        RedisStoreConfig::new(server.url(), test_key())
+            .command_timeout(COMMAND_TIMEOUT)
+            .checkout_timeout(CHECKOUT_TIMEOUT),
+    )
+    .await
+    .unwrap();
+    let mut conn = raw(&server).await;
+
+    let (shared, tasks) = start_load(&store);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kills_from = shared.t0.elapsed();
+    let mut kills = 0;
+    let mut killed_clients = 0;
+    while shared.t0.elapsed() < kills_from + Duration::from_secs(2) {
+        let n = kill_other_clients(&mut conn).await;
+        kills += 1;
+        killed_clients += n;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kills_until = shared.t0.elapsed();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let report = stop_load(&shared, tasks).await;
+    let stop_at = shared.t0.elapsed();
+    let recovered_from = kills_until + Duration::from_secs(1);
+
+    let calls = &report.calls;
+    let before: Vec<&Call> = calls.iter().filter(|c| c.end < kills_from).collect();
+    let during: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.end >= kills_from && c.start < recovered_from)
+        .collect();
+    let after: Vec<&Call> = calls.iter().filter(|c| c.start >= recovered_from).collect();
+    let last_failure = calls
+        .iter()
+        .filter(|c| c.outcome.failed())
+        .map(|c| c.end)
+        .max();
+    let conflicts = calls
+        .iter()
+        .filter(|c| c.outcome == Outcome::Conflict)
+        .count();
+    let max_latency = max_took(calls);
+    let hung = calls.iter().filter(|c| c.outcome == Outcome::Hung).count();
+
+    eprintln!(
+        "FIGURES killed_connections_under_load {flavor:?}: {TASKS} tasks, {:.1}s of load, \
+         {kills} CLIENT KILLs over {} dropping {killed_clients} connections; calls {} ({}); \
+         failed {}; before the kills {} failed of {}; while killing (to kills end+1s) {} failed \
+         of {}; after (from kills end+1s) {} failed of {}; conflicts {conflicts} (after an \
+         ambiguous failed write); wrong results {}; max latency {} (bound {}); hung {hung}; \
+         kills end→last failure {}",
+        stop_at.as_secs_f64(),
+        ms(kills_until - kills_from),
+        calls.len(),
+        count_ops(calls),
+        Kinds::of(calls),
+        Kinds::of(before.iter().copied()).total(),
+        before.len(),
+        Kinds::of(during.iter().copied()),
+        during.len(),
+        Kinds::of(after.iter().copied()),
+        after.len(),
+        report.wrong.len(),
+        ms(max_latency),
+        ms(bound),
+        last_failure.map_or("none".into(), |t| delta_ms(kills_until, t)),
+    );
+    eprintln!("  error samples:\n{}", samples(&report));
+
+    assert_no_wrong_results(&report);
+    assert_eq!(hung, 0, "calls hung");
+    assert!(
+        max_latency <= bound,
+        "a call took {} (bound {})",
+        ms(max_latency),
+        ms(bound)
+    );
+    assert!(killed_clients > 0, "CLIENT KILL dropped connections");
+    assert!(!after.is_empty(), "calls after the kills");
+    let after_failed: Vec<String> = after
+        .iter()
+        .filter(|c| c.outcome.failed())
+        .take(10)
+        .map(|c| {
+            format!(
+                "{:?} {:?} started {} after the last kill, took {}",
+                c.op,
+                c.outcome,
+                delta_ms(kills_until, c.start),
+                ms(c.took())
+            )
+        })
+        .collect();
+    assert!(
+        after_failed.is_empty(),
+        "calls started 1 s or more after the last CLIENT KILL failed ({} in all):\n{}\n\
+         error samples:\n{}",
+        Kinds::of(after.iter().copied()),
+        after_failed.join("\n"),
+        samples(&report)
+    );
+}
