@@ -290,7 +290,7 @@ impl SessionStore for LocalStore {
         user_id: &str,
         kind: &str,
     ) -> Result<Option<Session>, StoreError> {
-        let work = self.get_inner(id, user_id, kind);
+        let work = || self.get_inner(id, user_id, kind);
         self.observer
             .observe(Operation::Get, kind, user_id, work)
             .await
@@ -308,21 +308,21 @@ impl SessionStore for LocalStore {
     }
 
     async fn delete(&self, id: &str, user_id: &str, kind: &str) -> Result<(), StoreError> {
-        let work = self.delete_inner(id, user_id, kind);
+        let work = || self.delete_inner(id, user_id, kind);
         self.observer
             .observe(Operation::Delete, kind, user_id, work)
             .await
     }
 
     async fn get_all(&self, user_id: &str, kind: &str) -> Result<Vec<Session>, StoreError> {
-        let work = self.get_all_inner(user_id, kind);
+        let work = || self.get_all_inner(user_id, kind);
         self.observer
             .observe(Operation::GetAll, kind, user_id, work)
             .await
     }
 
     async fn delete_all(&self, user_id: &str, kind: &str) -> Result<(), StoreError> {
-        let work = self.delete_all_inner(user_id, kind);
+        let work = || self.delete_all_inner(user_id, kind);
         self.observer
             .observe(Operation::DeleteAll, kind, user_id, work)
             .await

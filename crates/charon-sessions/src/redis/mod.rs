@@ -463,14 +463,14 @@ impl RedisStore {
                     warn!(
                         key,
                         reason,
-                        detail = rejected.detail(),
+                        detail = %rejected.detail(),
                         "ignoring invalid stored session"
                     );
                 } else {
                     warn!(
                         session_type,
                         reason,
-                        detail = rejected.detail(),
+                        detail = %rejected.detail(),
                         "ignoring invalid stored session"
                     );
                 }
@@ -620,7 +620,7 @@ impl SessionStore for RedisStore {
         user_id: &str,
         kind: &str,
     ) -> Result<Option<Session>, StoreError> {
-        let work = self.get_inner(id, user_id, kind);
+        let work = || self.get_inner(id, user_id, kind);
         self.observer
             .observe(Operation::Get, kind, user_id, work)
             .await
@@ -638,21 +638,21 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, id: &str, user_id: &str, kind: &str) -> Result<(), StoreError> {
-        let work = self.delete_inner(id, user_id, kind);
+        let work = || self.delete_inner(id, user_id, kind);
         self.observer
             .observe(Operation::Delete, kind, user_id, work)
             .await
     }
 
     async fn get_all(&self, user_id: &str, kind: &str) -> Result<Vec<Session>, StoreError> {
-        let work = self.get_all_inner(user_id, kind);
+        let work = || self.get_all_inner(user_id, kind);
         self.observer
             .observe(Operation::GetAll, kind, user_id, work)
             .await
     }
 
     async fn delete_all(&self, user_id: &str, kind: &str) -> Result<(), StoreError> {
-        let work = self.delete_all_inner(user_id, kind);
+        let work = || self.delete_all_inner(user_id, kind);
         self.observer
             .observe(Operation::DeleteAll, kind, user_id, work)
             .await
