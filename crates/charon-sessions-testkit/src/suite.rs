@@ -6,24 +6,37 @@
 //!
 //! Each behaviour is a `pub async fn(Harness)`; [`store_suite!`](crate::store_suite)
 //! expands one `#[tokio::test]` per behaviour for a factory returning a
-//! [`Harness`]:
+//! [`Harness`], here for [`LocalStore`](charon_sessions::LocalStore):
 //!
-//! ```ignore
+//! ```
+//! use std::sync::Arc;
+//! use charon_sessions::{LocalStore, SessionStore};
 //! use charon_sessions_testkit::suite::Harness;
 //!
 //! async fn my_store() -> Harness {
-//!     Harness::new(MyStore::new(), |limit| async move {
-//!         std::sync::Arc::new(MyStore::new().max_sessions_per_user(limit)) as _
+//!     Harness::new(Arc::new(LocalStore::new()), |limit| async move {
+//!         Arc::new(LocalStore::new().max_sessions_per_user(limit)) as Arc<dyn SessionStore>
 //!     })
 //! }
 //!
-//! charon_sessions_testkit::store_suite!(my_store);
+//! // A module of its own: the tests are named after the behaviours.
+//! mod my_store_suite {
+//!     charon_sessions_testkit::store_suite!(super::my_store);
+//! }
+//! # fn main() {}
 //! ```
 //!
-//! The store under test must have the stores' defaults: sessions of at most
-//! 64 KiB encoded ([`DEFAULT_MAX_SESSION_SIZE`](charon_sessions::limit::DEFAULT_MAX_SESSION_SIZE))
-//! and [`SessionLimit::DEFAULT`]; the crate using the macro needs `tokio`
-//! with the `macros` and `rt-multi-thread` features.
+//! What the store under test must be:
+//! - **Isolated.** The factory runs once per test and the tests run in
+//!   parallel with the same user ids (`alice`, `crowd`, …): each call
+//!   returns a store of its own (a fresh backend, or a key prefix of its
+//!   own).
+//! - **At the stores' defaults:** sessions of at most 64 KiB encoded
+//!   ([`DEFAULT_MAX_SESSION_SIZE`](charon_sessions::limit::DEFAULT_MAX_SESSION_SIZE))
+//!   and [`SessionLimit::DEFAULT`]; a refusal for size names
+//!   `max_session_size` in its `InvalidInput` message.
+//! - The crate using the macro needs `tokio` with the `macros` and
+//!   `rt-multi-thread` features.
 
 use std::any::Any;
 use std::future::Future;

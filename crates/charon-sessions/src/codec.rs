@@ -37,7 +37,7 @@
 //! takes the defaults of [`Session::default`] for the missing trailing
 //! fields. So a trailing slot that holds its default may be left out (a
 //! slot before the last one written never is): slot 13 is written only for
-//! [`UserIdKind::Integer`], and records of
+//! [`UserIdKind::Integer`](crate::UserIdKind::Integer), and records of
 //! string-user sessions keep their 13 slots and their size. The record
 //! version travels in the `version` slot.
 //!
@@ -54,160 +54,23 @@
 //! This module neither signs nor logs; it is pure data transformation.
 
 pub mod charon;
+mod compact;
+mod format;
+mod json;
 
-use std::fmt;
-
-use serde::de::{IgnoredAny, SeqAccess, Visitor};
-use serde::ser::SerializeTuple;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::session::{Session, UserIdKind};
-
-/// First byte of a payload in the current format: a positional MessagePack
-/// record (see the [module documentation](self)). No JSON text starts
-/// with it, and a bare MessagePack record (an array) never does either.
-pub const FORMAT_MSGPACK: u8 = 0x01;
-
-/// First byte of a payload in the JSON format of earlier releases.
-pub const FORMAT_JSON: u8 = b'{';
-
-/// First byte of a payload in Charon's format: the version byte (131) of
-/// Erlang's External Term Format.
-pub const FORMAT_TERM: u8 = 0x83;
-
+pub use self::format::{
+    DecodeError, EncodeError, FORMAT_JSON, FORMAT_MSGPACK, FORMAT_TERM, MapKeys, PayloadFormat,
+};
 pub use crate::etf::{MAX_DEPTH as MAX_TERM_DEPTH, MAX_TERM_BYTES, TermError};
 
-/// The payload format a store writes. Reads accept every format.
-///
-/// ```
-/// use charon_sessions::{PayloadFormat, RedisStoreConfig};
-/// use charon_sessions::signing::SigningKey;
-///
-/// // Share sessions with an Elixir service running Charon 4.x.
-/// let config = RedisStoreConfig::new("redis://127.0.0.1:6379", SigningKey::from_base_secret(b"shared base secret")?)
-///     .payload_format(PayloadFormat::Charon);
-/// # let _ = config;
-/// # Ok::<(), charon_sessions::StoreError>(())
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum PayloadFormat {
-    /// [`FORMAT_MSGPACK`]: `0x01` and a positional MessagePack record, about
-    /// half the size of JSON. Charon cannot read it. The default.
-    #[default]
-    Compact,
-    /// [`FORMAT_TERM`]: Charon 4.3's value, `=:=` equal to what Charon
-    /// writes for the same session on any Erlang/OTP release, and byte for
-    /// byte what OTP 25 writes with `term_to_binary(%Charon.Models.Session{},
-    /// [{minor_version, 2}])`, so that an Elixir service using Charon's
-    /// Redis store reads and refreshes the sessions this store writes, and
-    /// the other way round. The mapping of fields and `extra_payload` is
-    /// described in [`charon`].
-    Charon,
-}
-
-/// How [`PayloadFormat::Charon`] types the keys of maps the application
-/// puts in `extra_payload` (keys read from Charon keep their type).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum MapKeys {
-    /// Binaries: `%{"ip" => "::1"}`. The default, as Elixir's JSON
-    /// decoders and Phoenix params give them.
-    #[default]
-    Binaries,
-    /// Atoms: `%{ip: "::1"}`, Elixir's habit for data the code builds
-    /// itself. Keys longer than 255 characters are refused. Every Elixir
-    /// node that reads the session creates these atoms, which Erlang never
-    /// frees (Charon's `binary_to_term` is not `:safe`): use it for a fixed
-    /// set of keys, never for keys taken from user input.
-    Atoms,
-}
-
-/// Slots of the positional record this version writes (the last,
-/// `user_id_kind`, only when it is not the default).
-const SLOTS: usize = 14;
-
-/// Deepest nesting of containers a payload may have, as serde_json's
-/// default recursion limit: deeper `extra_payload` values are refused
-/// instead of exhausting the stack.
-const MAX_DEPTH: usize = 128;
-
-/// Deepest nesting of containers in `extra_payload` (itself level 1) that
-/// a compact record of it decodes with: [`MAX_DEPTH`] less the record's
-/// array and one level the decoder takes for the value it is in. Upserts
-/// refuse deeper ones, which no read would return.
-pub(crate) const MAX_COMPACT_PAYLOAD_DEPTH: usize = MAX_DEPTH - 2;
-
-/// Whether `payload`, counted as level 1, holds arrays or objects nested
-/// deeper than `limit` levels. Walks with a stack of its own, so any depth
-/// is measured without recursion.
-fn nests_deeper_than(payload: &serde_json::Map<String, serde_json::Value>, limit: usize) -> bool {
-    use serde_json::Value;
-    let mut stack: Vec<(&Value, usize)> = payload.values().map(|v| (v, 2)).collect();
-    while let Some((value, depth)) = stack.pop() {
-        match value {
-            Value::Array(_) | Value::Object(_) if depth > limit => return true,
-            Value::Array(items) => stack.extend(items.iter().map(|child| (child, depth + 1))),
-            Value::Object(map) => stack.extend(map.values().map(|child| (child, depth + 1))),
-            _ => {}
-        }
-    }
-    false
-}
-
-/// Why a payload could not be decoded. Neither its `Display` nor its
-/// `Debug` output quotes the payload, because it ends up in logs.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// The first byte names no known format (none of [`FORMAT_MSGPACK`],
-    /// [`FORMAT_TERM`] and [`FORMAT_JSON`]), or the payload is empty.
-    UnknownFormat,
-    /// A JSON payload (earlier releases) is not valid JSON of session fields.
-    Json(serde_json::Error),
-    /// A MessagePack payload does not decode; says why in a few words.
-    MessagePack(&'static str),
-    /// A payload in Charon's format is not a valid Erlang term, or too deep
-    /// or too large to decode safely.
-    Term(TermError),
-    /// A payload in Charon's format is a valid term, but not a Charon 4.3
-    /// session of record version 7; says which rule it breaks.
-    Charon(&'static str),
-}
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DecodeError::UnknownFormat => {
-                f.write_str("session payload is in no known format (first byte)")
-            }
-            DecodeError::Json(e) => write!(
-                f,
-                "session payload does not decode ({:?} error at line {} column {})",
-                e.classify(),
-                e.line(),
-                e.column()
-            ),
-            DecodeError::MessagePack(reason) => {
-                write!(f, "session payload does not decode (MessagePack: {reason})")
-            }
-            DecodeError::Term(reason) => {
-                write!(f, "session payload does not decode (Erlang term: {reason})")
-            }
-            DecodeError::Charon(reason) => write!(
-                f,
-                "session payload is not a Charon session of record version 7 ({reason})"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for DecodeError {}
+#[cfg(test)]
+pub(crate) use self::compact::MAX_COMPACT_PAYLOAD_DEPTH;
+use crate::session::Session;
 
 /// Encodes a session for storage: [`FORMAT_MSGPACK`], then the positional
 /// record.
 pub fn encode(session: &Session) -> Vec<u8> {
-    encode_with_lock(session, session.lock_version)
+    compact::encode_with_lock(session, session.lock_version)
 }
 
 /// Encodes a session in `format` (with `map_keys` for maps set in
@@ -243,32 +106,10 @@ pub(crate) fn encode_with_lock_as(
     map_keys: MapKeys,
 ) -> Result<Vec<u8>, EncodeError> {
     match format {
-        PayloadFormat::Compact => {
-            if nests_deeper_than(&session.extra_payload, MAX_COMPACT_PAYLOAD_DEPTH) {
-                return Err(EncodeError(format!(
-                    "extra_payload nests deeper than {MAX_COMPACT_PAYLOAD_DEPTH} levels (itself \
-                     level 1), which the compact format does not read back"
-                )));
-            }
-            Ok(encode_with_lock(session, lock))
-        }
+        PayloadFormat::Compact => compact::encode_checked(session, lock),
         PayloadFormat::Charon => charon::encode_with_lock(session, lock, map_keys),
     }
 }
-
-/// Why a session could not be encoded: its format cannot represent a value
-/// or would not read it back. The message names the field (a path into
-/// `extra_payload`) and the rule, never a value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodeError(pub(crate) String);
-
-impl fmt::Display for EncodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for EncodeError {}
 
 /// Decodes a stored payload in any format: compact, Charon's, or the JSON
 /// of earlier releases.
@@ -279,275 +120,24 @@ impl std::error::Error for EncodeError {}
 /// does not decode to a session.
 pub fn decode(payload: &[u8]) -> Result<Session, DecodeError> {
     match payload.first() {
-        Some(&FORMAT_MSGPACK) => decode_msgpack(&payload[1..]),
+        Some(&FORMAT_MSGPACK) => compact::decode(&payload[1..]),
         Some(&FORMAT_TERM) => charon::decode(payload),
-        // serde would also accept a positional JSON array for a struct; only
-        // the object form was ever written.
-        Some(&FORMAT_JSON) => serde_json::from_slice::<JsonRecord>(payload)
-            .map(Session::from)
-            .map_err(DecodeError::Json),
+        Some(&FORMAT_JSON) => json::decode(payload),
         _ => Err(DecodeError::UnknownFormat),
-    }
-}
-
-/// A session as the JSON object [`FORMAT_JSON`] of earlier releases, read
-/// (never written) with these field names whatever `Session` becomes.
-/// Missing fields take `Session`'s defaults; unknown ones are ignored.
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
-#[serde(default)]
-struct JsonRecord {
-    id: String,
-    user_id: String,
-    session_type: String,
-    created_at: i64,
-    expires_at: Option<i64>,
-    refresh_expires_at: i64,
-    refreshed_at: i64,
-    refresh_token_id: String,
-    tokens_fresh_from: i64,
-    prev_tokens_fresh_from: i64,
-    lock_version: u64,
-    extra_payload: serde_json::Map<String, serde_json::Value>,
-    version: u32,
-    /// `"integer"`, or left out for a string.
-    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
-    user_id_kind: Option<UserIdKindName>,
-}
-
-/// [`UserIdKind`] as the compact record (slot 13) and the JSON of earlier
-/// releases name it.
-#[derive(Clone, Copy, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum UserIdKindName {
-    String,
-    Integer,
-}
-
-impl Default for JsonRecord {
-    fn default() -> Self {
-        let s = Session::default();
-        JsonRecord {
-            id: s.id,
-            user_id: s.user_id,
-            session_type: s.session_type,
-            created_at: s.created_at,
-            expires_at: s.expires_at,
-            refresh_expires_at: s.refresh_expires_at,
-            refreshed_at: s.refreshed_at,
-            refresh_token_id: s.refresh_token_id,
-            tokens_fresh_from: s.tokens_fresh_from,
-            prev_tokens_fresh_from: s.prev_tokens_fresh_from,
-            lock_version: s.lock_version,
-            extra_payload: s.extra_payload,
-            version: s.version,
-            user_id_kind: None,
-        }
-    }
-}
-
-impl From<UserIdKindName> for UserIdKind {
-    fn from(name: UserIdKindName) -> UserIdKind {
-        match name {
-            UserIdKindName::String => UserIdKind::String,
-            UserIdKindName::Integer => UserIdKind::Integer,
-        }
-    }
-}
-
-impl From<JsonRecord> for Session {
-    fn from(r: JsonRecord) -> Session {
-        Session {
-            id: r.id,
-            user_id: r.user_id,
-            session_type: r.session_type,
-            created_at: r.created_at,
-            expires_at: r.expires_at,
-            refresh_expires_at: r.refresh_expires_at,
-            refreshed_at: r.refreshed_at,
-            refresh_token_id: r.refresh_token_id,
-            tokens_fresh_from: r.tokens_fresh_from,
-            prev_tokens_fresh_from: r.prev_tokens_fresh_from,
-            lock_version: r.lock_version,
-            extra_payload: r.extra_payload,
-            version: r.version,
-            user_id_kind: r.user_id_kind.map_or(UserIdKind::String, UserIdKind::from),
-            ..Session::default()
-        }
-    }
-}
-
-fn decode_msgpack(record: &[u8]) -> Result<Session, DecodeError> {
-    // Strings are read in place (no copy through a reader's buffer).
-    let mut de = rmp_serde::Deserializer::from_read_ref(record);
-    de.set_max_depth(MAX_DEPTH);
-    let PositionalOwned(session) =
-        PositionalOwned::deserialize(&mut de).map_err(|e| DecodeError::MessagePack(reason(&e)))?;
-    if !at_end(&mut de) {
-        return Err(DecodeError::MessagePack("bytes after the record"));
-    }
-    Ok(session)
-}
-
-/// Whether `de` has no input left after the record.
-///
-/// The borrowing deserializer has no accessor for the unread input (its
-/// `get_ref` returns the whole record), so this asks it for one more
-/// value. In rmp-serde 1.3 only the first byte of a value is read as a
-/// marker, and any byte is a marker; every later short read (a length, a
-/// string, a number) is an `InvalidDataRead`. So the reply is an
-/// `InvalidMarkerRead` at the end of input exactly when nothing is left.
-/// With input left, [`NoValue`] refuses whatever value follows, and a
-/// truncated one fails past its marker. (A marker left cached by the record
-/// would also be refused; decoding a [`Session`] leaves none.) The unit
-/// test `bytes_after_the_record_are_refused` pins this for every
-/// single-byte tail and every truncated value kind.
-fn at_end<'de, R: rmp_serde::decode::ReadSlice<'de>>(de: &mut rmp_serde::Deserializer<R>) -> bool {
-    use rmp_serde::decode::Error;
-    matches!(
-        de.deserialize_any(NoValue),
-        Err(Error::InvalidMarkerRead(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof
-    )
-}
-
-/// A visitor that refuses every value (serde's default "invalid type" for
-/// each `visit_*`), so [`at_end`] never mistakes a value for the end.
-struct NoValue;
-
-impl Visitor<'_> for NoValue {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the end of the record")
-    }
-}
-
-/// A few words on a MessagePack error, without the parts that may quote
-/// the payload.
-fn reason(e: &rmp_serde::decode::Error) -> &'static str {
-    use rmp_serde::decode::Error as E;
-    match e {
-        E::InvalidMarkerRead(_) | E::InvalidDataRead(_) => "truncated",
-        E::TypeMismatch(_) => "wrong type",
-        E::OutOfRange => "number out of range",
-        E::LengthMismatch(_) => "wrong length",
-        E::Utf8Error(_) => "invalid UTF-8",
-        E::DepthLimitExceeded => "nested too deeply",
-        _ => "not a session record",
-    }
-}
-
-/// `session` with `lock_version` replaced by `lock`, encoded (saves
-/// cloning the session to bump its lock version).
-fn encode_with_lock(session: &Session, lock: u64) -> Vec<u8> {
-    // Marker, array header, about 100 bytes of ids and times, then the
-    // payload at 32 bytes an entry, with room to spare: usually one
-    // allocation (the benchmarks' typical session of four payload entries,
-    // one of them a 111-byte user agent, encodes to 264 bytes).
-    let mut out = Vec::with_capacity(160 + session.extra_payload.len() * 32);
-    out.push(FORMAT_MSGPACK);
-    PositionalWithLock(session, lock)
-        .serialize(&mut rmp_serde::Serializer::new(&mut out))
-        .expect("a Session always serialises to MessagePack");
-    out
-}
-
-/// Serialises a session as the positional record, with the lock version
-/// given. The slot order is the format: append only (module docs).
-struct PositionalWithLock<'a>(&'a Session, u64);
-
-impl Serialize for PositionalWithLock<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let s = self.0;
-        let slots = if s.user_id_kind.is_string() {
-            SLOTS - 1
-        } else {
-            SLOTS
-        };
-        let mut t = serializer.serialize_tuple(slots)?;
-        t.serialize_element(&s.id)?;
-        t.serialize_element(&s.user_id)?;
-        t.serialize_element(&s.session_type)?;
-        t.serialize_element(&s.created_at)?;
-        t.serialize_element(&s.expires_at)?;
-        t.serialize_element(&s.refresh_expires_at)?;
-        t.serialize_element(&s.refreshed_at)?;
-        t.serialize_element(&s.refresh_token_id)?;
-        t.serialize_element(&s.tokens_fresh_from)?;
-        t.serialize_element(&s.prev_tokens_fresh_from)?;
-        t.serialize_element(&self.1)?;
-        t.serialize_element(&s.extra_payload)?;
-        t.serialize_element(&s.version)?;
-        if !s.user_id_kind.is_string() {
-            t.serialize_element(&UserIdKindName::Integer)?;
-        }
-        t.end()
-    }
-}
-
-/// Deserialises the positional record: missing trailing slots keep
-/// [`Session::default`]'s values, slots beyond the known ones are skipped.
-struct PositionalOwned(Session);
-
-impl<'de> Deserialize<'de> for PositionalOwned {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_seq(PositionalVisitor)
-    }
-}
-
-struct PositionalVisitor;
-
-impl<'de> Visitor<'de> for PositionalVisitor {
-    type Value = PositionalOwned;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a positional session record")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PositionalOwned, A::Error> {
-        let mut s = Session::default();
-        // Each slot in order; the record may end after any of them.
-        macro_rules! slots {
-            ($($field:ident),*) => {
-                $(
-                    match seq.next_element()? {
-                        Some(value) => s.$field = value,
-                        None => return Ok(PositionalOwned(s)),
-                    }
-                )*
-            };
-        }
-        slots!(
-            id,
-            user_id,
-            session_type,
-            created_at,
-            expires_at,
-            refresh_expires_at,
-            refreshed_at,
-            refresh_token_id,
-            tokens_fresh_from,
-            prev_tokens_fresh_from,
-            lock_version,
-            extra_payload,
-            version
-        );
-        match seq.next_element::<UserIdKindName>()? {
-            Some(kind) => s.user_id_kind = kind.into(),
-            None => return Ok(PositionalOwned(s)),
-        }
-        // Slots a newer version appended.
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(PositionalOwned(s))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use serde::{Serialize, Serializer};
+    use serde_json::{Value, json};
+
+    use super::compact::UserIdKindName;
+    use super::json::JsonRecord;
     use super::*;
     use crate::UserIdKind;
-    use serde_json::{Value, json};
-    use std::time::Duration;
 
     /// `s` as an earlier release wrote it in JSON.
     fn json_record(s: &Session) -> JsonRecord {

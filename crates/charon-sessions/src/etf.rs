@@ -138,6 +138,7 @@ impl Term {
 
 /// Why a term could not be decoded. Never quotes the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TermError {
     /// The input ends inside a term.
     Truncated,
@@ -169,6 +170,8 @@ impl fmt::Display for TermError {
         }
     }
 }
+
+impl std::error::Error for TermError {}
 
 /// Decodes one term written by `term_to_binary` (compressed or not).
 pub(crate) fn decode(input: &[u8]) -> Result<Term, TermError> {

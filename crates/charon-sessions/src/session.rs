@@ -1,9 +1,7 @@
-//! The session record and the rules its identifiers follow.
-//!
-//! This module owns the shape of a [`Session`] and the validation of session
-//! ids, user ids, session types and key prefixes. It knows nothing of
-//! storage: both stores call [`Session::validate`] and the `validate_*`
-//! functions before they touch any data.
+//! The session record: its fields, how a login creates one and a refresh
+//! rotates it, and the clock and ids sessions use. It knows nothing of
+//! storage: both stores call [`Session::validate`] (the rules of
+//! [`validate`](crate::validate)) before they touch any data.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,6 +30,10 @@ use crate::validate::{self, MAX_LOCK_VERSION, MAX_UNIX_TIME};
 /// assert_eq!(session.lock_version, 0);
 /// assert_eq!(session.refresh_expires_at, session.created_at + 30 * 24 * 3600);
 /// ```
+///
+/// The struct may gain fields in a minor release (`#[non_exhaustive]`):
+/// build one with [`new_login`](Self::new_login) (or its variants) or
+/// [`Session::default`], then set the fields you need.
 ///
 /// `Debug` output leaves out the refresh token id and the contents of
 /// `extra_payload` (it shows their field names only), so a session can be
@@ -318,7 +320,7 @@ impl Session {
     }
 
     /// Checks the fields a store relies on: session id, user id and session
-    /// type (see the `validate_*` functions), a user id of
+    /// type (see [`validate`](crate::validate)), a user id of
     /// [`UserIdKind::Integer`] that is a positive integer in decimal digits,
     /// a `refresh_expires_at` between 1 and [`MAX_UNIX_TIME`], and a
     /// `lock_version` of at most [`MAX_LOCK_VERSION`].

@@ -1,4 +1,4 @@
-//! The store contract: the [`SessionStore`] trait and its error type.
+//! The store contract: the [`SessionStore`] trait.
 //!
 //! Every implementation ([`LocalStore`](crate::LocalStore),
 //! [`RedisStore`](crate::RedisStore)) follows the per-method contract below;

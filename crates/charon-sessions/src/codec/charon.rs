@@ -46,8 +46,9 @@
 //! [`EncodeError`] naming them, before anything is sent: an
 //! atom key longer than 255 characters, nesting deeper than
 //! [`MAX_DEPTH`] levels counted as decoding counts them (the session
-//! struct is level 0, `extra_payload` level 1), and a payload larger than
-//! [`MAX_TERM_BYTES`](super::MAX_TERM_BYTES).
+//! struct is level 0, `extra_payload` level 1). A payload larger than
+//! [`MAX_TERM_BYTES`](super::MAX_TERM_BYTES), which decoding refuses, is
+//! refused by the stores ([`stored::seal`](crate::stored::seal)).
 //!
 //! The bytes are those Erlang/OTP 25 writes with `term_to_binary(Session,
 //! [{minor_version, 2}])` (atoms as `SMALL_ATOM_UTF8_EXT`, map keys in
@@ -71,7 +72,7 @@ use std::sync::Arc;
 use num_bigint::BigInt;
 use serde_json::{Number, Value};
 
-use super::{DecodeError, EncodeError, MapKeys};
+use super::format::{DecodeError, EncodeError, MapKeys};
 use crate::etf::{self, MAX_ATOM_CHARS, MAX_DEPTH, Term};
 use crate::session::{CharonTerms, Session, UserIdKind};
 
