@@ -9,9 +9,8 @@
 //! ([`RedisStore::load_function_library`](crate::RedisStore::load_function_library)),
 //! and no `INFO`: the version check reads `HELLO`, which every user may run.
 
-use redis::IntoConnectionInfo as _;
-
 use super::config::{RedisStoreConfig, Topology};
+use super::url::parse_url;
 use crate::error::StoreError;
 use crate::session::validate_key_prefix;
 
@@ -73,13 +72,7 @@ impl RedisStoreConfig {
         let mut commands: Vec<String> = REQUIRED_COMMANDS.iter().map(|c| (*c).to_owned()).collect();
         match &self.topology {
             Topology::Single { url } => {
-                let info = url.as_str().into_connection_info().map_err(|e| {
-                    StoreError::InvalidInput(format!(
-                        "url {} is not a valid Redis URL: {e}",
-                        super::config::redacted_url(url)
-                    ))
-                })?;
-                let db = info.redis_settings().db();
+                let db = parse_url(url, "url")?.redis_settings().db();
                 if db != 0 {
                     commands.push(format!("select|{db}"));
                 }

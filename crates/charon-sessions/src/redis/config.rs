@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::url::redacted_url;
 use crate::codec::{MapKeys, PayloadFormat};
 use crate::error::StoreError;
 use crate::limit::{DEFAULT_MAX_SESSION_SIZE, DEFAULT_SESSION_LIMIT, SessionLimit};
@@ -469,54 +470,6 @@ impl RedisStoreConfig {
         self
     }
 
-    /// `url` parsed, speaking RESP3 whatever the URL says: it is what lets
-    /// redis-rs tell the store that an idle connection's socket closed.
-    pub(crate) fn connection_info(&self, url: &str) -> Result<redis::ConnectionInfo, StoreError> {
-        use redis::IntoConnectionInfo as _;
-        let info = url
-            .into_connection_info()
-            .map_err(|e| invalid_url(url, e))?;
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(redis::ProtocolVersion::RESP3);
-        let info = info.set_redis_settings(resp3);
-        Ok(info)
-    }
-
-    /// The configured CA and client certificates, if any, as redis-rs
-    /// takes them (a cluster's connections).
-    pub(crate) fn tls_certificates(&self) -> Option<redis::TlsCertificates> {
-        if self.tls_root_certificate.is_none() && self.tls_client_certificate.is_none() {
-            return None;
-        }
-        Some(redis::TlsCertificates {
-            client_tls: self.tls_client_certificate.as_ref().map(|(cert, key)| {
-                redis::ClientTlsConfig {
-                    client_cert: cert.clone(),
-                    client_key: key.clone(),
-                }
-            }),
-            root_cert: self.tls_root_certificate.clone(),
-        })
-    }
-
-    /// The store's own TLS configuration (one server, Sentinel's primaries)
-    /// from the configured CA and client certificate.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::InvalidInput`] for certificates or a key that do not
-    /// parse.
-    pub(crate) fn tls(&self) -> Result<super::tls::Tls, StoreError> {
-        super::tls::Tls::new(
-            self.tls_root_certificate.as_deref(),
-            self.tls_client_certificate
-                .as_ref()
-                .map(|(cert, key)| (cert.as_slice(), key.as_slice())),
-        )
-    }
-
     /// The cross-field checks `connect` runs first.
     pub(crate) fn check(&self) -> Result<(), StoreError> {
         validate_key_prefix(&self.key_prefix)?;
@@ -587,13 +540,6 @@ impl RedisStoreConfig {
     }
 }
 
-fn invalid_url(url: &str, e: redis::RedisError) -> StoreError {
-    StoreError::InvalidInput(format!(
-        "url {} is not a valid Redis URL: {e}",
-        redacted_url(url)
-    ))
-}
-
 impl fmt::Debug for Topology {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let redacted = |urls: &[String]| urls.iter().map(|u| redacted_url(u)).collect::<Vec<_>>();
@@ -618,36 +564,6 @@ impl fmt::Debug for Topology {
                 )
                 .finish(),
         }
-    }
-}
-
-/// The URL with any password replaced by `<redacted>`.
-pub(crate) fn redacted_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("<redacted>"));
-            }
-            let has_secret_query = parsed
-                .query_pairs()
-                .any(|(k, _)| k == "pass" || k == "password");
-            if has_secret_query {
-                let pairs: Vec<(String, String)> = parsed
-                    .query_pairs()
-                    .map(|(k, v)| {
-                        let v = if k == "pass" || k == "password" {
-                            "<redacted>".to_owned()
-                        } else {
-                            v.into_owned()
-                        };
-                        (k.into_owned(), v)
-                    })
-                    .collect();
-                parsed.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            parsed.to_string()
-        }
-        Err(_) => "<unparsable URL, redacted>".to_owned(),
     }
 }
 

@@ -23,6 +23,7 @@ pub(crate) mod reply;
 pub(crate) mod server;
 pub(crate) mod tls;
 pub(crate) mod topology;
+pub(crate) mod url;
 
 use std::fmt;
 use std::sync::Arc;

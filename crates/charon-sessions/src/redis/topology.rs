@@ -14,13 +14,14 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _,
-    ProtocolVersion, PushInfo, PushKind, RedisError, RedisFuture, Value,
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, ProtocolVersion, PushInfo,
+    PushKind, RedisError, RedisFuture, Value,
 };
 use tokio::sync::Mutex;
 
 use super::config::{RedisStoreConfig, Topology};
 use super::tls::{self, Tls};
+use super::url::parse_url;
 use crate::error::StoreError;
 
 /// Shortest `TCP_USER_TIMEOUT`, whatever `command_timeout` is.
@@ -131,7 +132,7 @@ impl ServerLink {
                     .to_owned(),
             )),
             ConnectionAddr::TcpTls { .. } => Ok(ServerLink::Tls {
-                tls: config.tls()?,
+                tls: store_tls(config)?,
                 info,
                 connect_timeout: config.connect_timeout,
             }),
@@ -198,44 +199,15 @@ impl Connector {
         let connection_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout));
-        let invalid = |e: RedisError| StoreError::InvalidInput(format!("topology: {e}"));
         match &config.topology {
             Topology::Single { url } => Ok(Connector::Single {
                 link: ServerLink::new(
-                    config
-                        .connection_info(url)?
-                        .set_tcp_settings(tcp_settings(config.command_timeout)),
+                    connection_info(url)?.set_tcp_settings(tcp_settings(config.command_timeout)),
                     config,
                 )?,
                 config: connection_config,
             }),
-            Topology::Cluster { seeds } => {
-                let seeds = seeds
-                    .iter()
-                    .map(|url| config.connection_info(url))
-                    .collect::<Result<Vec<_>, _>>()?;
-                if seeds
-                    .iter()
-                    .any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. }))
-                {
-                    tls::install_default_provider();
-                }
-                let mut builder = ClusterClientBuilder::new(seeds)
-                    .tcp_settings(tcp_settings(config.command_timeout))
-                    .use_protocol(ProtocolVersion::RESP3)
-                    .connection_timeout(config.connect_timeout)
-                    .response_timeout(config.command_timeout);
-                if let Some(certificates) = config.tls_certificates() {
-                    builder = builder.certs(certificates);
-                }
-                if config.read_from_replicas {
-                    builder = builder
-                        .read_routing_strategy(redis::cluster_read_routing::RandomReplicaStrategy);
-                }
-                Ok(Connector::Cluster {
-                    client: builder.build().map_err(invalid)?,
-                })
-            }
+            Topology::Cluster { seeds } => cluster(config, seeds),
             Topology::Sentinel {
                 sentinels,
                 primary_name,
@@ -244,18 +216,11 @@ impl Connector {
             } => {
                 let infos = sentinels
                     .iter()
-                    .map(|url| {
-                        url.as_str().into_connection_info().map_err(|e| {
-                            StoreError::InvalidInput(format!(
-                                "sentinel url {} is not a valid Redis URL: {e}",
-                                super::config::redacted_url(url)
-                            ))
-                        })
-                    })
+                    .map(|url| parse_url(url, "sentinel url"))
                     .collect::<Result<Vec<_>, _>>()?;
                 let tls = infos
                     .iter()
-                    .any(|i| matches!(i.addr(), redis::ConnectionAddr::TcpTls { .. }));
+                    .any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. }));
                 if tls {
                     tls::install_default_provider();
                 }
@@ -276,7 +241,7 @@ impl Connector {
                     sentinel: Arc::new(Mutex::new(Sentinel::build(infos).map_err(invalid)?)),
                     primary_name: primary_name.clone(),
                     node,
-                    tls: tls.then(|| config.tls()).transpose()?,
+                    tls: tls.then(|| store_tls(config)).transpose()?,
                     connect_timeout: config.connect_timeout,
                     config: connection_config,
                 })
@@ -336,6 +301,84 @@ impl Connector {
             }
         }
     }
+}
+
+/// The connector of a cluster reached through `seeds`.
+fn cluster(config: &RedisStoreConfig, seeds: &[String]) -> Result<Connector, StoreError> {
+    let seeds = seeds
+        .iter()
+        .map(|url| connection_info(url))
+        .collect::<Result<Vec<_>, _>>()?;
+    if seeds
+        .iter()
+        .any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. }))
+    {
+        tls::install_default_provider();
+    }
+    let mut builder = ClusterClientBuilder::new(seeds)
+        .tcp_settings(tcp_settings(config.command_timeout))
+        .use_protocol(ProtocolVersion::RESP3)
+        .connection_timeout(config.connect_timeout)
+        .response_timeout(config.command_timeout);
+    if let Some(certificates) = cluster_certificates(config) {
+        builder = builder.certs(certificates);
+    }
+    if config.read_from_replicas {
+        builder = builder.read_routing_strategy(redis::cluster_read_routing::RandomReplicaStrategy);
+    }
+    Ok(Connector::Cluster {
+        client: builder.build().map_err(invalid)?,
+    })
+}
+
+/// A redis-rs error building a client, as the store reports it.
+fn invalid(e: RedisError) -> StoreError {
+    StoreError::InvalidInput(format!("topology: {e}"))
+}
+
+/// `url` parsed, speaking RESP3 whatever the URL says: it is what lets
+/// redis-rs tell the store that an idle connection's socket closed.
+fn connection_info(url: &str) -> Result<ConnectionInfo, StoreError> {
+    let info = parse_url(url, "url")?;
+    let resp3 = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    Ok(info.set_redis_settings(resp3))
+}
+
+/// The store's own TLS configuration (one server, Sentinel's primaries)
+/// from the configured CA and client certificate.
+///
+/// # Errors
+///
+/// [`StoreError::InvalidInput`] for certificates or a key that do not
+/// parse.
+fn store_tls(config: &RedisStoreConfig) -> Result<Tls, StoreError> {
+    Tls::new(
+        config.tls_root_certificate.as_deref(),
+        config
+            .tls_client_certificate
+            .as_ref()
+            .map(|(cert, key)| (cert.as_slice(), key.as_slice())),
+    )
+}
+
+/// The configured CA and client certificates, if any, as redis-rs takes
+/// them (a cluster's connections).
+fn cluster_certificates(config: &RedisStoreConfig) -> Option<redis::TlsCertificates> {
+    if config.tls_root_certificate.is_none() && config.tls_client_certificate.is_none() {
+        return None;
+    }
+    Some(redis::TlsCertificates {
+        client_tls: config.tls_client_certificate.as_ref().map(|(cert, key)| {
+            redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }
+        }),
+        root_cert: config.tls_root_certificate.clone(),
+    })
 }
 
 /// One connection of any topology.
