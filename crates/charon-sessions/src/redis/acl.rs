@@ -45,11 +45,11 @@ impl RedisStoreConfig {
     /// | `hsetex`, `hlen`, `hkeys`, `hexpiretime` | always | the upsert function runs them under the caller's rights (the last three for the session limit) |
     /// | `client\|setinfo` | always | redis-rs names its connections (a refusal is ignored) |
     /// | `select\|<db>` | one server, URL naming database `db` ≠ 0 | redis-rs selects it at connect: that database only |
-    /// | `cluster\|slots` | [cluster](Self::cluster) | redis-rs learns the slot map from it |
+    /// | `cluster\|slots` | cluster (`cluster` feature) | redis-rs learns the slot map from it |
     /// | `ping` | cluster | redis-rs checks its node connections with it |
     /// | `asking` | cluster | follows `ASK` redirections while a slot migrates |
-    /// | `readonly` | cluster with [`read_from_replicas`](Self::read_from_replicas) | lets replicas serve the reads |
-    /// | `role` | [Sentinel](Self::sentinel) | redis-rs checks that the node the sentinels name is a primary |
+    /// | `readonly` | cluster with `read_from_replicas` | lets replicas serve the reads |
+    /// | `role` | Sentinel (`sentinel` feature) | redis-rs checks that the node the sentinels name is a primary |
     /// | `wait` | [`wait_for_replicas`](Self::wait_for_replicas) | sent after each upsert |
     ///
     /// `HELLO` and `AUTH` need no right. `select|<db>` is a first-argument
@@ -77,12 +77,14 @@ impl RedisStoreConfig {
                     commands.push(format!("select|{db}"));
                 }
             }
+            #[cfg(feature = "cluster")]
             Topology::Cluster { .. } => {
                 commands.extend(["cluster|slots", "ping", "asking"].map(str::to_owned));
                 if self.read_from_replicas {
                     commands.push("readonly".to_owned());
                 }
             }
+            #[cfg(feature = "sentinel")]
             Topology::Sentinel { .. } => commands.push("role".to_owned()),
         }
         if self.wait_for_replicas.is_some() {
@@ -177,7 +179,7 @@ mod tests {
     ];
 
     #[test]
-    fn each_topology_gets_its_commands_and_no_others() {
+    fn one_server_gets_its_commands_and_no_others() {
         let single = |url: &str| commands(RedisStoreConfig::new(url, key()));
         assert_eq!(single("redis://127.0.0.1:6379"), BASE);
         assert_eq!(single("redis://127.0.0.1:6379/0"), BASE);
@@ -185,7 +187,20 @@ mod tests {
         db2.push("select|2");
         assert_eq!(single("redis://u:p@127.0.0.1:6379/2"), db2);
         assert_eq!(single("redis+unix:///tmp/r.sock?db=2"), db2);
+        let mut wait = BASE.to_vec();
+        wait.push("wait");
+        assert_eq!(
+            commands(
+                RedisStoreConfig::new("redis://127.0.0.1", key())
+                    .wait_for_replicas(1, Duration::from_millis(100))
+            ),
+            wait
+        );
+    }
 
+    #[cfg(feature = "cluster")]
+    #[test]
+    fn a_cluster_gets_its_commands_and_no_others() {
         let cluster = || RedisStoreConfig::cluster(["redis://127.0.0.1:7000"], key());
         let mut expected = BASE.to_vec();
         expected.extend(["cluster|slots", "ping", "asking"]);
@@ -201,12 +216,18 @@ mod tests {
             ),
             expected
         );
+    }
 
-        let sentinel = RedisStoreConfig::sentinel(["redis://127.0.0.1:26379"], "p", key());
+    #[cfg(feature = "sentinel")]
+    #[test]
+    fn sentinel_gets_its_commands_and_no_others() {
+        let sentinel = || RedisStoreConfig::sentinel(["redis://127.0.0.1:26379"], "p", key());
         let mut expected = BASE.to_vec();
         expected.push("role");
+        assert_eq!(commands(sentinel()), expected);
         // read_from_replicas is a cluster option: nothing more behind Sentinel.
-        assert_eq!(commands(sentinel.read_from_replicas(true)), expected);
+        #[cfg(feature = "cluster")]
+        assert_eq!(commands(sentinel().read_from_replicas(true)), expected);
     }
 
     #[test]

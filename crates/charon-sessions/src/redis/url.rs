@@ -11,8 +11,16 @@ use crate::error::StoreError;
 /// # Errors
 ///
 /// [`StoreError::InvalidInput`], naming the URL without its password, for
-/// a URL that does not parse.
+/// a URL that does not parse, or a TLS URL (`rediss://`) in a build without
+/// the `tls` feature.
 pub(crate) fn parse_url(url: &str, what: &str) -> Result<ConnectionInfo, StoreError> {
+    #[cfg(not(feature = "tls"))]
+    if ::url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "rediss" | "valkeys")) {
+        return Err(StoreError::InvalidInput(format!(
+            "{what} {} asks for TLS: enable charon-sessions' `tls` cargo feature",
+            redacted_url(url)
+        )));
+    }
     url.into_connection_info().map_err(|e| {
         StoreError::InvalidInput(format!(
             "{what} {} is not a valid Redis URL: {e}",
@@ -67,6 +75,17 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
     }
 
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_urls_name_the_feature_they_need() {
+        for url in ["rediss://:hunter2@127.0.0.1", "valkeys://127.0.0.1"] {
+            let shown = parse_url(url, "url").unwrap_err().to_string();
+            assert!(shown.contains("`tls` cargo feature"), "{shown}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+    }
+
+    #[cfg(feature = "tls")]
     #[test]
     fn tls_urls_parse() {
         parse_url("rediss://:hunter2@127.0.0.1", "url").unwrap();
