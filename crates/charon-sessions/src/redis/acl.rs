@@ -9,9 +9,8 @@
 //! ([`RedisStore::load_function_library`](crate::RedisStore::load_function_library)),
 //! and no `INFO`: the version check reads `HELLO`, which every user may run.
 
-use redis::IntoConnectionInfo as _;
-
 use super::config::{RedisStoreConfig, Topology};
+use super::url::parse_url;
 use crate::error::StoreError;
 use crate::validate;
 
@@ -46,11 +45,11 @@ impl RedisStoreConfig {
     /// | `hsetex`, `hlen`, `hkeys`, `hexpiretime` | always | the upsert function runs them under the caller's rights (the last three for the session limit) |
     /// | `client\|setinfo` | always | redis-rs names its connections (a refusal is ignored) |
     /// | `select\|<db>` | one server, URL naming database `db` ≠ 0 | redis-rs selects it at connect: that database only |
-    /// | `cluster\|slots` | [cluster](Self::cluster) | redis-rs learns the slot map from it |
+    /// | `cluster\|slots` | cluster (`cluster` feature) | redis-rs learns the slot map from it |
     /// | `ping` | cluster | redis-rs checks its node connections with it |
     /// | `asking` | cluster | follows `ASK` redirections while a slot migrates |
-    /// | `readonly` | cluster with [`read_from_replicas`](Self::read_from_replicas) | lets replicas serve the reads |
-    /// | `role` | [Sentinel](Self::sentinel) | redis-rs checks that the node the sentinels name is a primary |
+    /// | `readonly` | cluster with `read_from_replicas` | lets replicas serve the reads |
+    /// | `role` | Sentinel (`sentinel` feature) | redis-rs checks that the node the sentinels name is a primary |
     /// | `wait` | [`wait_for_replicas`](Self::wait_for_replicas) | sent after each upsert |
     ///
     /// `HELLO` and `AUTH` need no right. `select|<db>` is a first-argument
@@ -76,23 +75,19 @@ impl RedisStoreConfig {
             .collect();
         match &self.topology {
             Topology::Single { url } => {
-                let info = url.as_str().into_connection_info().map_err(|e| {
-                    StoreError::InvalidInput(format!(
-                        "url {} is not a valid Redis URL: {e}",
-                        super::config::redacted_url(url)
-                    ))
-                })?;
-                let db = info.redis_settings().db();
+                let db = parse_url(url, "url")?.redis_settings().db();
                 if db != 0 {
                     commands.push(format!("select|{db}"));
                 }
             }
+            #[cfg(feature = "cluster")]
             Topology::Cluster { .. } => {
                 commands.extend(["cluster|slots", "ping", "asking"].map(str::to_owned));
                 if self.read_from_replicas {
                     commands.push("readonly".to_owned());
                 }
             }
+            #[cfg(feature = "sentinel")]
             Topology::Sentinel { .. } => commands.push("role".to_owned()),
         }
         if self.wait_for_replicas.is_some() {
@@ -187,7 +182,7 @@ mod tests {
     ];
 
     #[test]
-    fn each_topology_gets_its_commands_and_no_others() {
+    fn one_server_gets_its_commands_and_no_others() {
         let single = |url: &str| commands(RedisStoreConfig::new(url, key()));
         assert_eq!(single("redis://127.0.0.1:6379"), BASE);
         assert_eq!(single("redis://127.0.0.1:6379/0"), BASE);
@@ -195,7 +190,20 @@ mod tests {
         db2.push("select|2");
         assert_eq!(single("redis://u:p@127.0.0.1:6379/2"), db2);
         assert_eq!(single("redis+unix:///tmp/r.sock?db=2"), db2);
+        let mut wait = BASE.to_vec();
+        wait.push("wait");
+        assert_eq!(
+            commands(
+                RedisStoreConfig::new("redis://127.0.0.1", key())
+                    .wait_for_replicas(1, Duration::from_millis(100))
+            ),
+            wait
+        );
+    }
 
+    #[cfg(feature = "cluster")]
+    #[test]
+    fn a_cluster_gets_its_commands_and_no_others() {
         let cluster = || RedisStoreConfig::cluster(["redis://127.0.0.1:7000"], key());
         let mut expected = BASE.to_vec();
         expected.extend(["cluster|slots", "ping", "asking"]);
@@ -211,12 +219,18 @@ mod tests {
             ),
             expected
         );
+    }
 
-        let sentinel = RedisStoreConfig::sentinel(["redis://127.0.0.1:26379"], "p", key());
+    #[cfg(feature = "sentinel")]
+    #[test]
+    fn sentinel_gets_its_commands_and_no_others() {
+        let sentinel = || RedisStoreConfig::sentinel(["redis://127.0.0.1:26379"], "p", key());
         let mut expected = BASE.to_vec();
         expected.push("role");
+        assert_eq!(commands(sentinel()), expected);
         // read_from_replicas is a cluster option: nothing more behind Sentinel.
-        assert_eq!(commands(sentinel.read_from_replicas(true)), expected);
+        #[cfg(feature = "cluster")]
+        assert_eq!(commands(sentinel().read_from_replicas(true)), expected);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::url::redacted_url;
 use crate::codec::{MapKeys, PayloadFormat};
 use crate::error::StoreError;
 use crate::limit::{DEFAULT_MAX_SESSION_SIZE, SessionLimit};
@@ -32,11 +33,13 @@ pub(crate) enum Topology {
         url: String,
     },
     /// A Redis Cluster, discovered from any of the seed nodes.
+    #[cfg(feature = "cluster")]
     Cluster {
         /// `redis://` or `rediss://` URLs of some of the nodes.
         seeds: Vec<String>,
     },
     /// A primary the sentinels name, followed across failovers.
+    #[cfg(feature = "sentinel")]
     Sentinel {
         /// `redis://` or `rediss://` URLs of the sentinels, with the
         /// sentinels' own credentials.
@@ -80,9 +83,12 @@ pub struct RedisStoreConfig {
     pub(crate) register_functions: bool,
     pub(crate) record_user_ids: bool,
     pub(crate) session_limit: SessionLimit,
+    #[cfg(feature = "tls")]
     pub(crate) tls_root_certificate: Option<Vec<u8>>,
+    #[cfg(feature = "tls")]
     pub(crate) tls_client_certificate: Option<(Vec<u8>, Vec<u8>)>,
     pub(crate) wait_for_replicas: Option<(usize, Duration)>,
+    #[cfg(feature = "cluster")]
     pub(crate) read_from_replicas: bool,
     pub(crate) payload_format: PayloadFormat,
     pub(crate) map_keys: MapKeys,
@@ -115,6 +121,8 @@ impl RedisStoreConfig {
     /// Each of the [`pool_size`](Self::pool_size) shared connections is a
     /// cluster connection holding one multiplexed socket per node, so the
     /// store opens `pool_size` sockets to every node.
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     pub fn cluster<I, U>(seed_urls: I, signing_key: SigningKey) -> RedisStoreConfig
     where
         I: IntoIterator<Item = U>,
@@ -139,6 +147,8 @@ impl RedisStoreConfig {
     ///
     /// The data nodes' credentials, when they differ from none, are set with
     /// [`sentinel_node_credentials`](Self::sentinel_node_credentials).
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
     pub fn sentinel<I, U>(
         sentinel_urls: I,
         primary_name: impl Into<String>,
@@ -173,9 +183,12 @@ impl RedisStoreConfig {
             register_functions: true,
             record_user_ids: false,
             session_limit: SessionLimit::DEFAULT,
+            #[cfg(feature = "tls")]
             tls_root_certificate: None,
+            #[cfg(feature = "tls")]
             tls_client_certificate: None,
             wait_for_replicas: None,
+            #[cfg(feature = "cluster")]
             read_from_replicas: false,
             payload_format: PayloadFormat::Compact,
             map_keys: MapKeys::Binaries,
@@ -220,6 +233,8 @@ impl RedisStoreConfig {
     /// The password is never shown in `Debug` output.
     ///
     /// Defaults to none (no `AUTH` on the data nodes).
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
     #[must_use]
     pub fn sentinel_node_credentials(
         mut self,
@@ -274,6 +289,8 @@ impl RedisStoreConfig {
     /// keep reading from primaries. Ignored by the other topologies.
     ///
     /// Defaults to `false`.
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     #[must_use]
     pub fn read_from_replicas(mut self, read_from_replicas: bool) -> Self {
         self.read_from_replicas = read_from_replicas;
@@ -449,6 +466,8 @@ impl RedisStoreConfig {
     /// instead of the system's root certificates. Used with `rediss://` URLs.
     ///
     /// Defaults to none (the system's roots).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     #[must_use]
     pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_root_certificate = Some(pem.into());
@@ -459,6 +478,8 @@ impl RedisStoreConfig {
     /// The key is never shown in `Debug` output.
     ///
     /// Defaults to none.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     #[must_use]
     pub fn tls_client_certificate(
         mut self,
@@ -469,64 +490,19 @@ impl RedisStoreConfig {
         self
     }
 
-    /// `url` parsed, speaking RESP3 whatever the URL says: it is what lets
-    /// redis-rs tell the store that an idle connection's socket closed.
-    pub(crate) fn connection_info(&self, url: &str) -> Result<redis::ConnectionInfo, StoreError> {
-        use redis::IntoConnectionInfo as _;
-        let info = url
-            .into_connection_info()
-            .map_err(|e| invalid_url(url, e))?;
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(redis::ProtocolVersion::RESP3);
-        let info = info.set_redis_settings(resp3);
-        Ok(info)
-    }
-
-    /// The configured CA and client certificates, if any, as redis-rs
-    /// takes them (a cluster's connections).
-    pub(crate) fn tls_certificates(&self) -> Option<redis::TlsCertificates> {
-        if self.tls_root_certificate.is_none() && self.tls_client_certificate.is_none() {
-            return None;
-        }
-        Some(redis::TlsCertificates {
-            client_tls: self.tls_client_certificate.as_ref().map(|(cert, key)| {
-                redis::ClientTlsConfig {
-                    client_cert: cert.clone(),
-                    client_key: key.clone(),
-                }
-            }),
-            root_cert: self.tls_root_certificate.clone(),
-        })
-    }
-
-    /// The store's own TLS configuration (one server, Sentinel's primaries)
-    /// from the configured CA and client certificate.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::InvalidInput`] for certificates or a key that do not
-    /// parse.
-    pub(crate) fn tls(&self) -> Result<super::tls::Tls, StoreError> {
-        super::tls::Tls::new(
-            self.tls_root_certificate.as_deref(),
-            self.tls_client_certificate
-                .as_ref()
-                .map(|(cert, key)| (cert.as_slice(), key.as_slice())),
-        )
-    }
-
     /// The cross-field checks `connect` runs first.
     pub(crate) fn check(&self) -> Result<(), StoreError> {
         validate::key_prefix(&self.key_prefix)?;
         let invalid = |msg: &str| Err(StoreError::InvalidInput(msg.to_owned()));
         match &self.topology {
             Topology::Single { .. } => {}
-            Topology::Cluster { seeds } if seeds.is_empty() => {
-                return invalid("a cluster needs at least one seed URL");
+            #[cfg(feature = "cluster")]
+            Topology::Cluster { seeds } => {
+                if seeds.is_empty() {
+                    return invalid("a cluster needs at least one seed URL");
+                }
             }
-            Topology::Cluster { .. } => {}
+            #[cfg(feature = "sentinel")]
             Topology::Sentinel {
                 sentinels,
                 primary_name,
@@ -587,21 +563,17 @@ impl RedisStoreConfig {
     }
 }
 
-fn invalid_url(url: &str, e: redis::RedisError) -> StoreError {
-    StoreError::InvalidInput(format!(
-        "url {} is not a valid Redis URL: {e}",
-        redacted_url(url)
-    ))
-}
-
 impl fmt::Debug for Topology {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        #[cfg(any(feature = "cluster", feature = "sentinel"))]
         let redacted = |urls: &[String]| urls.iter().map(|u| redacted_url(u)).collect::<Vec<_>>();
         match self {
             Topology::Single { url } => f.debug_tuple("Single").field(&redacted_url(url)).finish(),
+            #[cfg(feature = "cluster")]
             Topology::Cluster { seeds } => {
                 f.debug_tuple("Cluster").field(&redacted(seeds)).finish()
             }
+            #[cfg(feature = "sentinel")]
             Topology::Sentinel {
                 sentinels,
                 primary_name,
@@ -621,40 +593,10 @@ impl fmt::Debug for Topology {
     }
 }
 
-/// The URL with any password replaced by `<redacted>`.
-pub(crate) fn redacted_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("<redacted>"));
-            }
-            let has_secret_query = parsed
-                .query_pairs()
-                .any(|(k, _)| k == "pass" || k == "password");
-            if has_secret_query {
-                let pairs: Vec<(String, String)> = parsed
-                    .query_pairs()
-                    .map(|(k, v)| {
-                        let v = if k == "pass" || k == "password" {
-                            "<redacted>".to_owned()
-                        } else {
-                            v.into_owned()
-                        };
-                        (k.into_owned(), v)
-                    })
-                    .collect();
-                parsed.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            parsed.to_string()
-        }
-        Err(_) => "<unparsable URL, redacted>".to_owned(),
-    }
-}
-
 impl fmt::Debug for RedisStoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStoreConfig")
-            .field("topology", &self.topology)
+        let mut f = f.debug_struct("RedisStoreConfig");
+        f.field("topology", &self.topology)
             .field("signing_key", &self.signing_key)
             .field("key_prefix", &self.key_prefix)
             .field("pool_size", &self.pool_size)
@@ -667,21 +609,23 @@ impl fmt::Debug for RedisStoreConfig {
             .field("verification_keys", &self.verification_keys)
             .field("register_functions", &self.register_functions)
             .field("record_user_ids", &self.record_user_ids)
-            .field("session_limit", &self.session_limit)
-            .field(
-                "tls_root_certificate",
-                &self.tls_root_certificate.as_ref().map(|_| "<PEM>"),
-            )
-            .field(
-                "tls_client_certificate",
-                &self
-                    .tls_client_certificate
-                    .as_ref()
-                    .map(|_| "<PEM, key redacted>"),
-            )
-            .field("wait_for_replicas", &self.wait_for_replicas)
-            .field("read_from_replicas", &self.read_from_replicas)
-            .field("payload_format", &self.payload_format)
+            .field("session_limit", &self.session_limit);
+        #[cfg(feature = "tls")]
+        f.field(
+            "tls_root_certificate",
+            &self.tls_root_certificate.as_ref().map(|_| "<PEM>"),
+        )
+        .field(
+            "tls_client_certificate",
+            &self
+                .tls_client_certificate
+                .as_ref()
+                .map(|_| "<PEM, key redacted>"),
+        );
+        f.field("wait_for_replicas", &self.wait_for_replicas);
+        #[cfg(feature = "cluster")]
+        f.field("read_from_replicas", &self.read_from_replicas);
+        f.field("payload_format", &self.payload_format)
             .field("map_keys", &self.map_keys)
             .finish()
     }
@@ -726,8 +670,9 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "cluster")]
     #[test]
-    fn cluster_and_sentinel_debug_redacts_passwords() {
+    fn cluster_debug_redacts_passwords_and_checks_seeds() {
         let key = || SigningKey::from_bytes(b"k").unwrap();
         let cluster = RedisStoreConfig::cluster(
             [
@@ -736,24 +681,37 @@ mod tests {
             ],
             key(),
         );
+        let shown = format!("{cluster:?}");
+        assert!(!shown.contains("hunter"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        let no_seed = RedisStoreConfig::cluster(Vec::<String>::new(), key());
+        assert!(no_seed.check().unwrap_err().to_string().contains("seed"));
+    }
+
+    #[cfg(feature = "sentinel")]
+    #[test]
+    fn sentinel_debug_redacts_passwords_and_checks_the_name() {
+        let key = || SigningKey::from_bytes(b"k").unwrap();
         let sentinel =
             RedisStoreConfig::sentinel(["redis://:hunter2@10.0.1.1:26379"], "sessions", key())
                 .sentinel_node_credentials(Some("app".into()), "hunter3");
-        for shown in [format!("{cluster:?}"), format!("{sentinel:?}")] {
-            assert!(!shown.contains("hunter"), "{shown}");
-            assert!(shown.contains("<redacted>"), "{shown}");
-        }
-        assert!(format!("{sentinel:?}").contains("sessions"));
+        let shown = format!("{sentinel:?}");
+        assert!(!shown.contains("hunter"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert!(shown.contains("sessions"), "{shown}");
+        let no_name = RedisStoreConfig::sentinel(["redis://s"], "", key());
+        assert!(
+            no_name
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("primary's name")
+        );
     }
 
     #[test]
-    fn topology_and_wait_checks() {
-        let key = || SigningKey::from_bytes(b"k").unwrap();
+    fn wait_checks() {
         let msg = |c: RedisStoreConfig| c.check().unwrap_err().to_string();
-        assert!(msg(RedisStoreConfig::cluster(Vec::<String>::new(), key())).contains("seed"));
-        assert!(
-            msg(RedisStoreConfig::sentinel(["redis://s"], "", key())).contains("primary's name")
-        );
         assert!(
             msg(config("redis://x").wait_for_replicas(0, Duration::from_secs(1)))
                 .contains("at least 1 replica")

@@ -21,8 +21,10 @@ pub(crate) mod raw;
 pub(crate) mod replica_wait;
 pub(crate) mod reply;
 pub(crate) mod server;
+#[cfg(feature = "tls")]
 pub(crate) mod tls;
 pub(crate) mod topology;
+pub(crate) mod url;
 
 use std::fmt;
 use std::sync::Arc;

@@ -14,6 +14,7 @@ use std::fmt;
 
 use redis::Value;
 use redis::aio::ConnectionLike;
+#[cfg(feature = "cluster")]
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 
 use super::reply;
@@ -162,6 +163,7 @@ async fn hello(conn: &mut Node) -> Result<Vec<Value>, redis::RedisError> {
     let cmd = redis::cmd("HELLO");
     match conn {
         Node::Single(c) => Ok(vec![cmd.query_async(c).await?]),
+        #[cfg(feature = "cluster")]
         Node::Cluster(c) => {
             let all = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
             match c.route_command(cmd, all).await? {

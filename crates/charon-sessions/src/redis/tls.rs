@@ -163,6 +163,7 @@ fn apply_tcp_settings(
 /// process default, and rustls cannot pick one by itself when an
 /// application enables more than one. Only for those; an application that
 /// installs its own provider must do so before connecting such a store.
+#[cfg(any(feature = "cluster", feature = "sentinel"))]
 pub(crate) fn install_default_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -9,18 +9,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "tls")]
+use redis::ConnectionAddr;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
+#[cfg(feature = "cluster")]
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
+#[cfg(feature = "cluster")]
 use redis::cluster_async::ClusterConnection;
+#[cfg(feature = "sentinel")]
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _,
-    ProtocolVersion, PushInfo, PushKind, RedisError, RedisFuture, Value,
+    AsyncConnectionConfig, Client, Cmd, ConnectionInfo, ProtocolVersion, PushInfo, PushKind,
+    RedisError, RedisFuture, Value,
 };
+#[cfg(feature = "sentinel")]
 use tokio::sync::Mutex;
 
 use super::config::{RedisStoreConfig, Topology};
-use super::tls::{self, Tls};
+#[cfg(feature = "tls")]
+use super::tls::Tls;
+use super::url::parse_url;
 use crate::error::StoreError;
 
 /// Shortest `TCP_USER_TIMEOUT`, whatever `command_timeout` is.
@@ -79,11 +87,13 @@ pub(crate) enum Connector {
         config: AsyncConnectionConfig,
     },
     /// A cluster; each connection reaches every node.
+    #[cfg(feature = "cluster")]
     Cluster {
         /// The seed nodes, credentials, TLS and timeouts.
         client: ClusterClient,
     },
     /// The primary the sentinels name at the time a connection is opened.
+    #[cfg(feature = "sentinel")]
     Sentinel {
         /// The sentinels (redis-rs caches one connection to each).
         sentinel: Arc<Mutex<Sentinel>>,
@@ -92,8 +102,10 @@ pub(crate) enum Connector {
         /// Credentials and protocol for the data nodes.
         node: SentinelNodeConnectionInfo,
         /// TLS to the data nodes, when the sentinels are reached over TLS.
+        #[cfg(feature = "tls")]
         tls: Option<Tls>,
         /// At most this long to open a TLS connection to the primary.
+        #[cfg(feature = "tls")]
         connect_timeout: Duration,
         /// Connect and response timeouts.
         config: AsyncConnectionConfig,
@@ -106,6 +118,7 @@ pub(crate) enum ServerLink {
     /// By redis-rs: plain TCP or a Unix socket.
     Plain(Client),
     /// Over TLS with the store's own configuration (see [`Tls`]).
+    #[cfg(feature = "tls")]
     Tls {
         /// The configuration and its connector.
         tls: Tls,
@@ -124,14 +137,20 @@ impl ServerLink {
     ///
     /// [`StoreError::InvalidInput`] for certificates that do not parse, or a
     /// URL asking not to verify the server (`#insecure`).
+    #[cfg_attr(
+        not(feature = "tls"),
+        expect(unused_variables, reason = "only TLS links read the configuration")
+    )]
     fn new(info: ConnectionInfo, config: &RedisStoreConfig) -> Result<ServerLink, StoreError> {
         match info.addr() {
+            #[cfg(feature = "tls")]
             ConnectionAddr::TcpTls { insecure: true, .. } => Err(StoreError::InvalidInput(
                 "a rediss:// URL with #insecure: the store always verifies the server's certificate"
                     .to_owned(),
             )),
+            #[cfg(feature = "tls")]
             ConnectionAddr::TcpTls { .. } => Ok(ServerLink::Tls {
-                tls: config.tls()?,
+                tls: store_tls(config)?,
                 info,
                 connect_timeout: config.connect_timeout,
             }),
@@ -152,6 +171,7 @@ impl ServerLink {
                     .get_multiplexed_async_connection_with_config(config)
                     .await
             }
+            #[cfg(feature = "tls")]
             ServerLink::Tls {
                 tls,
                 info,
@@ -181,7 +201,9 @@ impl std::fmt::Debug for Connector {
         // The clients hold credentials: name the kind only.
         let kind = match self {
             Connector::Single { .. } => "Single",
+            #[cfg(feature = "cluster")]
             Connector::Cluster { .. } => "Cluster",
+            #[cfg(feature = "sentinel")]
             Connector::Sentinel { .. } => "Sentinel",
         };
         f.debug_tuple("Connector").field(&kind).finish()
@@ -198,44 +220,17 @@ impl Connector {
         let connection_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout));
-        let invalid = |e: RedisError| StoreError::InvalidInput(format!("topology: {e}"));
         match &config.topology {
             Topology::Single { url } => Ok(Connector::Single {
                 link: ServerLink::new(
-                    config
-                        .connection_info(url)?
-                        .set_tcp_settings(tcp_settings(config.command_timeout)),
+                    connection_info(url)?.set_tcp_settings(tcp_settings(config.command_timeout)),
                     config,
                 )?,
                 config: connection_config,
             }),
-            Topology::Cluster { seeds } => {
-                let seeds = seeds
-                    .iter()
-                    .map(|url| config.connection_info(url))
-                    .collect::<Result<Vec<_>, _>>()?;
-                if seeds
-                    .iter()
-                    .any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. }))
-                {
-                    tls::install_default_provider();
-                }
-                let mut builder = ClusterClientBuilder::new(seeds)
-                    .tcp_settings(tcp_settings(config.command_timeout))
-                    .use_protocol(ProtocolVersion::RESP3)
-                    .connection_timeout(config.connect_timeout)
-                    .response_timeout(config.command_timeout);
-                if let Some(certificates) = config.tls_certificates() {
-                    builder = builder.certs(certificates);
-                }
-                if config.read_from_replicas {
-                    builder = builder
-                        .read_routing_strategy(redis::cluster_read_routing::RandomReplicaStrategy);
-                }
-                Ok(Connector::Cluster {
-                    client: builder.build().map_err(invalid)?,
-                })
-            }
+            #[cfg(feature = "cluster")]
+            Topology::Cluster { seeds } => cluster(config, seeds),
+            #[cfg(feature = "sentinel")]
             Topology::Sentinel {
                 sentinels,
                 primary_name,
@@ -244,20 +239,15 @@ impl Connector {
             } => {
                 let infos = sentinels
                     .iter()
-                    .map(|url| {
-                        url.as_str().into_connection_info().map_err(|e| {
-                            StoreError::InvalidInput(format!(
-                                "sentinel url {} is not a valid Redis URL: {e}",
-                                super::config::redacted_url(url)
-                            ))
-                        })
-                    })
+                    .map(|url| parse_url(url, "sentinel url"))
                     .collect::<Result<Vec<_>, _>>()?;
+                #[cfg(feature = "tls")]
                 let tls = infos
                     .iter()
-                    .any(|i| matches!(i.addr(), redis::ConnectionAddr::TcpTls { .. }));
+                    .any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. }));
+                #[cfg(feature = "tls")]
                 if tls {
-                    tls::install_default_provider();
+                    super::tls::install_default_provider();
                 }
                 let mut redis_info =
                     redis::RedisConnectionInfo::default().set_protocol(ProtocolVersion::RESP3);
@@ -276,7 +266,9 @@ impl Connector {
                     sentinel: Arc::new(Mutex::new(Sentinel::build(infos).map_err(invalid)?)),
                     primary_name: primary_name.clone(),
                     node,
-                    tls: tls.then(|| config.tls()).transpose()?,
+                    #[cfg(feature = "tls")]
+                    tls: tls.then(|| store_tls(config)).transpose()?,
+                    #[cfg(feature = "tls")]
                     connect_timeout: config.connect_timeout,
                     config: connection_config,
                 })
@@ -308,14 +300,18 @@ impl Connector {
             Connector::Single { link, config } => {
                 Ok(Node::Single(link.connect(&with_notice(config)).await?))
             }
+            #[cfg(feature = "cluster")]
             Connector::Cluster { client } => {
                 Ok(Node::Cluster(client.get_async_connection().await?))
             }
+            #[cfg(feature = "sentinel")]
             Connector::Sentinel {
                 sentinel,
                 primary_name,
                 node,
+                #[cfg(feature = "tls")]
                 tls,
+                #[cfg(feature = "tls")]
                 connect_timeout,
                 config,
             } => {
@@ -324,6 +320,7 @@ impl Connector {
                     .await
                     .async_master_for(primary_name, Some(node))
                     .await?;
+                #[cfg(feature = "tls")]
                 let link = match tls {
                     None => ServerLink::Plain(client),
                     Some(tls) => ServerLink::Tls {
@@ -332,10 +329,96 @@ impl Connector {
                         connect_timeout: *connect_timeout,
                     },
                 };
+                #[cfg(not(feature = "tls"))]
+                let link = ServerLink::Plain(client);
                 Ok(Node::Single(link.connect(&with_notice(config)).await?))
             }
         }
     }
+}
+
+/// The connector of a cluster reached through `seeds`.
+#[cfg(feature = "cluster")]
+fn cluster(config: &RedisStoreConfig, seeds: &[String]) -> Result<Connector, StoreError> {
+    let seeds = seeds
+        .iter()
+        .map(|url| connection_info(url))
+        .collect::<Result<Vec<_>, _>>()?;
+    #[cfg(feature = "tls")]
+    if seeds
+        .iter()
+        .any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. }))
+    {
+        super::tls::install_default_provider();
+    }
+    let mut builder = ClusterClientBuilder::new(seeds)
+        .tcp_settings(tcp_settings(config.command_timeout))
+        .use_protocol(ProtocolVersion::RESP3)
+        .connection_timeout(config.connect_timeout)
+        .response_timeout(config.command_timeout);
+    #[cfg(feature = "tls")]
+    if let Some(certificates) = cluster_certificates(config) {
+        builder = builder.certs(certificates);
+    }
+    if config.read_from_replicas {
+        builder = builder.read_routing_strategy(redis::cluster_read_routing::RandomReplicaStrategy);
+    }
+    Ok(Connector::Cluster {
+        client: builder.build().map_err(invalid)?,
+    })
+}
+
+/// A redis-rs error building a client, as the store reports it.
+#[cfg(any(feature = "cluster", feature = "sentinel"))]
+fn invalid(e: RedisError) -> StoreError {
+    StoreError::InvalidInput(format!("topology: {e}"))
+}
+
+/// `url` parsed, speaking RESP3 whatever the URL says: it is what lets
+/// redis-rs tell the store that an idle connection's socket closed.
+fn connection_info(url: &str) -> Result<ConnectionInfo, StoreError> {
+    let info = parse_url(url, "url")?;
+    let resp3 = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    Ok(info.set_redis_settings(resp3))
+}
+
+/// The store's own TLS configuration (one server, Sentinel's primaries)
+/// from the configured CA and client certificate.
+///
+/// # Errors
+///
+/// [`StoreError::InvalidInput`] for certificates or a key that do not
+/// parse.
+#[cfg(feature = "tls")]
+fn store_tls(config: &RedisStoreConfig) -> Result<Tls, StoreError> {
+    Tls::new(
+        config.tls_root_certificate.as_deref(),
+        config
+            .tls_client_certificate
+            .as_ref()
+            .map(|(cert, key)| (cert.as_slice(), key.as_slice())),
+    )
+}
+
+/// The configured CA and client certificates, if any, as redis-rs takes
+/// them (a cluster's connections).
+#[cfg(all(feature = "cluster", feature = "tls"))]
+fn cluster_certificates(config: &RedisStoreConfig) -> Option<redis::TlsCertificates> {
+    if config.tls_root_certificate.is_none() && config.tls_client_certificate.is_none() {
+        return None;
+    }
+    Some(redis::TlsCertificates {
+        client_tls: config.tls_client_certificate.as_ref().map(|(cert, key)| {
+            redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }
+        }),
+        root_cert: config.tls_root_certificate.clone(),
+    })
 }
 
 /// One connection of any topology.
@@ -344,13 +427,18 @@ pub(crate) enum Node {
     /// To one server (single, or the primary a sentinel named).
     Single(MultiplexedConnection),
     /// To every node of a cluster; routes each command by its key's slot.
+    #[cfg(feature = "cluster")]
     Cluster(ClusterConnection),
 }
 
 impl Node {
     /// Whether this is a cluster connection.
     pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self, Node::Cluster(_))
+        match self {
+            Node::Single(_) => false,
+            #[cfg(feature = "cluster")]
+            Node::Cluster(_) => true,
+        }
     }
 
     /// Sends one command and returns its reply: on a single connection
@@ -358,6 +446,7 @@ impl Node {
     pub(crate) async fn send(&mut self, cmd: &Cmd) -> Result<Value, RedisError> {
         match self {
             Node::Single(c) => c.send_packed_command(cmd).await,
+            #[cfg(feature = "cluster")]
             Node::Cluster(c) => c.req_packed_command(cmd).await,
         }
     }
@@ -371,6 +460,7 @@ impl Node {
     ) -> Result<Vec<Value>, RedisError> {
         match self {
             Node::Single(c) => c.send_packed_commands(pipeline, 0, count).await,
+            #[cfg(feature = "cluster")]
             Node::Cluster(c) => c.req_packed_commands(pipeline, 0, count).await,
         }
     }
@@ -380,6 +470,7 @@ impl ConnectionLike for Node {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Node::Single(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "cluster")]
             Node::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -392,6 +483,7 @@ impl ConnectionLike for Node {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Node::Single(c) => c.req_packed_commands(cmd, offset, count),
+            #[cfg(feature = "cluster")]
             Node::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
@@ -399,6 +491,7 @@ impl ConnectionLike for Node {
     fn get_db(&self) -> i64 {
         match self {
             Node::Single(c) => c.get_db(),
+            #[cfg(feature = "cluster")]
             Node::Cluster(c) => c.get_db(),
         }
     }
