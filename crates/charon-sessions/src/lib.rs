@@ -74,6 +74,7 @@
 //! | `tls` | yes | `rediss://` URLs: rustls with ring, verifying the server against the system's roots or `RedisStoreConfig::tls_root_certificate`; client certificates (`tls_client_certificate`). Without it, no rustls is built and a `rediss://` URL is a [`StoreError::InvalidInput`] |
 //! | `cluster` | no | Redis Cluster: `RedisStoreConfig::cluster`, `read_from_replicas` (redis-rs's `cluster-async`) |
 //! | `sentinel` | no | Redis Sentinel: `RedisStoreConfig::sentinel`, `sentinel_node_credentials` (redis-rs's `sentinel`) |
+//! | `unstable-raw` | no | raw commands on the store's connections (`RedisStore::run_command`, `upsert_command`, `UpsertCommand`) for this project's benchmark and tools: no semver promise |
 //!
 //! ```toml
 //! # Sentinel, and TLS by default.
