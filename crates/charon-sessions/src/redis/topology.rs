@@ -496,3 +496,21 @@ impl ConnectionLike for Node {
         }
     }
 }
+
+#[cfg(all(test, not(feature = "tls")))]
+mod tests {
+    use super::*;
+    use crate::signing::SigningKey;
+
+    #[test]
+    fn a_tls_url_names_the_feature_it_needs() {
+        let key = SigningKey::from_bytes(&[7; 32]).unwrap();
+        let config = RedisStoreConfig::new("rediss://127.0.0.1", key);
+        match Connector::new(&config) {
+            Err(StoreError::InvalidInput(message)) => {
+                assert!(message.contains("`tls` cargo feature"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
