@@ -88,3 +88,35 @@ pub(crate) fn samples(report: &LoadReport) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Fails, listing up to 10 of them with the report's error samples, when
+/// any of `after` (the calls started 1 s or more after `since`, the
+/// moment `what` happened) failed.
+pub(crate) fn assert_none_failed(
+    after: &[&Call],
+    since: Duration,
+    what: &str,
+    report: &LoadReport,
+) {
+    let failed: Vec<String> = after
+        .iter()
+        .filter(|c| c.outcome.failed())
+        .take(10)
+        .map(|c| {
+            format!(
+                "{:?} {:?} started {} after {what}, took {}",
+                c.op,
+                c.outcome,
+                delta_ms(since, c.start),
+                ms(c.took())
+            )
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "calls started 1 s or more after {what} failed ({} in all):\n{}\nerror samples:\n{}",
+        Kinds::of(after.iter().copied()),
+        failed.join("\n"),
+        samples(report)
+    );
+}

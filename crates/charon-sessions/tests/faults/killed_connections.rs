@@ -8,7 +8,9 @@ use charon_sessions_testkit::{Flavor, TestServer};
 
 use crate::common::raw::{kill_other_clients, raw};
 use crate::common::test_key;
-use crate::figures::{Kinds, assert_no_wrong_results, count_ops, delta_ms, max_took, ms, samples};
+use crate::figures::{
+    Kinds, assert_no_wrong_results, assert_none_failed, count_ops, delta_ms, max_took, ms, samples,
+};
 use crate::load::{Call, Outcome, TASKS, start_load, stop_load};
 
 /// While 32 tasks run the mixed load (~3 s), every 100 ms for 2 s
@@ -101,26 +103,5 @@ pub(crate) async fn killed_connections_under_load(flavor: Flavor) {
     );
     assert!(killed_clients > 0, "CLIENT KILL dropped connections");
     assert!(!after.is_empty(), "calls after the kills");
-    let after_failed: Vec<String> = after
-        .iter()
-        .filter(|c| c.outcome.failed())
-        .take(10)
-        .map(|c| {
-            format!(
-                "{:?} {:?} started {} after the last kill, took {}",
-                c.op,
-                c.outcome,
-                delta_ms(kills_until, c.start),
-                ms(c.took())
-            )
-        })
-        .collect();
-    assert!(
-        after_failed.is_empty(),
-        "calls started 1 s or more after the last CLIENT KILL failed ({} in all):\n{}\n\
-         error samples:\n{}",
-        Kinds::of(after.iter().copied()),
-        after_failed.join("\n"),
-        samples(&report)
-    );
+    assert_none_failed(&after, kills_until, "the last CLIENT KILL", &report);
 }

@@ -8,7 +8,9 @@ use charon_sessions::{RedisStore, RedisStoreConfig};
 use charon_sessions_testkit::{Flavor, TestServer};
 
 use crate::common::test_key;
-use crate::figures::{Kinds, assert_no_wrong_results, count_ops, delta_ms, max_took, ms, samples};
+use crate::figures::{
+    Kinds, assert_no_wrong_results, assert_none_failed, count_ops, delta_ms, max_took, ms, samples,
+};
 use crate::load::{Call, Outcome, TASKS, start_load, stop_load};
 
 /// 32 tasks run a steady mix of all five operations; after ~1 s the server
@@ -123,27 +125,6 @@ pub(crate) async fn restart_under_load(flavor: Flavor) {
         "the outage must show as failures"
     );
     assert!(!after.is_empty(), "calls after recovery");
-    let after_failed: Vec<String> = after
-        .iter()
-        .filter(|c| c.outcome.failed())
-        .take(10)
-        .map(|c| {
-            format!(
-                "{:?} {:?} started {} after the restart, took {}",
-                c.op,
-                c.outcome,
-                delta_ms(back_at, c.start),
-                ms(c.took())
-            )
-        })
-        .collect();
-    assert!(
-        after_failed.is_empty(),
-        "calls started 1 s or more after the server was back failed ({} in all):\n{}\n\
-         error samples:\n{}",
-        Kinds::of(after.iter().copied()),
-        after_failed.join("\n"),
-        samples(&report)
-    );
+    assert_none_failed(&after, back_at, "the server was back", &report);
     drop(server);
 }
