@@ -45,9 +45,9 @@ enum Command {
     /// device listing, logouts, an expiry) against a store and check every
     /// step; exits non-zero if any step misbehaves.
     Demo(demo::DemoArgs),
-    /// Manage the store's Redis function library: load it with an admin
-    /// account, print the ACL rule for a least-privilege application user,
-    /// prune the libraries of other versions.
+    /// Manage the store's Redis function library: show its source, load it
+    /// with an admin account, print the ACL rule for a least-privilege
+    /// application user, prune the libraries of other versions.
     Functions(functions::FunctionsArgs),
     /// List a user's sessions of one type (needs the base secret to verify
     /// them): a table, or JSON with --json.
@@ -63,7 +63,8 @@ enum Command {
     /// Count sessions and users under the key prefix (SCAN): histogram of
     /// sessions per user, per-type breakdown, bytes used.
     Stats(stats::StatsArgs),
-    /// Measure the store under closed-loop load against a real server:
+    /// Measure the store under closed-loop load (a real server with
+    /// --redis, else the in-memory store):
     /// throughput and latency per operation, optionally as a ratio of the
     /// bare Redis commands (--baseline), across concurrencies (--sweep).
     Bench(bench::BenchArgs),

@@ -1,5 +1,5 @@
-//! [`StoreError`], the one error type of every store operation, at the
-//! bottom of the crate: every other module may use it, it uses none.
+//! [`StoreError`], the one error type of every store operation, and
+//! [`BoxError`], the backend error some of its variants carry.
 
 use std::time::Duration;
 

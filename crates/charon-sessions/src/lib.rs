@@ -33,17 +33,17 @@
 //! # }).unwrap();
 //! ```
 //!
-//! # Layout
+//! # What is where
 //!
-//! Data flows one way: a store validates its arguments ([`validate`]),
-//! seals a session into a stored value or opens one it read ([`stored`],
-//! over [`codec`] and [`signing`]), runs one command, and reports through
+//! A store validates its arguments ([`validate`]), seals a session into a
+//! stored value or opens one it read ([`stored`], over [`codec`] and
+//! [`signing`]), runs one Redis command, and reports through
 //! [`telemetry`].
 //!
-//! * [`Session`] (`session.rs`): the record; [`validate`]: the rules of its
-//!   ids, times and lock versions.
-//! * [`SessionStore`] (`store.rs`): the contract; [`StoreError`]
-//!   ([`error`]); [`SessionLimit`] and the size limit ([`limit`]).
+//! * [`Session`]: the record; [`validate`]: the rules of its ids, times
+//!   and lock versions.
+//! * [`SessionStore`]: the contract; [`StoreError`] ([`error`]);
+//!   [`SessionLimit`] and the size limit ([`limit`]).
 //! * [`stored`]: a session sealed into a stored value (encoded, signed)
 //!   and opened back (verified, decoded, checked), for every store.
 //! * [`codec`]: session ⇄ bytes in the compact format (default) or
@@ -51,8 +51,8 @@
 //!   and key derivation.
 //! * [`layout`]: where a session lives in Redis (hash key, fields).
 //! * [`telemetry`]: tracing spans and metrics of every operation.
-//! * [`LocalStore`] (`local.rs`): in memory, same semantics.
-//! * [`RedisStore`] (`redis/`): configuration ([`RedisStoreConfig`]), the
+//! * [`LocalStore`]: in memory, same semantics.
+//! * [`RedisStore`]: configuration ([`RedisStoreConfig`]), the
 //!   Lua function library, the least-privilege ACL rule
 //!   ([`RedisStoreConfig::acl_rule`]), the server check ([`ServerInfo`]),
 //!   the topology (one server, Redis Cluster or Sentinel, through redis-rs)

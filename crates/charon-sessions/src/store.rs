@@ -33,6 +33,10 @@ use crate::session::Session;
 ///
 /// # Implementing a store
 ///
+/// With the `async-trait` crate, as below; then run the behavioural suite
+/// of `charon-sessions-testkit` against it (`store_suite!`), which checks
+/// this contract on `LocalStore` and every `RedisStore` topology too.
+///
 /// ```
 /// use async_trait::async_trait;
 /// use charon_sessions::{Session, SessionStore, StoreError};

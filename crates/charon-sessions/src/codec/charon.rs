@@ -45,7 +45,7 @@
 //! that cannot be represented or would not read back are
 //! [`EncodeError`] naming them, before anything is sent: an
 //! atom key longer than 255 characters, nesting deeper than
-//! [`MAX_DEPTH`] levels counted as decoding counts them (the session
+//! [`MAX_TERM_DEPTH`](super::MAX_TERM_DEPTH) levels counted as decoding counts them (the session
 //! struct is level 0, `extra_payload` level 1). A payload larger than
 //! [`MAX_TERM_BYTES`](super::MAX_TERM_BYTES), which decoding refuses, is
 //! refused by the stores ([`stored::seal`](crate::stored::seal)).
