@@ -92,12 +92,7 @@ pub(crate) fn samples(report: &LoadReport) -> String {
 /// Fails, listing up to 10 of them with the report's error samples, when
 /// any of `after` (the calls started 1 s or more after `since`, the
 /// moment `what` happened) failed.
-pub(crate) fn assert_none_failed(
-    after: &[&Call],
-    since: Duration,
-    what: &str,
-    report: &LoadReport,
-) {
+fn assert_none_failed(after: &[&Call], since: Duration, what: &str, report: &LoadReport) {
     let failed: Vec<String> = after
         .iter()
         .filter(|c| c.outcome.failed())
@@ -119,4 +114,66 @@ pub(crate) fn assert_none_failed(
         failed.join("\n"),
         samples(report)
     );
+}
+
+/// The calls of a load split around a fault: those that ended before it
+/// began (`fault_at`), those from then until `recovered_from`, and those
+/// started from `recovered_from` on; with the figures every fault scenario
+/// prints.
+pub(crate) struct Phases<'a> {
+    pub(crate) before: Vec<&'a Call>,
+    pub(crate) during: Vec<&'a Call>,
+    pub(crate) after: Vec<&'a Call>,
+    /// When the last failed call ended.
+    pub(crate) last_failure: Option<Duration>,
+    pub(crate) conflicts: usize,
+    pub(crate) max_latency: Duration,
+    pub(crate) hung: usize,
+}
+
+impl<'a> Phases<'a> {
+    pub(crate) fn split(calls: &'a [Call], fault_at: Duration, recovered_from: Duration) -> Self {
+        Phases {
+            before: calls.iter().filter(|c| c.end < fault_at).collect(),
+            during: calls
+                .iter()
+                .filter(|c| c.end >= fault_at && c.start < recovered_from)
+                .collect(),
+            after: calls.iter().filter(|c| c.start >= recovered_from).collect(),
+            last_failure: calls
+                .iter()
+                .filter(|c| c.outcome.failed())
+                .map(|c| c.end)
+                .max(),
+            conflicts: calls
+                .iter()
+                .filter(|c| c.outcome == Outcome::Conflict)
+                .count(),
+            max_latency: max_took(calls),
+            hung: calls.iter().filter(|c| c.outcome == Outcome::Hung).count(),
+        }
+    }
+}
+
+/// What every fault scenario asserts once its fault is over: no wrong
+/// result, no hung call, none slower than `bound`, and calls started 1 s
+/// or more after `since` (the moment `what` happened), none of them
+/// failed.
+pub(crate) fn assert_recovered(
+    report: &LoadReport,
+    phases: &Phases<'_>,
+    bound: Duration,
+    since: Duration,
+    what: &str,
+) {
+    assert_no_wrong_results(report);
+    assert_eq!(phases.hung, 0, "calls hung");
+    assert!(
+        phases.max_latency <= bound,
+        "a call took {} (bound {})",
+        ms(phases.max_latency),
+        ms(bound)
+    );
+    assert!(!phases.after.is_empty(), "calls after {what}");
+    assert_none_failed(&phases.after, since, what, report);
 }

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use charon_sessions::{RedisStore, SessionStore, StoreError};
+use charon_sessions::{RedisStore, RedisStoreConfig, SessionStore, StoreError};
+use charon_sessions_testkit::TestServer;
 use tokio::task::JoinHandle;
 
+use crate::common::test_key;
 use crate::model::Model;
 
 pub(crate) const TASKS: usize = 32;
@@ -271,6 +273,25 @@ async fn load_task(n: usize, store: RedisStore, shared: Arc<Shared>) -> TaskRepo
         }
     }
     report
+}
+
+/// The command timeout of the stores under load.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Their checkout timeout.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest any call of a load may take: a command timeout after a
+/// checkout timeout, and a second of slack.
+pub(crate) const LATENCY_BOUND: Duration = Duration::from_secs(2 + 1 + 1);
+
+/// A store on `server` with the load tests' command and checkout timeouts.
+pub(crate) async fn store_under_load(server: &TestServer) -> RedisStore {
+    RedisStore::connect(
+        RedisStoreConfig::new(server.url(), test_key())
+            .command_timeout(COMMAND_TIMEOUT)
+            .checkout_timeout(CHECKOUT_TIMEOUT),
+    )
+    .await
+    .unwrap()
 }
 
 pub(crate) fn start_load(store: &RedisStore) -> (Arc<Shared>, Vec<JoinHandle<TaskReport>>) {
