@@ -128,7 +128,7 @@ pub fn decode(payload: &[u8]) -> Result<Session, DecodeError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use serde::{Serialize, Serializer};
@@ -160,7 +160,9 @@ mod tests {
         }
     }
 
-    fn sample() -> Session {
+    /// A session with an absolute end, a lock version and a nested payload,
+    /// for the codec's tests and stored.rs's.
+    pub(crate) fn sample() -> Session {
         let mut s = Session::new_login_at("user.with.dots", 1_700_000_000, Duration::from_secs(60));
         s.expires_at = Some(1_700_000_600);
         s.lock_version = 3;

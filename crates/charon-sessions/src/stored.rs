@@ -280,23 +280,11 @@ impl std::error::Error for Rejected {}
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use serde_json::json;
 
     use super::*;
     use crate::codec::MAX_COMPACT_PAYLOAD_DEPTH;
-
-    fn sample() -> Session {
-        let mut s = Session::new_login_at("user.with.dots", 1_700_000_000, Duration::from_secs(60));
-        s.expires_at = Some(1_700_000_600);
-        s.lock_version = 3;
-        s.extra_payload.insert(
-            "device".into(),
-            json!({"name": "phone", "ip": "::1", "scale": 1.5}),
-        );
-        s
-    }
+    use crate::codec::tests::sample;
 
     fn unlimited() -> Encoding {
         Encoding::new(PayloadFormat::Compact, MapKeys::Binaries, usize::MAX)
