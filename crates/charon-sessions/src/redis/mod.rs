@@ -38,7 +38,7 @@ use self::error::store_error;
 use self::functions::Reloader;
 use self::replica_wait::ReplicaWaitLane;
 use self::server::ServerInfo;
-use self::topology::Connector;
+use self::topology::{Connector, Node};
 use async_trait::async_trait;
 
 use crate::error::StoreError;
@@ -228,10 +228,7 @@ impl RedisStore {
                     .to_owned(),
             ));
         }
-        config.check()?;
-        let connector = Connector::new(config)?;
-        let mut conn = connector.connect(None).await.map_err(store_error)?;
-        let server = server::check(&mut conn).await?;
+        let (_, mut conn, server) = open_setup(config).await?;
         let others: Vec<String> = functions::list(&mut conn)
             .await
             .map_err(store_error)?
@@ -482,18 +479,27 @@ impl RedisStore {
     }
 }
 
-/// The configuration's checks, then on one connection of its own the
-/// server check and, when `register`, `FUNCTION LOAD`. Returns the
-/// connector (topology, URLs, TLS certificates, timeouts) and what the
+/// The configuration's checks, then one connection of its own and the
+/// server check on it. Returns the connector (topology, URLs, TLS
+/// certificates, timeouts), that connection and what the server is.
+async fn open_setup(
+    config: &RedisStoreConfig,
+) -> Result<(Connector, Node, ServerInfo), StoreError> {
+    config.check()?;
+    let connector = Connector::new(config)?;
+    let mut setup = connector.connect(None).await.map_err(store_error)?;
+    let server = server::check(&mut setup).await?;
+    Ok((connector, setup, server))
+}
+
+/// [`open_setup`], then, when `register`, `FUNCTION LOAD` on its
+/// connection, which then closes. Returns the connector and what the
 /// server is.
 async fn prepare_server(
     config: &RedisStoreConfig,
     register: bool,
 ) -> Result<(Connector, ServerInfo), StoreError> {
-    config.check()?;
-    let connector = Connector::new(config)?;
-    let mut setup = connector.connect(None).await.map_err(store_error)?;
-    let server = server::check(&mut setup).await?;
+    let (connector, mut setup, server) = open_setup(config).await?;
     if register {
         functions::load(&mut setup).await?;
     }
